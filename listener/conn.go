@@ -1,0 +1,267 @@
+package listener
+
+import (
+	"context"
+	"io"
+	"net"
+	"sync/atomic"
+	"time"
+)
+
+// connState is a tracked conn's state as far as counting goes.
+type connState uint8
+
+const (
+	stActive   connState = iota // raw TCP, or http.StateActive
+	stNew                       // http.StateNew
+	stIdle                      // http.StateIdle
+	stHijacked                  // http.StateHijacked
+	numStates
+)
+
+// closeReason says who closed a conn, for DrainStats.
+type closeReason uint8
+
+const (
+	closedByPeerOrServer closeReason = iota
+	closedIdle
+	closedForced
+)
+
+// conn is a tracked connection, the net.Conn that Listener.Accept returns.
+// Everything below "guarded by l.mu" is only touched with the listener's
+// mutex held; one mutex per listener keeps counts consistent and is cheap
+// next to a request (two uncontended lock/unlock pairs per request).
+type conn struct {
+	net.Conn
+	l *Listener
+
+	// ctx is the context ConnContext returns for this conn: it lives
+	// inside the conn so that ConnContext allocates nothing.
+	ctx connCtx
+
+	// readSinceIdle is set by Read while draining; the idle closer does
+	// not close a conn whose next request has started to arrive.
+	readSinceIdle atomic.Bool
+
+	// guarded by l.mu
+	prev, next *conn
+	state      connState
+	closed     bool // Close claimed (counts updated, fd closed or closing)
+	released   bool // no longer tracked: removed from the list
+	httpSeen   bool // an http.ConnState arrived: net/http owns the conn until StateClosed
+	reason     closeReason
+	idleSince  time.Time
+	timer      *time.Timer // idle-grace timer, only while draining
+}
+
+// connCtx is the conn's context: parent's values plus the conn itself.
+type connCtx struct {
+	context.Context
+	c *conn
+}
+
+type connKey struct{}
+
+func (x *connCtx) Value(key any) any {
+	if key == (connKey{}) {
+		return x.c
+	}
+	return x.Context.Value(key)
+}
+
+// trackLocked wraps a freshly accepted conn and adds it to the list.
+func (l *Listener) trackLocked(nc net.Conn) *conn {
+	c := &conn{Conn: nc, l: l, state: stActive}
+	c.ctx.c = c
+	c.next = l.head
+	if l.head != nil {
+		l.head.prev = c
+	}
+	l.head = c
+	l.live++
+	l.byState[stActive]++
+	l.accepted++
+	l.changedLocked()
+	return c
+}
+
+// Read reads from the connection. While draining it notes that bytes
+// arrived, so that the idle closer leaves a conn whose next request is
+// being read alone.
+func (c *conn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 && c.l.draining.Load() && !c.readSinceIdle.Load() {
+		c.readSinceIdle.Store(true)
+	}
+	return n, err
+}
+
+// ReadFrom keeps the inner conn's sendfile/splice path that net/http uses.
+func (c *conn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+}
+
+// CloseWrite shuts down the writing side, if the inner conn can (net/http
+// uses it to avoid a TCP reset after an early close).
+func (c *conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// NetConn returns the conn that the listener accepted. Closing it directly
+// bypasses tracking: the conn then stays counted until Drain's deadline.
+func (c *conn) NetConn() net.Conn { return c.Conn }
+
+// Close closes the connection. The first call counts; later calls return an
+// error wrapping net.ErrClosed, as a net.TCPConn does.
+func (c *conn) Close() error {
+	l := c.l
+	l.mu.Lock()
+	if c.closed {
+		l.mu.Unlock()
+		return &net.OpError{Op: "close", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: net.ErrClosed}
+	}
+	l.closeLocked(c, closedByPeerOrServer)
+	l.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// closeLocked claims the close of c: counts, stats, timer, and release
+// unless net/http still owns the conn (it releases it with StateClosed).
+// The caller closes the inner conn after unlocking.
+func (l *Listener) closeLocked(c *conn, why closeReason) {
+	c.closed = true
+	c.reason = why
+	l.byState[c.state]--
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	if d := l.drain; d != nil {
+		switch why {
+		case closedIdle:
+			d.stats.ClosedIdle++
+		case closedForced:
+			d.stats.Forced++
+		default:
+			d.stats.ClosedByPeerOrServer++
+		}
+	}
+	if !c.httpSeen || c.state == stHijacked || why == closedForced {
+		l.releaseLocked(c)
+	}
+	l.changedLocked()
+}
+
+// releaseLocked stops tracking c and completes a drain if c was the last.
+func (l *Listener) releaseLocked(c *conn) {
+	if c.released {
+		return
+	}
+	c.released = true
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else {
+		l.head = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	}
+	c.prev, c.next = nil, nil
+	l.live--
+	l.maybeDrainedLocked()
+	l.changedLocked()
+}
+
+// setState applies an http.ConnState transition.
+func (c *conn) setState(s connState, httpClosed bool) {
+	l := c.l
+	l.mu.Lock()
+	c.httpSeen = true
+	if c.closed {
+		// net/http calls Close before StateClosed; a transition racing
+		// with a close by us (idle closer, force) is ignored.
+		if httpClosed {
+			l.releaseLocked(c)
+		}
+		l.mu.Unlock()
+		return
+	}
+	if httpClosed {
+		// StateClosed without our Close: not done by net/http, but a
+		// caller of ConnState might. Take it as the end of the conn.
+		l.closeLocked(c, closedByPeerOrServer)
+		l.releaseLocked(c)
+		l.mu.Unlock()
+		_ = c.Conn.Close()
+		return
+	}
+	if c.state != s {
+		l.byState[c.state]--
+		l.byState[s]++
+		c.state = s
+		l.changedLocked()
+	}
+	if l.drain != nil {
+		if s == stIdle || s == stNew {
+			l.armIdleLocked(c, time.Now())
+		} else if c.timer != nil {
+			c.timer.Stop()
+		}
+	}
+	l.mu.Unlock()
+}
+
+// armIdleLocked starts (or restarts) c's idle grace from since.
+func (l *Listener) armIdleLocked(c *conn, since time.Time) {
+	c.idleSince = since
+	c.readSinceIdle.Store(false)
+	if c.timer == nil {
+		c.timer = time.AfterFunc(l.grace, c.idleCheck)
+	} else {
+		c.timer.Reset(l.grace)
+	}
+}
+
+// idleCheck runs when c's idle grace may have passed. It closes c if it
+// has been continuously idle for the whole grace and no next request has
+// started to arrive; otherwise it re-arms or does nothing.
+func (c *conn) idleCheck() {
+	l := c.l
+	l.mu.Lock()
+	if c.closed || (c.state != stIdle && c.state != stNew) {
+		l.mu.Unlock()
+		return
+	}
+	since := c.idleSince
+	if left := l.grace - time.Since(since); left > 0 {
+		c.timer.Reset(left) // went active and idle again meanwhile
+		l.mu.Unlock()
+		return
+	}
+	l.mu.Unlock()
+
+	// Outside the lock: a syscall per conn must not hold up the others.
+	busy := c.readSinceIdle.Load() || pendingInput(c.Conn)
+
+	l.mu.Lock()
+	if c.closed || (c.state != stIdle && c.state != stNew) || !c.idleSince.Equal(since) {
+		l.mu.Unlock()
+		return
+	}
+	if busy {
+		// The next request is arriving; net/http will report StateActive.
+		// Check again later rather than trust it.
+		l.armIdleLocked(c, time.Now())
+		l.mu.Unlock()
+		return
+	}
+	l.closeLocked(c, closedIdle)
+	l.mu.Unlock()
+	_ = c.Conn.Close()
+}

@@ -1,0 +1,129 @@
+package listener
+
+import (
+	"context"
+	"net"
+	"net/http"
+)
+
+// ConfigureServer sets srv up for listeners made by Wrap: it chains
+// ConnState (so that the listener counts idle, new and hijacked
+// connections and closes idle ones while draining) and ConnContext (so
+// that a handler can find its connection) after any the caller set, and
+// wraps srv.Handler (nil means http.DefaultServeMux) with [Handler], so
+// that a request on a draining connection is answered with
+// "Connection: close". srv may serve any number of such listeners, and
+// plain ones too.
+//
+// Call it once, before Serve. It is not safe to call while srv is serving.
+func ConfigureServer(srv *http.Server) {
+	if prev := srv.ConnState; prev != nil {
+		srv.ConnState = func(c net.Conn, s http.ConnState) {
+			ConnState(c, s)
+			prev(c, s)
+		}
+	} else {
+		srv.ConnState = ConnState
+	}
+	if prev := srv.ConnContext; prev != nil {
+		srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+			return ConnContext(prev(ctx, c), c)
+		}
+	} else {
+		srv.ConnContext = ConnContext
+	}
+	h := srv.Handler
+	if h == nil {
+		h = http.DefaultServeMux
+	}
+	srv.Handler = Handler(h)
+}
+
+// tracked finds the tracked conn under c: c itself, or the conn inside a
+// *tls.Conn (or anything else with a NetConn method). It returns nil for a
+// conn that no Listener accepted.
+func tracked(c net.Conn) *conn {
+	for range 4 { // bounded: wrappers do not nest deeper in practice
+		switch x := c.(type) {
+		case *conn:
+			return x
+		case interface{ NetConn() net.Conn }:
+			c = x.NetConn()
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
+// ConnState is the http.Server.ConnState hook that tracks c's state. It is
+// a no-op for connections no Listener accepted. ConfigureServer installs it;
+// call it yourself from your own hook only if you do not use
+// ConfigureServer.
+func ConnState(c net.Conn, s http.ConnState) {
+	tc := tracked(c)
+	if tc == nil {
+		return
+	}
+	switch s {
+	case http.StateNew:
+		tc.setState(stNew, false)
+	case http.StateActive:
+		tc.setState(stActive, false)
+	case http.StateIdle:
+		tc.setState(stIdle, false)
+	case http.StateHijacked:
+		tc.setState(stHijacked, false)
+	case http.StateClosed:
+		tc.setState(stActive, true)
+	}
+}
+
+// ConnContext is the http.Server.ConnContext hook that lets [Handler] find
+// the connection of a request. It returns a context with ctx's values and
+// deadline, and allocates nothing. For connections no Listener accepted it
+// returns ctx. ConfigureServer installs it.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	tc := tracked(c)
+	if tc == nil {
+		return ctx
+	}
+	if v, _ := ctx.Value(connKey{}).(*conn); v == tc {
+		return ctx // installed twice: do not make the context its own parent
+	}
+	tc.ctx.Context = ctx
+	return &tc.ctx
+}
+
+// Handler wraps h so that a request arriving on a draining connection is
+// answered with "Connection: close", after which net/http closes the
+// connection. It needs [ConnContext] on the server (ConfigureServer
+// installs both); requests on other connections pass through unchanged. It
+// allocates nothing per request unless the connection is draining.
+func Handler(h http.Handler) http.Handler {
+	return drainHandler{h}
+}
+
+type drainHandler struct{ h http.Handler }
+
+func (d drainHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c, _ := r.Context().Value(connKey{}).(*conn)
+	if c == nil {
+		d.h.ServeHTTP(w, r)
+		return
+	}
+	if c.l.draining.Load() {
+		w.Header().Set("Connection", "close")
+		d.h.ServeHTTP(w, r)
+		return
+	}
+	d.h.ServeHTTP(w, r)
+	if c.l.draining.Load() {
+		// The drain started while h ran. If h has not sent the header
+		// yet (it wrote nothing, or only a body still in net/http's
+		// buffer with a header map h never touched), this still makes
+		// this response the last on the connection; otherwise it is
+		// a harmless no-op, and the idle grace handles the connection.
+		w.Header().Set("Connection", "close")
+	}
+}

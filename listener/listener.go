@@ -1,0 +1,286 @@
+package listener
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultIdleGrace is the default for [Options.IdleGrace].
+const DefaultIdleGrace = 300 * time.Millisecond
+
+// Options configures [Wrap]. The zero value means "all defaults".
+type Options struct {
+	// IdleGrace is how long, while draining, a connection must have stayed
+	// continuously idle (StateIdle, or StateNew: accepted but no request yet)
+	// before Drain closes it. The clock starts when Drain starts or when the
+	// connection last became idle, whichever is later. A connection that
+	// becomes active again within the grace is not closed; its response
+	// carries "Connection: close" instead.
+	// Zero or negative means DefaultIdleGrace.
+	IdleGrace time.Duration
+
+	// Logger receives drain progress (Info) and force-closes (Warn).
+	// Nil means discard.
+	Logger *slog.Logger
+}
+
+// deadliner is implemented by *net.TCPListener and *net.UnixListener: Pause
+// uses it to interrupt a pending Accept.
+type deadliner interface {
+	SetDeadline(time.Time) error
+}
+
+// Listener is a net.Listener that tracks the connections it accepts, can
+// stop taking new ones from the kernel without closing the socket (Pause),
+// and can drain its connections (Drain). Create it with [Wrap]. All methods
+// are safe for concurrent use.
+type Listener struct {
+	inner    net.Listener
+	dl       deadliner // nil if inner cannot be interrupted
+	grace    time.Duration
+	log      *slog.Logger
+	draining atomic.Bool // read on the per-request path without l.mu
+
+	closeOnce  sync.Once
+	closeErr   error
+	closed     chan struct{} // closed by Close
+	drainingCh chan struct{} // closed when Drain starts
+
+	mu       sync.Mutex
+	paused   bool
+	resume   chan struct{} // closed by Resume; replaced by Pause
+	pauseGen uint64        // incremented by every Pause
+	inAccept int           // goroutines inside inner.Accept (counted only if dl != nil)
+	head     *conn         // list of tracked conns (not yet released)
+	live     int           // len(list)
+	byState  [numStates]int
+	accepted uint64
+	drain    *drainState // nil until Drain starts
+
+	test testHooks
+}
+
+// testHooks are seams for tests (set in export_test.go before use).
+type testHooks struct {
+	// changed is called, with l.mu held, after every change of the
+	// tracked state: counts, Accept entering or leaving the inner Accept.
+	changed func()
+}
+
+func (l *Listener) changedLocked() {
+	if f := l.test.changed; f != nil {
+		f()
+	}
+}
+
+// Wrap returns a tracked Listener around ln. The Listener owns ln from now
+// on: Close closes it. Accept on ln must no longer be called directly.
+//
+// Wrap the plain TCP (or unix) listener, not a TLS one: put TLS on top
+// (srv.ServeTLS(l, ...) or tls.NewListener(l, cfg)), so that net/http still
+// sees a *tls.Conn and Pause can interrupt Accept.
+func Wrap(ln net.Listener, opts Options) *Listener {
+	if opts.IdleGrace <= 0 {
+		opts.IdleGrace = DefaultIdleGrace
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	l := &Listener{
+		inner:      ln,
+		grace:      opts.IdleGrace,
+		log:        opts.Logger,
+		closed:     make(chan struct{}),
+		drainingCh: make(chan struct{}),
+	}
+	l.dl, _ = ln.(deadliner)
+	return l
+}
+
+// Unwrap returns the listener given to Wrap. Accepting from it directly
+// bypasses tracking.
+func (l *Listener) Unwrap() net.Listener { return l.inner }
+
+// Addr returns the inner listener's address.
+func (l *Listener) Addr() net.Addr { return l.inner.Addr() }
+
+// Accept waits for and returns the next connection. While the Listener is
+// paused, Accept blocks without calling the inner Accept, so connections
+// stay in the kernel's backlog (for another process sharing the socket to
+// take). After Close it returns an error that wraps [net.ErrClosed].
+//
+// A connection the inner Accept returned while Pause raced with it is
+// returned to the caller: it is never dropped.
+func (l *Listener) Accept() (net.Conn, error) {
+	for {
+		if err := l.waitUnpaused(); err != nil {
+			return nil, err
+		}
+		l.mu.Lock()
+		if l.paused { // paused again between waitUnpaused and here
+			l.mu.Unlock()
+			continue
+		}
+		gen := l.pauseGen
+		if l.dl != nil {
+			l.inAccept++
+		}
+		l.changedLocked()
+		l.mu.Unlock()
+
+		c, err := l.inner.Accept()
+
+		l.mu.Lock()
+		if l.dl != nil {
+			l.inAccept--
+		}
+		if err != nil {
+			retry := errors.Is(err, os.ErrDeadlineExceeded) && (l.paused || l.pauseGen != gen)
+			l.maybeDrainedLocked()
+			l.changedLocked()
+			l.mu.Unlock()
+			if retry {
+				continue // interrupted by Pause
+			}
+			if l.isClosed() && !errors.Is(err, net.ErrClosed) {
+				return nil, l.closedError()
+			}
+			return nil, err
+		}
+		tc := l.trackLocked(c)
+		l.mu.Unlock()
+		return tc, nil
+	}
+}
+
+// waitUnpaused blocks while the listener is paused. It returns the
+// closed error once Close has been called.
+func (l *Listener) waitUnpaused() error {
+	for {
+		if l.isClosed() {
+			return l.closedError()
+		}
+		l.mu.Lock()
+		paused, resume := l.paused, l.resume
+		l.mu.Unlock()
+		if !paused {
+			return nil
+		}
+		select {
+		case <-resume:
+		case <-l.closed:
+		}
+	}
+}
+
+func (l *Listener) isClosed() bool {
+	select {
+	case <-l.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+func (l *Listener) closedError() error {
+	a := l.inner.Addr()
+	return &net.OpError{Op: "accept", Net: a.Network(), Addr: a, Err: net.ErrClosed}
+}
+
+// Close closes the inner listener and makes Accept return an error wrapping
+// net.ErrClosed. It does not close tracked connections (use Drain) and it
+// does not end a drain. Close is idempotent: later calls return the first
+// call's result.
+func (l *Listener) Close() error {
+	l.closeOnce.Do(func() {
+		close(l.closed)
+		l.closeErr = l.inner.Close()
+	})
+	return l.closeErr
+}
+
+// Pause stops taking connections from the kernel: a pending inner Accept is
+// interrupted (by setting a deadline in the past on the inner listener, when
+// it has SetDeadline as *net.TCPListener and *net.UnixListener do), and
+// Accept blocks until Resume or Close. Connections keep queueing in the
+// socket's backlog, where another listener on the same socket (another
+// process during an upgrade) accepts them. Pause does not block and is
+// idempotent.
+func (l *Listener) Pause() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.pauseLocked()
+}
+
+func (l *Listener) pauseLocked() {
+	if l.paused {
+		return
+	}
+	l.paused = true
+	l.pauseGen++
+	l.resume = make(chan struct{})
+	if l.dl != nil {
+		// An error here (listener closed) leaves nothing to interrupt.
+		_ = l.dl.SetDeadline(time.Now())
+	}
+	l.log.Debug("listener paused", "addr", l.inner.Addr())
+}
+
+// Resume undoes Pause. It is idempotent, and a no-op once Drain has
+// started: a draining listener stays paused.
+func (l *Listener) Resume() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.paused || l.drain != nil {
+		return
+	}
+	l.paused = false
+	if l.dl != nil {
+		_ = l.dl.SetDeadline(time.Time{})
+	}
+	close(l.resume)
+	l.log.Debug("listener resumed", "addr", l.inner.Addr())
+}
+
+// Paused reports whether the listener is paused (Pause, or Drain started).
+func (l *Listener) Paused() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.paused
+}
+
+// Counts is a snapshot of a Listener's open connections by state.
+type Counts struct {
+	Active   int    // serving a request; also every conn of a raw TCP server (no ConnState ever)
+	Idle     int    // HTTP keep-alive conns between requests
+	New      int    // HTTP conns accepted that have not started a request yet
+	Hijacked int    // hijacked by a handler (WebSockets) and not yet closed
+	Accepted uint64 // connections ever returned by Accept
+}
+
+// Open returns the number of open connections: Active+Idle+New+Hijacked.
+func (c Counts) Open() int { return c.Active + c.Idle + c.New + c.Hijacked }
+
+// Counts returns the connections open now, by state. The snapshot is
+// consistent: all fields are read at one instant. A connection leaves the
+// counts as soon as it is closed.
+func (l *Listener) Counts() Counts {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return Counts{
+		Active:   l.byState[stActive],
+		Idle:     l.byState[stIdle],
+		New:      l.byState[stNew],
+		Hijacked: l.byState[stHijacked],
+		Accepted: l.accepted,
+	}
+}
+
+// Draining returns a channel that is closed when Drain starts. Raw TCP
+// servers watch it to finish their connections.
+func (l *Listener) Draining() <-chan struct{} { return l.drainingCh }
