@@ -233,6 +233,9 @@ func (l *Listener) armIdleLocked(c *conn, since time.Time) {
 // started to arrive; otherwise it re-arms or does nothing.
 func (c *conn) idleCheck() {
 	l := c.l
+	if f := l.test.idleChecked; f != nil {
+		defer f()
+	}
 	l.mu.Lock()
 	if c.closed || (c.state != stIdle && c.state != stNew) {
 		l.mu.Unlock()

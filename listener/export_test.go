@@ -18,3 +18,7 @@ func Live(l *Listener) int {
 	defer l.mu.Unlock()
 	return l.live
 }
+
+// SetIdleCheckedHook installs f to be called after every run of an idle
+// timer. Call it before l is used.
+func SetIdleCheckedHook(l *Listener, f func()) { l.test.idleChecked = f }

@@ -107,23 +107,11 @@ func Handler(h http.Handler) http.Handler {
 type drainHandler struct{ h http.Handler }
 
 func (d drainHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	c, _ := r.Context().Value(connKey{}).(*conn)
-	if c == nil {
-		d.h.ServeHTTP(w, r)
-		return
-	}
-	if c.l.draining.Load() {
+	// A drain that starts while h runs cannot reach this response: net/http
+	// snapshots the header as soon as h writes. The conn then goes idle,
+	// and its next request (or the idle grace) ends it.
+	if c, _ := r.Context().Value(connKey{}).(*conn); c != nil && c.l.draining.Load() {
 		w.Header().Set("Connection", "close")
-		d.h.ServeHTTP(w, r)
-		return
 	}
 	d.h.ServeHTTP(w, r)
-	if c.l.draining.Load() {
-		// The drain started while h ran. If h has not sent the header
-		// yet (it wrote nothing, or only a body still in net/http's
-		// buffer with a header map h never touched), this still makes
-		// this response the last on the connection; otherwise it is
-		// a harmless no-op, and the idle grace handles the connection.
-		w.Header().Set("Connection", "close")
-	}
 }

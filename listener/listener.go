@@ -70,6 +70,9 @@ type testHooks struct {
 	// changed is called, with l.mu held, after every change of the
 	// tracked state: counts, Accept entering or leaving the inner Accept.
 	changed func()
+	// idleChecked is called, without locks, after every run of a conn's
+	// idle-grace timer.
+	idleChecked func()
 }
 
 func (l *Listener) changedLocked() {
