@@ -1,0 +1,251 @@
+//go:build unix
+
+package signal_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	ossignal "os/signal"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/handoff-go/handoff/signal"
+)
+
+// waitTimeout bounds every wait. It is generous because the machine is
+// shared; nothing asserts speed.
+const waitTimeout = 20 * time.Second
+
+// helperEnv, when set, makes the test binary a child process that runs the
+// named scenario (see helper_test.go) instead of the tests.
+const helperEnv = "HANDOFF_SIGNAL_TEST_HELPER"
+
+func TestMain(m *testing.M) {
+	if scenario := os.Getenv(helperEnv); scenario != "" {
+		os.Exit(helperMain(scenario))
+	}
+	// A storm of SIGHUPs may still be on its way through the kernel and the
+	// runtime when the Run that asked for it has returned and unsubscribed;
+	// this never-read channel keeps such a straggler from killing the test
+	// binary. It does not change what any Run receives.
+	ossignal.Notify(make(chan os.Signal, 1), syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
+	goleak.VerifyTestMain(m)
+}
+
+// recorder collects the events of one Run.
+type recorder struct {
+	mu     sync.Mutex
+	events []signal.Event
+	ch     chan signal.Event
+}
+
+func newRecorder() *recorder {
+	return &recorder{ch: make(chan signal.Event, 4096)}
+}
+
+func (r *recorder) OnEvent(e signal.Event) {
+	r.mu.Lock()
+	r.events = append(r.events, e)
+	r.mu.Unlock()
+	select {
+	case r.ch <- e:
+	default:
+		panic("recorder: event buffer full")
+	}
+}
+
+// wait consumes events until one of kind (and of act, unless act is 0)
+// arrives, and returns it.
+func (r *recorder) wait(t testing.TB, kind signal.EventKind, act signal.Action) signal.Event {
+	t.Helper()
+	timer := time.NewTimer(waitTimeout)
+	defer timer.Stop()
+	for {
+		select {
+		case e := <-r.ch:
+			if e.Kind == kind && (act == 0 || e.Action == act) {
+				return e
+			}
+		case <-timer.C:
+			t.Fatalf("no %v %v event within %v; events so far:\n%s", kind, act, waitTimeout, r)
+		}
+	}
+}
+
+// count returns how many events of kind and act there were so far.
+func (r *recorder) count(kind signal.EventKind, act signal.Action) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, e := range r.events {
+		if e.Kind == kind && e.Action == act {
+			n++
+		}
+	}
+	return n
+}
+
+// index returns the position of the first event of kind and act, or -1.
+func (r *recorder) index(kind signal.EventKind, act signal.Action) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, e := range r.events {
+		if e.Kind == kind && e.Action == act {
+			return i
+		}
+	}
+	return -1
+}
+
+// steps lists the started and finished events of act, in order.
+func (r *recorder) steps(act signal.Action) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var s []string
+	for _, e := range r.events {
+		if e.Action == act && (e.Kind == signal.EventStarted || e.Kind == signal.EventFinished) {
+			s = append(s, e.Kind.String()+" "+e.Action.String())
+		}
+	}
+	return s
+}
+
+func (r *recorder) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := ""
+	for _, e := range r.events {
+		s += fmt.Sprintf("\t%v %v signal=%v err=%v\n", e.Kind, e.Action, e.Signal, e.Err)
+	}
+	return s
+}
+
+// running is a Run on a goroutine of the test.
+type running struct {
+	rec    *recorder
+	cancel context.CancelCauseFunc
+	errc   chan error
+	err    error
+	done   bool
+}
+
+// start runs Run (with real signals) or, if c is not nil, the dispatcher fed
+// from c, and waits until it is ready. Cleanup cancels it and waits for it.
+func start(t *testing.T, a signal.Actions, o signal.Options, c <-chan os.Signal) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	r := &running{rec: newRecorder(), cancel: cancel, errc: make(chan error, 1)}
+	o.OnEvent = r.rec.OnEvent
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	go func() {
+		if c != nil {
+			r.errc <- signal.RunFromChannel(ctx, a, o, c)
+			return
+		}
+		r.errc <- signal.Run(ctx, a, o)
+	}()
+	t.Cleanup(func() {
+		cancel(errors.New("test over"))
+		r.result(t)
+	})
+	r.rec.wait(t, signal.EventReady, 0)
+	return r
+}
+
+// result waits for Run to return and returns its error.
+func (r *running) result(t testing.TB) error {
+	t.Helper()
+	if r.done {
+		return r.err
+	}
+	select {
+	case r.err = <-r.errc:
+		r.done = true
+		return r.err
+	case <-time.After(waitTimeout):
+		t.Fatalf("Run did not return within %v; events:\n%s", waitTimeout, r.rec)
+		return nil
+	}
+}
+
+// raise sends sig to the test process itself. Callers make sure a Run has
+// subscribed to sig (or the guard in TestMain has).
+func raise(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	if err := syscall.Kill(os.Getpid(), sig); err != nil {
+		t.Fatalf("kill %v: %v", sig, err)
+	}
+}
+
+// recv receives from c within waitTimeout.
+func recv[T any](t testing.TB, c <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-c:
+		return v
+	case <-time.After(waitTimeout):
+		t.Fatalf("no %s within %v", what, waitTimeout)
+		var zero T
+		return zero
+	}
+}
+
+// send sends v on c within waitTimeout.
+func send[T any](t testing.TB, c chan<- T, v T, what string) {
+	t.Helper()
+	select {
+	case c <- v:
+	case <-time.After(waitTimeout):
+		t.Fatalf("could not %s within %v", what, waitTimeout)
+	}
+}
+
+// noKill is a Kill that fails the test.
+func noKill(t *testing.T) func(error) {
+	return func(cause error) { t.Errorf("Kill(%v) called", cause) }
+}
+
+// gate is an upgrade or reload func that reports each call and blocks until
+// released or cancelled.
+type gate struct {
+	started chan context.Context
+	release chan error
+}
+
+func newGate() *gate {
+	return &gate{started: make(chan context.Context, 64), release: make(chan error)}
+}
+
+func (g *gate) fn(ctx context.Context) error {
+	g.started <- ctx
+	select {
+	case err := <-g.release:
+		return err
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// signalCause checks that err is a *SignalError for sig wrapping want.
+func signalCause(t testing.TB, err error, sig os.Signal, want error) {
+	t.Helper()
+	var se *signal.SignalError
+	if !errors.As(err, &se) {
+		t.Fatalf("cause %v (%T) is not a *signal.SignalError", err, err)
+	}
+	if se.Signal != sig {
+		t.Errorf("cause names signal %v, want %v", se.Signal, sig)
+	}
+	if !errors.Is(err, want) {
+		t.Errorf("cause %v is not %v", err, want)
+	}
+}
