@@ -77,7 +77,11 @@ func (d *dispatcher) loop(sigs <-chan os.Signal) error {
 	done := d.parent.Done()
 	for !d.settle() {
 		select {
-		case s := <-sigs:
+		case s, ok := <-sigs:
+			if !ok { // only a test closes it; Run's is never closed
+				sigs = nil
+				continue
+			}
 			d.signal(s)
 		case r := <-d.results:
 			d.finish(r)

@@ -4,7 +4,7 @@
 // The caller passes the actions as funcs in [Actions] and calls [Run], which
 // blocks while it dispatches signals and returns once the server has stopped
 // (Stop returned) or its context is done. Everything Run starts has ended when
-// it returns. Run is the only consumer of the signals it subscribes to; run
+// it returns. Every running Run gets every signal it subscribes to, so run
 // one per process.
 //
 // # Signals
@@ -19,7 +19,8 @@
 //	SIGQUIT           Actions.Kill: immediate stop, at any time
 //
 // Signals of a nil Upgrade, Reload or Stop are not subscribed and keep their
-// default disposition. A nil Kill means os.Exit(DefaultKillExitCode). To keep
+// default disposition (in Go: SIGHUP, SIGTERM and SIGINT end the process,
+// SIGUSR2 is ignored). A nil Kill means os.Exit(DefaultKillExitCode). To keep
 // Go's goroutine dump on SIGQUIT, set KillSignals to an empty list. Once Run
 // has returned, its signals are unsubscribed: a SIGTERM then kills the
 // process as if Run had never been called. Outside unix, only os.Interrupt
@@ -33,9 +34,10 @@
 // before the follow-up starts is folded into it. When the running upgrade
 // returns, whether it succeeded or failed, the pending follow-up starts at
 // once. So any number of signals during one upgrade give exactly one more
-// upgrade (a storm of N signals gives at most 2 upgrades), and every upgrade
-// signal is followed by an upgrade that starts after it, which therefore sees
-// the newest binary on disk. The follow-up runs even after a failure because
+// upgrade: a burst of N signals that ends before the first upgrade returns
+// runs 2 upgrades in all, whatever N. And every upgrade signal is followed by
+// an upgrade that starts after it, which therefore sees the newest binary on
+// disk. The follow-up runs even after a failure because
 // the signal that asked for it may announce the fixed binary.
 //
 // Reloads follow the same rule in a lane of their own: a reload may run while

@@ -73,8 +73,7 @@ type Actions struct {
 	// Err ErrStop. ctx is live while Stop drains: it is cancelled, with a
 	// *SignalError cause whose Err is ErrKill, when an immediate stop arrives
 	// and Kill returns, and with the parent's cause when Run's context is
-	// done. Run returns
-	// what Stop returns.
+	// done. Run returns what Stop returns.
 	Stop func(ctx context.Context, cause error) error
 
 	// Kill is the immediate stop, called at most once, for a kill signal
