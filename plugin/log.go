@@ -1,0 +1,129 @@
+package plugin
+
+import (
+	"context"
+	"io"
+	"log"
+	"log/slog"
+	"strings"
+
+	hclog "github.com/hashicorp/go-hclog"
+)
+
+// hclogAdapter is the hclog.Logger that go-plugin's client writes to. It
+// forwards to the host's slog.Logger, so go-plugin's own records and the
+// plugin's stderr (which go-plugin re-logs line by line, with the level the
+// plugin's hclog wrote) end up in one place. hclog is used only here, because
+// go-plugin's ClientConfig takes nothing else.
+type hclogAdapter struct {
+	l    *slog.Logger
+	name string
+	args []any
+}
+
+func newHclog(l *slog.Logger) hclog.Logger { return &hclogAdapter{l: l} }
+
+// levelTrace sits below slog.LevelDebug, as hclog's Trace sits below Debug.
+const levelTrace = slog.LevelDebug - 4
+
+func toSlog(l hclog.Level) slog.Level {
+	switch l {
+	case hclog.Trace:
+		return levelTrace
+	case hclog.Debug, hclog.NoLevel:
+		return slog.LevelDebug
+	case hclog.Info:
+		return slog.LevelInfo
+	case hclog.Warn:
+		return slog.LevelWarn
+	default:
+		return slog.LevelError
+	}
+}
+
+func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
+	if level == hclog.Off {
+		return
+	}
+	lv := toSlog(level)
+	ctx := context.Background()
+	if !a.l.Enabled(ctx, lv) {
+		return
+	}
+	attrs := make([]any, 0, len(a.args)+len(args)+2)
+	if a.name != "" {
+		attrs = append(attrs, "logger", a.name)
+	}
+	attrs = append(attrs, a.args...)
+	attrs = append(attrs, args...)
+	a.l.Log(ctx, lv, msg, attrs...)
+}
+
+func (a *hclogAdapter) Trace(msg string, args ...any) { a.Log(hclog.Trace, msg, args...) }
+func (a *hclogAdapter) Debug(msg string, args ...any) { a.Log(hclog.Debug, msg, args...) }
+func (a *hclogAdapter) Info(msg string, args ...any)  { a.Log(hclog.Info, msg, args...) }
+func (a *hclogAdapter) Warn(msg string, args ...any)  { a.Log(hclog.Warn, msg, args...) }
+func (a *hclogAdapter) Error(msg string, args ...any) { a.Log(hclog.Error, msg, args...) }
+
+func (a *hclogAdapter) enabled(l hclog.Level) bool {
+	return a.l.Enabled(context.Background(), toSlog(l))
+}
+
+func (a *hclogAdapter) IsTrace() bool { return a.enabled(hclog.Trace) }
+func (a *hclogAdapter) IsDebug() bool { return a.enabled(hclog.Debug) }
+func (a *hclogAdapter) IsInfo() bool  { return a.enabled(hclog.Info) }
+func (a *hclogAdapter) IsWarn() bool  { return a.enabled(hclog.Warn) }
+func (a *hclogAdapter) IsError() bool { return a.enabled(hclog.Error) }
+
+func (a *hclogAdapter) ImpliedArgs() []any { return a.args }
+
+func (a *hclogAdapter) With(args ...any) hclog.Logger {
+	b := *a
+	b.args = append(append([]any(nil), a.args...), args...)
+	return &b
+}
+
+func (a *hclogAdapter) Name() string { return a.name }
+
+func (a *hclogAdapter) Named(name string) hclog.Logger {
+	b := *a
+	if b.name != "" {
+		b.name += "." + name
+	} else {
+		b.name = name
+	}
+	return &b
+}
+
+func (a *hclogAdapter) ResetNamed(name string) hclog.Logger {
+	b := *a
+	b.name = name
+	return &b
+}
+
+// SetLevel is ignored: the level is the slog handler's.
+func (a *hclogAdapter) SetLevel(hclog.Level) {}
+
+func (a *hclogAdapter) GetLevel() hclog.Level {
+	for _, l := range []hclog.Level{hclog.Trace, hclog.Debug, hclog.Info, hclog.Warn, hclog.Error} {
+		if a.enabled(l) {
+			return l
+		}
+	}
+	return hclog.Off
+}
+
+func (a *hclogAdapter) StandardLogger(opts *hclog.StandardLoggerOptions) *log.Logger {
+	return log.New(a.StandardWriter(opts), "", 0)
+}
+
+func (a *hclogAdapter) StandardWriter(*hclog.StandardLoggerOptions) io.Writer {
+	return writerFunc(func(p []byte) (int, error) {
+		a.Info(strings.TrimRight(string(p), "\n"))
+		return len(p), nil
+	})
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
