@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -358,7 +359,11 @@ func (v *Value[T]) Load(ctx context.Context, load Loader[T]) (*Version[T], error
 	val, info, err := load(ctx)
 	took := time.Since(start)
 	if err != nil {
-		err = fmt.Errorf("reload: load %s: %w", describe(info), err)
+		if info.Source != "" && strings.Contains(err.Error(), info.Source) {
+			err = fmt.Errorf("reload: load: %w", err) // the error names the source already
+		} else {
+			err = fmt.Errorf("reload: load %s: %w", describe(info), err)
+		}
 		v.failed(info, err, took)
 		return nil, err
 	}

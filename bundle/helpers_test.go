@@ -1,0 +1,100 @@
+package bundle_test
+
+import (
+	"archive/tar"
+	"archive/zip"
+	"bytes"
+	"compress/gzip"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+)
+
+// entry is one archive member. A non-empty link makes it a symlink (or,
+// with hard set, a tar hard link).
+type entry struct {
+	name string
+	data string
+	link string
+	hard bool
+	dir  bool
+}
+
+func sortedEntries(files map[string]string) []entry {
+	var out []entry
+	for n, d := range files {
+		out = append(out, entry{name: n, data: d})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+func zipBytes(t testing.TB, entries []entry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for _, e := range entries {
+		h := &zip.FileHeader{Name: e.name, Method: zip.Deflate}
+		switch {
+		case e.link != "":
+			h.SetMode(fs.ModeSymlink | 0o777)
+			e.data = e.link
+		case e.dir:
+			h.SetMode(fs.ModeDir | 0o755)
+		default:
+			h.SetMode(0o644)
+		}
+		w, err := zw.CreateHeader(h)
+		must.NoError(t, err)
+		_, err = w.Write([]byte(e.data))
+		must.NoError(t, err)
+	}
+	must.NoError(t, zw.Close())
+	return buf.Bytes()
+}
+
+func tarGzBytes(t testing.TB, entries []entry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	for _, e := range entries {
+		h := &tar.Header{Name: e.name, Mode: 0o644, Size: int64(len(e.data)), Typeflag: tar.TypeReg}
+		switch {
+		case e.link != "" && e.hard:
+			h.Typeflag, h.Linkname, h.Size = tar.TypeLink, e.link, 0
+		case e.link != "":
+			h.Typeflag, h.Linkname, h.Size = tar.TypeSymlink, e.link, 0
+		case e.dir:
+			h.Typeflag, h.Mode, h.Size = tar.TypeDir, 0o755, 0
+		}
+		must.NoError(t, tw.WriteHeader(h))
+		if h.Size > 0 {
+			_, err := tw.Write([]byte(e.data))
+			must.NoError(t, err)
+		}
+	}
+	must.NoError(t, tw.Close())
+	must.NoError(t, gz.Close())
+	return buf.Bytes()
+}
+
+func writeTree(t testing.TB, root string, files map[string]string) {
+	t.Helper()
+	for n, d := range files {
+		p := filepath.Join(root, filepath.FromSlash(n))
+		must.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		must.NoError(t, os.WriteFile(p, []byte(d), 0o644))
+	}
+}
+
+// writeAtomic writes data next to path and renames it into place, the
+// deploy step the package recommends.
+func writeAtomic(t testing.TB, path string, data []byte) {
+	t.Helper()
+	tmp := path + ".new"
+	must.NoError(t, os.WriteFile(tmp, data, 0o644))
+	must.NoError(t, os.Rename(tmp, path))
+}

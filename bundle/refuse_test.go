@@ -1,0 +1,253 @@
+package bundle_test
+
+import (
+	"archive/zip"
+	"bytes"
+	"compress/flate"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/handoff-go/handoff/bundle"
+)
+
+func withManifest(files map[string]string) map[string]string {
+	out := map[string]string{}
+	var names []string
+	for n, d := range files {
+		out[n] = d
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var m strings.Builder
+	for _, n := range names {
+		sum := sha256.Sum256([]byte(files[n]))
+		fmt.Fprintf(&m, "%x  %s\n", sum, n)
+	}
+	out["SHA256SUMS"] = m.String()
+	return out
+}
+
+var good = map[string]string{
+	"index.html":               `<html><script src="/assets/app-1a2b3c4d.js"></script></html>`,
+	"assets/app-1a2b3c4d.js":   "console.log('good')",
+	"assets/logo-9f8e7d6c.svg": "<svg/>",
+}
+
+// TestRefusedBundlesKeepServing loads a good bundle, then offers each kind
+// of bad bundle: each is refused with an error naming the problem, and the
+// good bundle keeps serving.
+func TestRefusedBundlesKeepServing(t *testing.T) {
+	big := strings.Repeat("\x00", 4<<20) // 4 MiB of zeros: deflates to ~4 KiB
+	goodZip := zipBytes(t, sortedEntries(good))
+	goodTgz := tarGzBytes(t, sortedEntries(good))
+	plus := func(extra ...entry) []entry { return append(sortedEntries(good), extra...) }
+
+	type tc struct {
+		name  string
+		opts  bundle.Options
+		build func(t *testing.T, dir string) string // returns the bad bundle's path
+		is    error
+		says  string
+	}
+	zipAt := func(entries []entry) func(*testing.T, string) string {
+		return func(t *testing.T, dir string) string {
+			p := filepath.Join(dir, "bad.zip")
+			writeAtomic(t, p, zipBytes(t, entries))
+			return p
+		}
+	}
+	tgzAt := func(entries []entry) func(*testing.T, string) string {
+		return func(t *testing.T, dir string) string {
+			p := filepath.Join(dir, "bad.tar.gz")
+			writeAtomic(t, p, tarGzBytes(t, entries))
+			return p
+		}
+	}
+	bytesAt := func(name string, data []byte) func(*testing.T, string) string {
+		return func(t *testing.T, dir string) string {
+			p := filepath.Join(dir, name)
+			writeAtomic(t, p, data)
+			return p
+		}
+	}
+	treeWith := func(extra func(t *testing.T, root, dir string)) func(*testing.T, string) string {
+		return func(t *testing.T, dir string) string {
+			root := filepath.Join(dir, "badtree")
+			writeTree(t, root, good)
+			extra(t, root, dir)
+			return root
+		}
+	}
+	manifestOpts := bundle.Options{Manifest: "SHA256SUMS"}
+
+	cases := []tc{
+		{"zip path traversal", bundle.Options{}, zipAt(plus(entry{name: "../../evil.sh", data: "x"})), bundle.ErrUnsafePath, `"../../evil.sh": path traversal`},
+		{"zip-slip backslash", bundle.Options{}, zipAt(plus(entry{name: `..\..\evil.exe`, data: "x"})), bundle.ErrUnsafePath, "backslash"},
+		{"zip absolute path", bundle.Options{}, zipAt(plus(entry{name: "/etc/cron.d/evil", data: "x"})), bundle.ErrUnsafePath, `"/etc/cron.d/evil": absolute path`},
+		{"zip drive letter", bundle.Options{}, zipAt(plus(entry{name: "C:/evil", data: "x"})), bundle.ErrUnsafePath, "absolute path"},
+		{"tar.gz path traversal", bundle.Options{}, tgzAt(plus(entry{name: "assets/../../../evil", data: "x"})), bundle.ErrUnsafePath, "path traversal"},
+		{"tar.gz absolute path", bundle.Options{}, tgzAt(plus(entry{name: "/tmp/evil", data: "x"})), bundle.ErrUnsafePath, "absolute path"},
+		{"zip symlink out", bundle.Options{}, zipAt(plus(entry{name: "passwd", link: "../../../etc/passwd"})), bundle.ErrEscapingSymlink, `"passwd" -> "../../../etc/passwd"`},
+		{"tar.gz absolute symlink", bundle.Options{}, tgzAt(plus(entry{name: "assets/x", link: "/etc/shadow"})), bundle.ErrEscapingSymlink, "absolute target"},
+		{"tar.gz dangling symlink", bundle.Options{}, tgzAt(plus(entry{name: "x", link: "nowhere"})), bundle.ErrEscapingSymlink, "target not in the bundle"},
+		{"tar.gz hard link out", bundle.Options{}, tgzAt(plus(entry{name: "x", link: "../etc/passwd", hard: true})), bundle.ErrEscapingSymlink, `hard link "x" -> "../etc/passwd"`},
+		{"directory symlink out", bundle.Options{}, treeWith(func(t *testing.T, root, dir string) {
+			must.NoError(t, os.WriteFile(filepath.Join(dir, "secret"), []byte("s"), 0o600))
+			must.NoError(t, os.Symlink("../../secret", filepath.Join(root, "assets", "leak")))
+		}), bundle.ErrEscapingSymlink, `"assets/leak" -> "../../secret": symlink leaves`},
+		{"directory symlink out, absolute", bundle.Options{}, treeWith(func(t *testing.T, root, dir string) {
+			must.NoError(t, os.Symlink("/etc", filepath.Join(root, "etc")))
+		}), bundle.ErrEscapingSymlink, `"etc" -> "/etc"`},
+		{"directory broken symlink", bundle.Options{}, treeWith(func(t *testing.T, root, dir string) {
+			must.NoError(t, os.Symlink("gone.js", filepath.Join(root, "assets", "x.js")))
+		}), bundle.ErrEscapingSymlink, "broken"},
+		{"directory symlink loop", bundle.Options{}, treeWith(func(t *testing.T, root, dir string) {
+			must.NoError(t, os.Symlink("..", filepath.Join(root, "assets", "up")))
+		}), nil, "assets/up"},
+		{"too many files", bundle.Options{MaxFiles: 4}, zipAt(plus(entry{name: "a", data: "1"}, entry{name: "b", data: "2"})), bundle.ErrTooLarge, "more than 4 (MaxFiles)"},
+		{"too many bytes", bundle.Options{MaxBytes: 1 << 20}, treeWith(func(t *testing.T, root, dir string) {
+			must.NoError(t, os.WriteFile(filepath.Join(root, "big.bin"), make([]byte, 2<<20), 0o644))
+		}), bundle.ErrTooLarge, "MaxBytes"},
+		{"zip bomb", bundle.Options{MaxBytes: 1 << 20}, zipAt(plus(entry{name: "bomb.bin", data: big})), bundle.ErrTooLarge, `"bomb.bin" declares 4194304 bytes`},
+		{"zip bomb lying about its size", bundle.Options{MaxBytes: 1 << 20}, bytesAt("liar.zip", lyingZip(t, big)), bundle.ErrFormat, `"bomb.bin"`},
+		{"tar.gz bomb", bundle.Options{MaxBytes: 1 << 20}, tgzAt(plus(entry{name: "bomb.bin", data: big})), bundle.ErrTooLarge, "MaxBytes"},
+		{"manifest mismatch", manifestOpts, func(t *testing.T, dir string) string {
+			files := withManifest(good)
+			files["assets/app-1a2b3c4d.js"] = "console.log('tampered')"
+			return zipAt(sortedEntries(files))(t, dir)
+		}, bundle.ErrManifest, `"assets/app-1a2b3c4d.js" has SHA-256`},
+		{"manifest misses a file", manifestOpts, func(t *testing.T, dir string) string {
+			files := withManifest(good)
+			files["extra.js"] = "x"
+			return tgzAt(sortedEntries(files))(t, dir)
+		}, bundle.ErrManifest, `does not list "extra.js"`},
+		{"manifest lists a missing file", manifestOpts, func(t *testing.T, dir string) string {
+			files := withManifest(good)
+			delete(files, "assets/logo-9f8e7d6c.svg")
+			return zipAt(sortedEntries(files))(t, dir)
+		}, bundle.ErrManifest, `lists "assets/logo-9f8e7d6c.svg", which is not in the bundle`},
+		{"manifest absent", manifestOpts, zipAt(sortedEntries(good)), bundle.ErrManifest, `manifest "SHA256SUMS" not in the bundle`},
+		{"checksum mismatch", bundle.Options{Checksum: bundle.SidecarChecksum}, func(t *testing.T, dir string) string {
+			p := zipAt(sortedEntries(map[string]string{"index.html": "evil"}))(t, dir)
+			sum := sha256.Sum256(goodZip) // the sidecar of another archive
+			must.NoError(t, os.WriteFile(p+".sha256", []byte(hex.EncodeToString(sum[:])+"  bad.zip\n"), 0o644))
+			return p
+		}, bundle.ErrChecksum, "expected SHA-256"},
+		{"checksum sidecar missing", bundle.Options{Checksum: bundle.SidecarChecksum}, zipAt(sortedEntries(good)), bundle.ErrChecksum, "bad.zip.sha256"},
+		{"truncated zip", bundle.Options{}, bytesAt("cut.zip", goodZip[:len(goodZip)/2]), bundle.ErrFormat, "truncated or not a zip"},
+		{"truncated tar.gz", bundle.Options{}, bytesAt("cut.tar.gz", goodTgz[:len(goodTgz)-6]), bundle.ErrFormat, "truncated archive"},
+		{"tar.gz with bad gzip checksum", bundle.Options{}, bytesAt("crc.tar.gz", corruptTrailer(goodTgz)), bundle.ErrFormat, "checksum"},
+		{"zip with corrupt data", bundle.Options{}, bytesAt("crc.zip", corruptZipData(t)), bundle.ErrFormat, "index.html"},
+		{"not an archive", bundle.Options{}, bytesAt("notes.txt", []byte("hello, not a bundle")), bundle.ErrFormat, "not a directory, a zip or a tar.gz"},
+		{"empty file", bundle.Options{}, bytesAt("empty.zip", nil), bundle.ErrFormat, "not a directory, a zip or a tar.gz"},
+		{"missing path", bundle.Options{}, func(t *testing.T, dir string) string { return filepath.Join(dir, "nope.zip") }, bundle.ErrFormat, "no such file"},
+		{"unreadable archive", bundle.Options{}, func(t *testing.T, dir string) string {
+			if os.Geteuid() == 0 {
+				// root reads mode-000 files: use a file whose read fails
+				// with EIO instead.
+				if _, err := os.Stat("/proc/self/mem"); err != nil {
+					t.Skip("running as root without /proc/self/mem")
+				}
+				p := filepath.Join(dir, "unreadable.zip")
+				must.NoError(t, os.Symlink("/proc/self/mem", p))
+				return p
+			}
+			p := bytesAt("unreadable.zip", goodZip)(t, dir)
+			must.NoError(t, os.Chmod(p, 0o000))
+			return p
+		}, nil, "unreadable.zip"},
+		{"fifo in directory", bundle.Options{}, treeWith(func(t *testing.T, root, dir string) {
+			if err := mkfifo(filepath.Join(root, "pipe")); err != nil {
+				t.Skip("mkfifo:", err)
+			}
+		}), bundle.ErrFormat, `"pipe": unsupported file type`},
+		{"validate says no", bundle.Options{Validate: func(b *bundle.Bundle) error {
+			if _, err := b.ReadFile("index.html"); err != nil {
+				return fmt.Errorf("no index.html")
+			}
+			return nil
+		}}, zipAt([]entry{{name: "app.js", data: "x"}}), nil, "no index.html"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			goodPath := filepath.Join(dir, "good")
+			files := good
+			if c.opts.Manifest != "" {
+				files = withManifest(good)
+			}
+			writeTree(t, goodPath, files)
+			if c.opts.Checksum != nil {
+				b, err := bundle.Load(context.Background(), goodPath, bundle.Options{})
+				must.NoError(t, err)
+				must.NoError(t, os.WriteFile(goodPath+".sha256", []byte(b.ID()), 0o644))
+			}
+			h := bundle.New(c.opts)
+			defer h.Close()
+			before, err := h.Load(context.Background(), goodPath)
+			must.NoError(t, err, "good bundle")
+
+			bad := c.build(t, dir)
+			ver, err := h.Load(context.Background(), bad)
+			must.Error(t, err, "bad bundle accepted")
+			check.Nil(t, ver)
+			t.Logf("refused: %v", err)
+			if c.is != nil {
+				check.ErrorIs(t, err, c.is)
+			}
+			check.ErrorContains(t, err, c.says)
+			check.Same(t, before, h.Value().Current(), "current version kept")
+			w := get(t, h, "/assets/app-1a2b3c4d.js")
+			check.Equal(t, 200, w.Code)
+			check.Equal(t, good["assets/app-1a2b3c4d.js"], w.Body.String(), "good bundle still served")
+		})
+	}
+}
+
+// lyingZip stores data under a header that declares 100 bytes.
+func lyingZip(t *testing.T, data string) []byte {
+	var comp bytes.Buffer
+	fw, _ := flate.NewWriter(&comp, flate.BestCompression)
+	_, _ = fw.Write([]byte(data))
+	must.NoError(t, fw.Close())
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, err := zw.CreateRaw(&zip.FileHeader{
+		Name: "bomb.bin", Method: zip.Deflate,
+		CRC32:              crc32.ChecksumIEEE([]byte(data)),
+		CompressedSize64:   uint64(comp.Len()),
+		UncompressedSize64: 100,
+	})
+	must.NoError(t, err)
+	_, _ = w.Write(comp.Bytes())
+	must.NoError(t, zw.Close())
+	return buf.Bytes()
+}
+
+func corruptTrailer(tgz []byte) []byte {
+	out := bytes.Clone(tgz)
+	out[len(out)-8] ^= 0xff // CRC-32 of the gzip trailer
+	return out
+}
+
+// corruptZipData flips a byte of index.html's stored data.
+func corruptZipData(t *testing.T) []byte {
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, err := zw.CreateHeader(&zip.FileHeader{Name: "index.html", Method: zip.Store})
+	must.NoError(t, err)
+	_, _ = w.Write([]byte("<html>hello hello hello</html>"))
+	must.NoError(t, zw.Close())
+	out := buf.Bytes()
+	i := bytes.Index(out, []byte("hello hello"))
+	out[i] = 'J'
+	return out
+}
