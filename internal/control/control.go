@@ -1,0 +1,186 @@
+package control
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+)
+
+// Version is the protocol version spoken by this package.
+const Version = 1
+
+// MaxMessageSize bounds one encoded message (state blob included).
+const MaxMessageSize = 64 << 20
+
+// Message types.
+const (
+	// TypeHello is the new generation's first message: its pid.
+	TypeHello = "hello"
+	// TypeWelcome is the old generation's answer: the new generation's
+	// number, the probation to hold and the state blob.
+	TypeWelcome = "welcome"
+	// TypeAccepting says the new generation passed its health check and
+	// accepts connections.
+	TypeAccepting = "accepting"
+	// TypeUnhealthy says a health check of the new generation failed.
+	TypeUnhealthy = "unhealthy"
+	// TypeProbationPassed says the new generation held its probation.
+	TypeProbationPassed = "probation-passed"
+	// TypeCommit tells the new generation that it is now in charge.
+	TypeCommit = "commit"
+	// TypeRollback tells the new generation to drain and exit.
+	TypeRollback = "rollback"
+)
+
+// ErrVersion is returned when the peer speaks another protocol version.
+var ErrVersion = errors.New("control: protocol version mismatch")
+
+// Message is one control message. Fields not used by a type are empty.
+type Message struct {
+	V    int    `json:"v"`
+	Type string `json:"type"`
+
+	PID        int           `json:"pid,omitempty"`
+	Generation int           `json:"gen,omitempty"`
+	Probation  time.Duration `json:"probation,omitempty"`
+	Interval   time.Duration `json:"interval,omitempty"`
+	State      []byte        `json:"state,omitempty"`
+	Reason     string        `json:"reason,omitempty"`
+}
+
+// Conn is one end of a control channel. Send is goroutine-safe; Receive must
+// be called from one goroutine at a time.
+type Conn struct {
+	c    net.Conn
+	r    *bufio.Reader
+	mu   sync.Mutex
+	once sync.Once
+	// PeerPID is the pid of the process at the other end, from the socket's
+	// credentials where the OS reports them, else 0.
+	PeerPID int
+}
+
+func newConn(c net.Conn, peer int) *Conn {
+	return &Conn{c: c, r: bufio.NewReaderSize(c, 64<<10), PeerPID: peer}
+}
+
+// Send writes m, setting its version.
+func (c *Conn) Send(m Message) error {
+	m.V = Version
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("control: encode %s: %w", m.Type, err)
+	}
+	if len(b) > MaxMessageSize {
+		return fmt.Errorf("control: %s message of %d bytes exceeds %d", m.Type, len(b), MaxMessageSize)
+	}
+	b = append(b, '\n')
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, err := c.c.Write(b); err != nil {
+		return fmt.Errorf("control: send %s: %w", m.Type, err)
+	}
+	return nil
+}
+
+// Receive reads the next message. It returns io.EOF (possibly wrapped) when
+// the peer closed the channel or exited.
+func (c *Conn) Receive() (Message, error) {
+	var line []byte
+	for {
+		chunk, isPrefix, err := c.r.ReadLine()
+		if err != nil {
+			return Message{}, err
+		}
+		line = append(line, chunk...)
+		if len(line) > MaxMessageSize {
+			return Message{}, fmt.Errorf("control: message exceeds %d bytes", MaxMessageSize)
+		}
+		if !isPrefix {
+			break
+		}
+	}
+	var m Message
+	if err := json.Unmarshal(line, &m); err != nil {
+		return Message{}, fmt.Errorf("control: decode message: %w", err)
+	}
+	if m.V != Version {
+		return Message{}, fmt.Errorf("%w: peer speaks %d, we speak %d", ErrVersion, m.V, Version)
+	}
+	return m, nil
+}
+
+// SetDeadline bounds the next Send and Receive calls.
+func (c *Conn) SetDeadline(t time.Time) error { return c.c.SetDeadline(t) }
+
+// Close closes the channel. It is idempotent.
+func (c *Conn) Close() error {
+	var err error
+	c.once.Do(func() { err = c.c.Close() })
+	return err
+}
+
+// Listener accepts the new generation's control connection.
+type Listener struct {
+	ln   *net.UnixListener
+	once sync.Once
+}
+
+// Listen starts listening on the control address of this process.
+func Listen() (*Listener, error) {
+	addr := Addr(getpid())
+	ln, err := listenUnix(addr)
+	if err != nil {
+		return nil, fmt.Errorf("control: listen on %s: %w", addr, err)
+	}
+	return &Listener{ln: ln}, nil
+}
+
+// Accept waits for a control connection from a child of this process until
+// deadline. Connections from other processes are refused and closed.
+func (l *Listener) Accept(deadline time.Time) (*Conn, error) {
+	if err := l.ln.SetDeadline(deadline); err != nil {
+		return nil, err
+	}
+	for {
+		c, err := l.ln.AcceptUnix()
+		if err != nil {
+			return nil, fmt.Errorf("control: accept: %w", err)
+		}
+		pid, err := checkChild(c)
+		if err != nil {
+			c.Close()
+			continue // not our child: ignore it and wait for the real one
+		}
+		return newConn(c, pid), nil
+	}
+}
+
+// Close stops listening. It is idempotent.
+func (l *Listener) Close() error {
+	var err error
+	l.once.Do(func() { err = l.ln.Close() })
+	return err
+}
+
+// Dial connects to the control address of this process's parent and checks
+// that the listener is the parent.
+func Dial(timeout time.Duration) (*Conn, error) {
+	ppid := getppid()
+	addr := Addr(ppid)
+	d := net.Dialer{Timeout: timeout}
+	c, err := d.Dial("unix", addr)
+	if err != nil {
+		return nil, fmt.Errorf("control: dial parent %d at %s: %w", ppid, addr, err)
+	}
+	uc := c.(*net.UnixConn)
+	if err := checkParent(uc, ppid); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return newConn(uc, ppid), nil
+}

@@ -1,0 +1,121 @@
+package upgrader
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/handoff-go/handoff/listener"
+)
+
+// EventKind names a phase of a generation's life.
+type EventKind int
+
+// The phases, in the order an upgrade goes through them. The previous
+// generation reports Triggered, Spawned, Accepting, ProbationPassed or
+// ProbationFailed, Committed or RolledBack, DrainStarted and DrainFinished;
+// the new generation reports Ready (its own start), Committed, and
+// ParentExited. A first generation reports Ready and Committed.
+const (
+	// EventTriggered: an upgrade started.
+	EventTriggered EventKind = iota + 1
+	// EventSpawned: the new process reported itself over the control
+	// channel. Duration is the time since the trigger.
+	EventSpawned
+	// EventReady: a generation passed its health check and accepts
+	// connections. Duration is the time from spawn (or from New on a first
+	// start) to ready.
+	EventReady
+	// EventAccepting: seen from the previous generation, the new one
+	// accepts connections; the previous one stops accepting. Duration is
+	// the time since the trigger (signal to new generation serving).
+	EventAccepting
+	// EventProbationPassed: the new generation held its probation window.
+	EventProbationPassed
+	// EventProbationFailed: a health check failed during probation.
+	EventProbationFailed
+	// EventCommitted: the new generation is in charge. Duration is the time
+	// since the trigger.
+	EventCommitted
+	// EventRolledBack: the upgrade failed and the previous generation
+	// resumed accepting. Err says why.
+	EventRolledBack
+	// EventDrainStarted: this generation stopped accepting and drains.
+	EventDrainStarted
+	// EventDrainFinished: the drain ended. Drain holds the counts.
+	EventDrainFinished
+	// EventParentExited: seen from the new generation, the previous one
+	// exited. Duration is the time since this generation committed.
+	EventParentExited
+	// EventStopping: Stop was called.
+	EventStopping
+)
+
+var kindNames = [...]string{
+	EventTriggered:       "triggered",
+	EventSpawned:         "spawned",
+	EventReady:           "ready",
+	EventAccepting:       "accepting",
+	EventProbationPassed: "probation-passed",
+	EventProbationFailed: "probation-failed",
+	EventCommitted:       "committed",
+	EventRolledBack:      "rolled-back",
+	EventDrainStarted:    "drain-started",
+	EventDrainFinished:   "drain-finished",
+	EventParentExited:    "parent-exited",
+	EventStopping:        "stopping",
+}
+
+func (k EventKind) String() string {
+	if k > 0 && int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "unknown"
+}
+
+// Event reports one phase. Options.OnEvent receives every event, and each is
+// logged through Options.Logger.
+type Event struct {
+	Kind EventKind
+	// Generation the event is about: the new one for spawn, accepting,
+	// probation, commit and rollback; this process's own for drain, ready,
+	// parent-exited and stopping.
+	Generation int
+	// PID of the process the event is about.
+	PID int
+	// Duration of the phase that ended; see each kind.
+	Duration time.Duration
+	// Err is the reason of a rollback or a failed probation.
+	Err error
+	// Drain holds the counts of EventDrainFinished.
+	Drain listener.DrainStats
+}
+
+func (u *Upgrader) emit(e Event) {
+	attrs := []slog.Attr{
+		slog.String("event", e.Kind.String()),
+		slog.Int("generation", e.Generation),
+		slog.Int("target_pid", e.PID),
+	}
+	if e.Duration != 0 {
+		attrs = append(attrs, slog.Duration("duration", e.Duration))
+	}
+	level := slog.LevelInfo
+	if e.Err != nil {
+		attrs = append(attrs, slog.String("error", e.Err.Error()))
+		level = slog.LevelWarn
+	}
+	if e.Kind == EventDrainFinished {
+		attrs = append(attrs,
+			slog.Int("conns", e.Drain.Conns),
+			slog.Int("closed_idle", e.Drain.ClosedIdle),
+			slog.Int("forced", e.Drain.Forced))
+		if e.Drain.Forced > 0 {
+			level = slog.LevelWarn
+		}
+	}
+	u.log.LogAttrs(context.Background(), level, "handoff: "+e.Kind.String(), attrs...)
+	if u.opts.OnEvent != nil {
+		u.opts.OnEvent(e)
+	}
+}

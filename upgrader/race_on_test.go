@@ -1,0 +1,5 @@
+//go:build race
+
+package upgrader_test
+
+const raceEnabled = true
