@@ -555,6 +555,9 @@ func (m *Manager[T]) swapLocked(ctx context.Context, path string, canary bool) (
 		}
 	}
 	m.recordStaged(v, stageTook)
+	if m.opts.hooks.afterStage != nil {
+		m.opts.hooks.afterStage(path, staged)
+	}
 	m.emit(Event{Kind: EventStaged, Version: v.id, Took: stageTook})
 	inst, err := m.start(ctx, v)
 	if err != nil {

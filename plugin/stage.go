@@ -15,6 +15,8 @@ type stageHooks struct {
 	// afterCopy runs between copying the source and checking it did not
 	// change meanwhile.
 	afterCopy func(src string)
+	// afterStage runs once the staged file is in place, before it starts.
+	afterStage func(src, staged string)
 }
 
 // stage copies the binary at src into dir under its own sha256 (hex), so the
