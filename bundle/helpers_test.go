@@ -31,12 +31,18 @@ func sortedEntries(files map[string]string) []entry {
 	return out
 }
 
-func zipBytes(t testing.TB, entries []entry) []byte {
+// zipBytes builds a zip; fast (stored, not deflated) when asked, because
+// deflate is slow under the race detector.
+func zipBytes(t testing.TB, entries []entry, fast ...bool) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
+	method := zip.Deflate
+	if len(fast) > 0 && fast[0] {
+		method = zip.Store
+	}
 	for _, e := range entries {
-		h := &zip.FileHeader{Name: e.name, Method: zip.Deflate}
+		h := &zip.FileHeader{Name: e.name, Method: method}
 		switch {
 		case e.link != "":
 			h.SetMode(fs.ModeSymlink | 0o777)
@@ -55,10 +61,15 @@ func zipBytes(t testing.TB, entries []entry) []byte {
 	return buf.Bytes()
 }
 
-func tarGzBytes(t testing.TB, entries []entry) []byte {
+func tarGzBytes(t testing.TB, entries []entry, fast ...bool) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
+	level := gzip.DefaultCompression
+	if len(fast) > 0 && fast[0] {
+		level = gzip.HuffmanOnly
+	}
+	gz, err := gzip.NewWriterLevel(&buf, level)
+	must.NoError(t, err)
 	tw := tar.NewWriter(gz)
 	for _, e := range entries {
 		h := &tar.Header{Name: e.name, Mode: 0o644, Size: int64(len(e.data)), Typeflag: tar.TypeReg}
