@@ -16,7 +16,7 @@ import (
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 
-	"github.com/handoff-go/handoff/internal/httpload"
+	"github.com/handoff-go/handoff/upgrader/upgradertest"
 )
 
 func TestMain(m *testing.M) {
@@ -42,36 +42,36 @@ func TestMain(m *testing.M) {
 }
 
 // mixedLoad is the acceptance mix: 16 clients of every kind.
-func mixedLoad(addr string) httpload.Config {
-	return httpload.Config{
+func mixedLoad(addr string) upgradertest.Config {
+	return upgradertest.Config{
 		Addr: addr,
-		Workers: map[httpload.Kind]int{
-			httpload.KeepAliveChecked: 4,
-			httpload.KeepAliveBlind:   4,
-			httpload.NewConn:          4,
-			httpload.Slow:             2,
-			httpload.Stream:           2,
+		Workers: map[upgradertest.Kind]int{
+			upgradertest.KeepAliveChecked: 4,
+			upgradertest.KeepAliveBlind:   4,
+			upgradertest.NewConn:          4,
+			upgradertest.Slow:             2,
+			upgradertest.Stream:           2,
 		},
 		Pause:      2 * time.Millisecond,
 		StreamTime: 3 * time.Second,
 	}
 }
 
-func startLoad(cfg httpload.Config) (stop func() *httpload.Result) {
+func startLoad(cfg upgradertest.Config) (stop func() *upgradertest.Result) {
 	ctx, cancel := context.WithCancel(context.Background())
-	res := make(chan *httpload.Result, 1)
-	go func() { res <- httpload.Run(ctx, cfg) }()
-	return func() *httpload.Result {
+	res := make(chan *upgradertest.Result, 1)
+	go func() { res <- upgradertest.Run(ctx, cfg) }()
+	return func() *upgradertest.Result {
 		cancel()
 		return <-res
 	}
 }
 
-func checkNoFailures(t *testing.T, r *httpload.Result, cfg httpload.Config) {
+func checkNoFailures(t *testing.T, r *upgradertest.Result, cfg upgradertest.Config) {
 	t.Helper()
 	t.Logf("requests: %d (keepalive-checked %d, keepalive-blind %d, new-conn %d, slow %d, streams %d); failed %d %v; pids %d",
-		r.Count(-1), r.Count(httpload.KeepAliveChecked), r.Count(httpload.KeepAliveBlind), r.Count(httpload.NewConn),
-		r.Count(httpload.Slow), r.Count(httpload.Stream), r.Failed(), r.Failures(), len(r.PIDs()))
+		r.Count(-1), r.Count(upgradertest.KeepAliveChecked), r.Count(upgradertest.KeepAliveBlind), r.Count(upgradertest.NewConn),
+		r.Count(upgradertest.Slow), r.Count(upgradertest.Stream), r.Failed(), r.Failures(), len(r.PIDs()))
 	if r.Failed() != 0 {
 		t.Errorf("%d failed requests: %v\n%s", r.Failed(), r.Failures(), r.FirstFailures(20))
 	}
@@ -151,8 +151,8 @@ func TestRollback(t *testing.T) {
 				// over. Keep-alive clients stay on the old generation
 				// (paused, not closed) through probation; new connections
 				// would land on the crashing one.
-				delete(load.Workers, httpload.NewConn)
-				delete(load.Workers, httpload.Stream)
+				delete(load.Workers, upgradertest.NewConn)
+				delete(load.Workers, upgradertest.Stream)
 			}
 			stop := startLoad(load)
 			old := s.pid()
@@ -295,12 +295,12 @@ func udpEcho(t *testing.T, addr, msg string) string {
 func TestStopDrains(t *testing.T) {
 	s := startServer(t)
 	base := countTCP(s.pid())
-	stop := startLoad(httpload.Config{
+	stop := startLoad(upgradertest.Config{
 		Addr: s.addr,
-		Workers: map[httpload.Kind]int{
-			httpload.Slow:             4,
-			httpload.Stream:           4,
-			httpload.KeepAliveChecked: 4,
+		Workers: map[upgradertest.Kind]int{
+			upgradertest.Slow:             4,
+			upgradertest.Stream:           4,
+			upgradertest.KeepAliveChecked: 4,
 		},
 		SlowTime:    2 * time.Second,
 		StreamTime:  2 * time.Second,
@@ -318,14 +318,14 @@ func TestStopDrains(t *testing.T) {
 	if r.Failed() != 0 {
 		t.Errorf("%d failed: %s\nlog:\n%s", r.Failed(), r.FirstFailures(10), s.logText(0))
 	}
-	if n := r.Count(httpload.Stream); n != 4 {
+	if n := r.Count(upgradertest.Stream); n != 4 {
 		t.Errorf("%d streams, want 4", n)
 	}
 
 	// A second SIGTERM while a long stream drains exits at once.
 	s2 := startServer(t)
 	base2 := countTCP(s2.pid())
-	stop2 := startLoad(httpload.Config{Addr: s2.addr, Workers: map[httpload.Kind]int{httpload.Stream: 1}, StreamTime: 60 * time.Second, MaxRequests: 1})
+	stop2 := startLoad(upgradertest.Config{Addr: s2.addr, Workers: map[upgradertest.Kind]int{upgradertest.Stream: 1}, StreamTime: 60 * time.Second, MaxRequests: 1})
 	waitInFlight(t, s2, base2+1)
 	pid2 := s2.pid()
 	from := s2.mark()
@@ -337,7 +337,7 @@ func TestStopDrains(t *testing.T) {
 	if code2 != 1 {
 		t.Errorf("exit status after a second SIGTERM: %d, want 1", code2)
 	}
-	if f := r2.Failures(); f[httpload.Truncated] != 1 {
+	if f := r2.Failures(); f[upgradertest.Truncated] != 1 {
 		t.Errorf("the 60 s stream should have been cut by the immediate stop: %v", f)
 	}
 }

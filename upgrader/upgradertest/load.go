@@ -1,4 +1,5 @@
-// Package httpload is a load generator for upgrade tests, the demo and the
+// Package upgradertest is a load generator for checking that a server loses
+// nothing while it upgrades: the project uses it in its tests, the demo and the
 // benchmarks. Its clients speak raw HTTP/1.1 over net.Conn and never retry,
 // so every request that a server refuses, resets or drops is counted: Go's
 // http.Transport would silently retry some of them.
@@ -8,7 +9,7 @@
 // blindly; clients that open a new connection per request; slow requests;
 // long streamed responses that must end with a "done" line. Every worker is
 // rate-limited and stops when its context ends.
-package httpload
+package upgradertest
 
 import (
 	"bufio"

@@ -1,0 +1,123 @@
+package handoff_test
+
+import (
+	"bufio"
+	"bytes"
+	"os/exec"
+	"path"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/handoff-go/handoff"
+
+// rules says, for each package of the module (by path relative to the
+// module, "*" matching one trailing element or more), which non-standard
+// imports it may have: other packages of the module (relative paths) and
+// third-party module prefixes. "std" is always allowed except where a rule
+// says "nostd" (the root package, which is documentation only).
+//
+// These are the arrows of DESIGN.md; a change that needs a new arrow changes
+// this table and ARCHITECTURE.md together.
+var rules = []struct {
+	pkg   string
+	allow []string
+}{
+	{".", []string{"nostd"}},
+	{"listener", []string{"internal/*"}},
+	{"upgrader/upgradertest", nil},
+	{"upgrader", []string{"listener", "internal/*", "github.com/cloudflare/tableflip", "golang.org/x/sys"}},
+	{"signal", nil},
+	{"reload", []string{"github.com/fsnotify/fsnotify", "golang.org/x/sync"}},
+	{"bundle", []string{"reload"}},
+	{"plugin", []string{"reload", "github.com/hashicorp/go-plugin", "github.com/hashicorp/go-hclog", "google.golang.org/grpc", "google.golang.org/protobuf"}},
+	{"plugin/internal/*", []string{"plugin", "github.com/hashicorp/go-plugin", "github.com/hashicorp/go-hclog", "google.golang.org/grpc", "google.golang.org/protobuf"}},
+	{"flags", []string{"reload"}},
+	{"admin", []string{"listener", "upgrader", "signal", "reload", "bundle", "plugin", "flags", "github.com/prometheus/client_golang"}},
+	{"internal/*", []string{"golang.org/x/sys", "github.com/coreos/go-systemd/v22"}},
+	{"examples/*", []string{"listener", "upgrader", "upgrader/upgradertest", "signal", "reload", "bundle", "plugin", "flags", "admin",
+		"github.com/hashicorp/go-plugin", "google.golang.org/grpc", "google.golang.org/protobuf"}},
+	{"bench/*", []string{"listener", "upgrader", "signal", "internal/*", "github.com/cloudflare/tableflip", "golang.org/x/sys"}},
+}
+
+func ruleFor(rel string) ([]string, bool) {
+	for _, r := range rules {
+		if r.pkg == rel || strings.HasSuffix(r.pkg, "/*") && strings.HasPrefix(rel, strings.TrimSuffix(r.pkg, "*")) {
+			return r.allow, true
+		}
+	}
+	return nil, false
+}
+
+func allowed(allow []string, imp string) bool {
+	for _, a := range allow {
+		full := a
+		if !strings.Contains(strings.Split(a, "/")[0], ".") {
+			full = module + "/" + a
+		}
+		if strings.HasSuffix(full, "/*") {
+			if strings.HasPrefix(imp, strings.TrimSuffix(full, "*")) {
+				return true
+			}
+			continue
+		}
+		if imp == full || strings.HasPrefix(imp, full+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// TestDependencies holds the import rules of DESIGN.md: each package imports
+// only what its row allows, internal/ never imports a public package, and
+// examples/ never import internal/.
+func TestDependencies(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", "./...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	seen := 0
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		pkg, imports := f[0], f[1:]
+		rel := strings.TrimPrefix(strings.TrimPrefix(pkg, module), "/")
+		if rel == "" {
+			rel = "."
+		}
+		allow, ok := ruleFor(rel)
+		if !ok {
+			t.Errorf("package %s has no row in the import rules", pkg)
+			continue
+		}
+		seen++
+		nostd := len(allow) > 0 && allow[0] == "nostd"
+		for _, imp := range imports {
+			std := !strings.Contains(strings.Split(imp, "/")[0], ".")
+			switch {
+			case std && !nostd:
+			case std && nostd:
+				t.Errorf("%s imports %s; it is documentation only", rel, imp)
+			case !allowed(allow, imp):
+				t.Errorf("%s imports %s, which its row does not allow (%v)", rel, imp, allow)
+			}
+		}
+		if strings.HasPrefix(rel, "examples/") {
+			for _, imp := range imports {
+				if strings.HasPrefix(imp, module+"/internal/") {
+					t.Errorf("%s imports %s: examples use public packages only", rel, imp)
+				}
+			}
+		}
+		if strings.HasPrefix(rel, "internal/") { // the module's own internal/, not plugin/internal/
+			for _, imp := range imports {
+				if strings.HasPrefix(imp, module+"/") && !strings.HasPrefix(imp, module+"/internal/") {
+					t.Errorf("%s imports public package %s", rel, path.Base(imp))
+				}
+			}
+		}
+	}
+	if seen < 4 {
+		t.Fatalf("go list found only %d packages", seen)
+	}
+}

@@ -1,0 +1,338 @@
+// Command demo shows handoff at work in under a minute: it builds the example
+// server (and a deliberately broken build of it), starts it, puts load on it
+// from raw HTTP clients that never retry, upgrades it several times, once to
+// the broken binary, which is rolled back, and prints a report.
+//
+//	go run ./examples/demo
+//
+// Run it from the handoff module. It leaves nothing running: the server is
+// stopped (SIGTERM, drained) at the end, and killed if the demo is
+// interrupted.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	ossignal "os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/handoff-go/handoff/upgrader/upgradertest"
+)
+
+const serverPkg = "github.com/handoff-go/handoff/examples/httpserver"
+
+func main() {
+	upgrades := flag.Int("upgrades", 5, "good upgrades to perform (plus one broken)")
+	interval := flag.Duration("interval", 500*time.Millisecond, "pause between upgrades")
+	flag.Parse()
+	if err := run(*upgrades, *interval); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+type event struct {
+	at        time.Time
+	Msg       string `json:"msg"`
+	PID       int    `json:"pid"`
+	Event     string `json:"event"`
+	TargetPID int    `json:"target_pid"`
+	Error     string `json:"error"`
+	Addr      string `json:"addr"`
+	Duration  int64  `json:"duration"`
+}
+
+// logs collects the server's JSON log records.
+type logs struct {
+	mu   sync.Mutex
+	cond *sync.Cond
+	recs []event
+	eof  bool
+}
+
+func (l *logs) read(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		var e event
+		if json.Unmarshal(sc.Bytes(), &e) != nil {
+			continue
+		}
+		e.at = time.Now()
+		l.mu.Lock()
+		l.recs = append(l.recs, e)
+		l.cond.Broadcast()
+		l.mu.Unlock()
+	}
+	l.mu.Lock()
+	l.eof = true
+	l.cond.Broadcast()
+	l.mu.Unlock()
+}
+
+func (l *logs) mark() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.recs)
+}
+
+// wait returns the first record from index from on that matches, or an error
+// after timeout.
+func (l *logs) wait(from int, timeout time.Duration, match func(event) bool) (event, error) {
+	t := time.AfterFunc(timeout, func() { l.mu.Lock(); l.cond.Broadcast(); l.mu.Unlock() })
+	defer t.Stop()
+	deadline := time.Now().Add(timeout)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := from; ; {
+		for ; i < len(l.recs); i++ {
+			if match(l.recs[i]) {
+				return l.recs[i], nil
+			}
+		}
+		if l.eof || time.Now().After(deadline) {
+			return event{}, errors.New("the server did not report it in time")
+		}
+		l.cond.Wait()
+	}
+}
+
+func run(upgrades int, interval time.Duration) error {
+	dir, err := os.MkdirTemp("", "handoff-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	fmt.Println("building the example server and a deliberately broken build of it ...")
+	good, broken := filepath.Join(dir, "httpserver-good"), filepath.Join(dir, "httpserver-broken")
+	for _, b := range []struct{ out, mode string }{{good, ""}, {broken, "probation-unhealthy"}} {
+		args := []string{"build", "-o", b.out}
+		if b.mode != "" {
+			args = append(args, "-ldflags", "-X main.breakMode="+b.mode)
+		}
+		if out, err := exec.Command("go", append(args, serverPkg)...).CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s (run the demo from the handoff module): %v\n%s", serverPkg, err, out)
+		}
+	}
+	bin, pidFile := filepath.Join(dir, "httpserver"), filepath.Join(dir, "server.pid")
+	install := func(src string) error {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(bin+".new", b, 0o755); err != nil {
+			return err
+		}
+		return os.Rename(bin+".new", bin) // how a deploy replaces a binary
+	}
+	if err := install(good); err != nil {
+		return err
+	}
+
+	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-pidfile", pidFile, "-log-json", "-probation", "300ms", "-drain-timeout", "10s")
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = w
+	cmd.Stdout = os.Stdout
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	w.Close()
+	l := &logs{}
+	l.cond = sync.NewCond(&l.mu)
+	go l.read(r)
+	go func() { _ = cmd.Wait() }()
+	// Whatever happens, leave nothing running.
+	defer killAll(bin)
+	sigs := make(chan os.Signal, 1)
+	ossignal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		killAll(bin)
+		os.Exit(130)
+	}()
+
+	serving, err := l.wait(0, 30*time.Second, func(e event) bool { return e.Msg == "serving" })
+	if err != nil {
+		return err
+	}
+	fmt.Printf("server pid %d serving on %s\n", serving.PID, serving.Addr)
+
+	load := upgradertest.Config{
+		Addr: serving.Addr,
+		Workers: map[upgradertest.Kind]int{
+			upgradertest.KeepAliveChecked: 6,
+			upgradertest.KeepAliveBlind:   6,
+			upgradertest.NewConn:          6,
+			upgradertest.Slow:             6,
+			upgradertest.Stream:           2,
+		},
+		Pause:      5 * time.Millisecond,
+		StreamTime: 3 * time.Second,
+	}
+	fmt.Printf("load: 24 clients that never retry (keep-alive checked, keep-alive blind, new connection, 200 ms requests) + 2 clients of 3 s streams\n\n")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	results := make(chan *upgradertest.Result, 1)
+	go func() { results <- upgradertest.Run(ctx, load) }()
+	time.Sleep(time.Second) // steady state before the first upgrade
+
+	type upgradeResult struct {
+		at          time.Time
+		old, new    int
+		toServing   time.Duration
+		toOldExited time.Duration
+		rolledBack  bool
+		reason      string
+	}
+	var done []upgradeResult
+	plan := make([]string, 0, upgrades+1)
+	for i := range upgrades {
+		plan = append(plan, good)
+		if i == upgrades/2 {
+			plan = append(plan, broken)
+		}
+	}
+	for i, src := range plan {
+		if err := install(src); err != nil {
+			return err
+		}
+		old, err := readPID(pidFile)
+		if err != nil {
+			return err
+		}
+		from := l.mark()
+		start := time.Now()
+		if err := syscall.Kill(old, syscall.SIGHUP); err != nil {
+			return err
+		}
+		e, err := l.wait(from, 60*time.Second, func(e event) bool {
+			return e.PID == old && (e.Event == "committed" && e.TargetPID != old || e.Msg == "upgrade failed")
+		})
+		if err != nil {
+			return fmt.Errorf("upgrade %d: %w", i+1, err)
+		}
+		u := upgradeResult{at: start, old: old}
+		if e.Msg == "upgrade failed" {
+			u.rolledBack, u.reason = true, e.Error
+			fmt.Printf("upgrade %d: %-44s rolled back, pid %d keeps serving: %s\n", i+1, "(broken binary)", old, shorten(e.Error))
+		} else {
+			u.new = e.TargetPID
+			if acc, err := l.wait(from, time.Second, func(e event) bool { return e.PID == old && e.Event == "accepting" }); err == nil {
+				u.toServing = acc.at.Sub(start)
+			}
+			if _, err := l.wait(from, 60*time.Second, func(e event) bool { return e.PID == u.new && e.Event == "parent-exited" }); err != nil {
+				return fmt.Errorf("upgrade %d: old generation did not exit: %w", i+1, err)
+			}
+			u.toOldExited = time.Since(start)
+			fmt.Printf("upgrade %d: pid %d -> %d, new generation serving after %v, old one drained and exited after %v\n",
+				i+1, old, u.new, u.toServing.Round(time.Millisecond), u.toOldExited.Round(time.Millisecond))
+		}
+		done = append(done, u)
+		time.Sleep(interval)
+	}
+	time.Sleep(time.Second)
+	cancel()
+	res := <-results
+
+	last, _ := readPID(pidFile)
+	from := l.mark()
+	_ = syscall.Kill(last, syscall.SIGTERM)
+	if _, err := l.wait(from, 30*time.Second, func(e event) bool { return e.PID == last && e.Msg == "exiting" }); err != nil {
+		return fmt.Errorf("final stop: %w", err)
+	}
+
+	// Report.
+	ok, rolled := 0, 0
+	for _, u := range done {
+		if u.rolledBack {
+			rolled++
+		} else {
+			ok++
+		}
+	}
+	nearUpgrade := func(s upgradertest.Sample) bool {
+		for _, u := range done {
+			if d := s.Start.Sub(u.at); d >= 0 && d < time.Second {
+				return true
+			}
+		}
+		return false
+	}
+	steady := func(s upgradertest.Sample) bool { return !nearUpgrade(s) && s.Kind != upgradertest.Slow }
+	near := func(s upgradertest.Sample) bool { return nearUpgrade(s) && s.Kind != upgradertest.Slow }
+	fmt.Printf("\n--- report ---\n")
+	fmt.Printf("upgrades:         %d committed, %d rolled back\n", ok, rolled)
+	fmt.Printf("requests:         %d (streams %d)\n", res.Count(-1), res.Count(upgradertest.Stream))
+	fmt.Printf("failed requests:  %d %v\n", res.Failed(), res.Failures())
+	fmt.Printf("latency (fast requests) p50 / p99 / max:\n")
+	fmt.Printf("  steady state:            %8v %8v %8v\n", res.Percentile(50, steady).Round(time.Microsecond), res.Percentile(99, steady).Round(time.Microsecond), res.Percentile(100, steady).Round(time.Microsecond))
+	fmt.Printf("  within 1 s of upgrades:  %8v %8v %8v\n", res.Percentile(50, near).Round(time.Microsecond), res.Percentile(99, near).Round(time.Microsecond), res.Percentile(100, near).Round(time.Microsecond))
+	if left := processesOf(bin); len(left) > 0 {
+		return fmt.Errorf("processes left running: %v", left)
+	}
+	fmt.Println("nothing left running.")
+	if res.Failed() > 0 {
+		return fmt.Errorf("%d requests failed:\n%s", res.Failed(), res.FirstFailures(10))
+	}
+	return nil
+}
+
+func shorten(s string) string {
+	if i := strings.Index(s, ": "); i >= 0 && len(s) > 90 {
+		s = s[i+2:]
+	}
+	if len(s) > 90 {
+		s = s[:87] + "..."
+	}
+	return s
+}
+
+func readPID(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
+// processesOf lists the live processes running the binary at path.
+func processesOf(path string) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		if err == nil && strings.TrimSuffix(exe, " (deleted)") == path {
+			if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil && strings.Contains(string(st), ") Z ") {
+				continue // exited, waiting to be reaped by its parent
+			}
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func killAll(path string) {
+	for _, pid := range processesOf(path) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
