@@ -386,14 +386,48 @@ func children(ppid int) map[int]string {
 	return out
 }
 
-// fdCount is the number of open fds of pid.
+// fdCount is the number of open fds of pid, leaving out its TCP client
+// connections, whose number follows the load, not the process's health.
 func fdCount(t *testing.T, pid int) int {
 	t.Helper()
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	conns := tcpConnInodes()
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return len(ents)
+	n := 0
+	for _, e := range ents {
+		l, err := os.Readlink(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue // closed meanwhile
+		}
+		if ino, ok := strings.CutPrefix(l, "socket:["); ok && conns[strings.TrimSuffix(ino, "]")] {
+			continue
+		}
+		n++
+	}
+	return n
+}
+
+// tcpConnInodes returns the inodes of TCP sockets that are connections (any
+// state but LISTEN).
+func tcpConnInodes() map[string]bool {
+	m := map[string]bool{}
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fields := strings.Fields(line)
+			if len(fields) < 10 || fields[3] == "0A" {
+				continue
+			}
+			m[fields[9]] = true
+		}
+	}
+	return m
 }
 
 // get fetches path from network/addr over a new connection with a raw

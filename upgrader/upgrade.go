@@ -98,6 +98,7 @@ type accepted struct {
 func (u *Upgrader) upgrade(ctx context.Context, state []byte) error {
 	a := &attempt{u: u, start: time.Now(), gen: u.gen + 1, phase: "spawn"}
 	u.emit(Event{Kind: EventTriggered, Generation: a.gen, PID: os.Getpid()})
+	u.sdUpgrading(a.gen)
 	deadline := a.start.Add(u.opts.UpgradeTimeout)
 
 	ln, err := control.Listen()
@@ -213,6 +214,7 @@ func (u *Upgrader) upgrade(ctx context.Context, state []byte) error {
 	}()
 
 	if result == nil {
+		u.sdHandedOver(a.gen, a.pid)
 		u.emit(Event{Kind: EventCommitted, Generation: a.gen, PID: a.pid, Duration: time.Since(a.start)})
 	} else {
 		a.rollback(result, tfDone)
@@ -299,6 +301,7 @@ func (a *attempt) rollback(cause error, tfDone chan error) {
 	if wrote {
 		_ = u.writePIDFile() // the child may have written it just before failing
 	}
+	u.sdRolledBack(a.gen, cause)
 	u.emit(Event{Kind: EventRolledBack, Generation: a.gen, PID: a.pid, Duration: time.Since(a.start), Err: cause})
 
 	grace := time.Duration(0)

@@ -108,6 +108,13 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	}
 	r := stop()
 	checkNoFailures(t, r, load)
+	if r.Failed() > 0 {
+		for _, rec := range s.recordsSince(0) {
+			if rec.Event == "drain-finished" || rec.Event == "rolled-back" || rec.Msg == "upgrade failed" {
+				t.Log(rec.raw)
+			}
+		}
+	}
 	if got := len(r.PIDs()); got < upgrades {
 		t.Errorf("requests were answered by %d pids, want at least %d", got, upgrades)
 	}

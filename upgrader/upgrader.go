@@ -226,6 +226,10 @@ func newUpgrader(opts Options) (*Upgrader, error) {
 			return nil, err
 		}
 	}
+	if err := u.sdInit(); err != nil {
+		tf.Stop()
+		return nil, err
+	}
 	return u, nil
 }
 
@@ -290,7 +294,13 @@ func (u *Upgrader) Listen(network, addr string) (*listener.Listener, error) {
 	default:
 		return nil, fmt.Errorf("upgrader: Listen: unsupported network %q", network)
 	}
-	inner, err := u.tf.Listen(network, addr)
+	var inner net.Listener
+	var err error
+	if ln, ok := u.sdActivated(network, addr); ok {
+		inner = ln
+	} else {
+		inner, err = u.tf.Listen(network, addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("upgrader: listen %s %s: %w", network, addr, err)
 	}
@@ -507,6 +517,9 @@ func (u *Upgrader) commit(start time.Time) error {
 	u.mu.Lock()
 	u.committed = true
 	u.mu.Unlock()
+	if u.parent == nil {
+		u.sdReady()
+	}
 	u.emit(Event{Kind: EventCommitted, Generation: u.gen, PID: os.Getpid(), Duration: time.Since(start)})
 	if u.parent != nil {
 		u.wg.Add(1)
@@ -531,6 +544,7 @@ func (u *Upgrader) watchParent() {
 	if err := u.tf.WaitForParent(ctx); err != nil && ctx.Err() != nil {
 		return
 	}
+	u.sdBecameMain()
 	u.emit(Event{Kind: EventParentExited, Generation: u.gen, PID: os.Getpid(), Duration: time.Since(committed)})
 }
 
@@ -560,6 +574,7 @@ func (u *Upgrader) Stop() {
 		u.mu.Unlock()
 		if !upgraded {
 			u.emit(Event{Kind: EventStopping, Generation: u.gen, PID: os.Getpid()})
+			u.sdStopping()
 			u.tf.Stop()
 			u.removeSocketFiles()
 			if wrote {
