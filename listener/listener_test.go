@@ -303,6 +303,7 @@ func TestConfigureServerChains(t *testing.T) {
 	l := wrap(t, listen(t), listener.Options{})
 	var mu sync.Mutex
 	var states []http.ConnState
+	closed := make(chan struct{})
 	srv := &http.Server{
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, key{}, "mine")
@@ -311,6 +312,9 @@ func TestConfigureServerChains(t *testing.T) {
 			mu.Lock()
 			states = append(states, s)
 			mu.Unlock()
+			if s == http.StateClosed {
+				close(closed)
+			}
 		},
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			v, _ := r.Context().Value(key{}).(string)
@@ -327,6 +331,7 @@ func TestConfigureServerChains(t *testing.T) {
 	l.untilCounts(t, listener.Counts{Idle: 1, Accepted: 1})
 	c.Close()
 	l.untilCounts(t, listener.Counts{Accepted: 1})
+	recvWithin(t, closed, "StateClosed in the caller's hook")
 	if err := srv.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,235 @@
+package listener_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/handoff-go/handoff/listener"
+)
+
+var (
+	benchRequest = []byte("GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+	benchBody    = []byte("ok")
+	benchEnd     = []byte("\r\n\r\nok")
+)
+
+func benchHandler(w http.ResponseWriter, _ *http.Request) { w.Write(benchBody) }
+
+// readBenchResponse reads one response of benchHandler into buf without
+// allocating: it ends with the blank line and the 2-byte body.
+func readBenchResponse(c net.Conn, buf []byte) error {
+	n := 0
+	for n < len(buf) {
+		m, err := c.Read(buf[n:])
+		n += m
+		if bytes.HasSuffix(buf[:n], benchEnd) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return errors.New("response too long")
+}
+
+// BenchmarkAcceptServe compares plain net/http with the same server on a
+// tracked listener (Wrap + ConfigureServer), for a trivial handler. The
+// client is raw and allocation-free, so allocs/op are the server's (plus,
+// for new-conn, the dial's, the same in both).
+func BenchmarkAcceptServe(b *testing.B) {
+	for _, mode := range []string{"plain", "tracked"} {
+		b.Run(mode, func(b *testing.B) {
+			ln := listen(b)
+			var l net.Listener = ln
+			srv := &http.Server{Handler: http.HandlerFunc(benchHandler)}
+			if mode == "tracked" {
+				l = listener.Wrap(ln, listener.Options{})
+				listener.ConfigureServer(srv)
+			}
+			done := make(chan error, 1)
+			go func() { done <- srv.Serve(l) }()
+			defer func() {
+				srv.Close()
+				<-done
+			}()
+			addr := ln.Addr().String()
+			buf := make([]byte, 512)
+
+			b.Run("keepalive", func(b *testing.B) {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close()
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := c.Write(benchRequest); err != nil {
+						b.Fatal(err)
+					}
+					if err := readBenchResponse(c, buf); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("newconn", func(b *testing.B) {
+				var d net.Dialer
+				b.ReportAllocs()
+				for b.Loop() {
+					c, err := d.Dial("tcp", addr)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if _, err := c.Write(benchRequest); err != nil {
+						b.Fatal(err)
+					}
+					if err := readBenchResponse(c, buf); err != nil {
+						b.Fatal(err)
+					}
+					c.Close()
+				}
+			})
+		})
+	}
+}
+
+const benchClientEnv = "HANDOFF_LISTENER_BENCH_CLIENT"
+
+// BenchmarkDrain measures Drain of n idle keep-alive connections: the
+// listener's own cost (timers, closes, waiting for net/http to let go), so
+// the idle grace is 1ns here; with the default grace, each op would take
+// 300ms more. The clients run in a child process (the test binary,
+// re-executed), which holds their n file descriptors.
+func BenchmarkDrain(b *testing.B) {
+	limit, err := raiseFileLimit()
+	if err != nil {
+		b.Skipf("cannot raise the open-file limit: %v", err)
+	}
+	for _, n := range []int{1, 100, 10000} {
+		b.Run(fmt.Sprintf("idle=%d", n), func(b *testing.B) {
+			if need := uint64(n) + 256; limit < need {
+				b.Skipf("open-file limit %d < %d needed for %d connections; raise the hard limit (ulimit -Hn)", limit, need, n)
+			}
+			b.ReportAllocs()
+			for range b.N {
+				b.StopTimer()
+				benchDrainOnce(b, n)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/conn")
+		})
+	}
+}
+
+func benchDrainOnce(b *testing.B, n int) {
+	l := wrap(b, listen(b), listener.Options{IdleGrace: time.Nanosecond})
+	srv := &http.Server{Handler: http.HandlerFunc(benchHandler)}
+	listener.ConfigureServer(srv)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%d", benchClientEnv, l.Addr(), n))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		stdin.Close() // the client exits on EOF
+		if err := cmd.Wait(); err != nil {
+			b.Errorf("client: %v", err)
+		}
+	}()
+	ready := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(stdout).ReadString('\n')
+		ready <- line
+	}()
+	select {
+	case line := <-ready:
+		if line != "ready\n" {
+			b.Fatalf("client: %q", line)
+		}
+	case <-time.After(2 * time.Minute):
+		cmd.Process.Kill()
+		b.Fatal("client not ready")
+	}
+	l.untilCounts(b, listener.Counts{Idle: n, Accepted: uint64(n)})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	b.StartTimer()
+	s, err := l.Drain(ctx)
+	b.StopTimer()
+	if err != nil || s.ClosedIdle != n {
+		b.Fatalf("Drain: %+v %v", s, err)
+	}
+	if err := srv.Shutdown(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+		b.Fatal(err)
+	}
+}
+
+// benchClient is the child process of BenchmarkDrain: it opens n
+// keep-alive connections to addr, makes one request on each, prints
+// "ready", and holds them until its stdin is closed.
+func benchClient(spec string) int {
+	addr, ns, _ := strings.Cut(spec, ",")
+	n, err := strconv.Atoi(ns)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bad spec:", spec)
+		return 2
+	}
+	if _, err := raiseFileLimit(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	conns := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	d := net.Dialer{Timeout: 30 * time.Second}
+	buf := make([]byte, 512)
+	for range n {
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "dial:", err)
+			return 1
+		}
+		conns = append(conns, c)
+		c.SetDeadline(time.Now().Add(time.Minute))
+		if _, err := c.Write(benchRequest); err != nil {
+			fmt.Fprintln(os.Stderr, "write:", err)
+			return 1
+		}
+		if err := readBenchResponse(c, buf); err != nil {
+			fmt.Fprintln(os.Stderr, "read:", err)
+			return 1
+		}
+	}
+	fmt.Println("ready")
+	io.Copy(io.Discard, os.Stdin)
+	return 0
+}
