@@ -238,6 +238,14 @@ func New[T any](ctx context.Context, opts Options[T]) (*Manager[T], error) {
 	m.changed.Store(&ch)
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.val = reload.New(reload.Options[*route[T]]{
+		// Only setRoute swaps; the watcher's loads report "unchanged" with
+		// no value (see watchLoad). Refuse a nil route all the same.
+		Validate: func(r *route[T]) error {
+			if r == nil {
+				return errors.New("plugin: no route")
+			}
+			return nil
+		},
 		Release: func(r *route[T]) { r.release() },
 		History: 1,
 	})
