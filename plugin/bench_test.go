@@ -222,7 +222,6 @@ func BenchmarkSwapFailedCalls(b *testing.B) {
 	})
 }
 
-
 func median(d []time.Duration) time.Duration {
 	if len(d) == 0 {
 		return 0
