@@ -20,21 +20,17 @@ func (c *collector) loadZip(ctx context.Context, data []byte) error {
 	if err != nil {
 		return c.errorf("%v (truncated or not a zip): %w", err, ErrFormat)
 	}
-	// Refuse early on the declared figures; they are enforced again while
-	// decompressing, since an archive can lie about them.
-	files := 0
-	for _, f := range zr.File {
-		if !strings.HasSuffix(f.Name, "/") {
-			files++
-		}
+	// Check names, types and the declared sizes first, so that a bomb is
+	// refused before anything is decompressed; the sizes are enforced
+	// again while decompressing, since an archive can lie about them.
+	type job struct {
+		f    *zip.File
+		name string
+		data []byte
 	}
-	if files > c.maxFiles {
-		return c.errorf("zip has %d files, more than %d (MaxFiles): %w", files, c.maxFiles, ErrTooLarge)
-	}
+	var jobs []job
+	var declared uint64
 	for _, f := range zr.File {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
 		name, err := cleanName(f.Name)
 		if err != nil {
 			return c.errorf("%w", err)
@@ -43,24 +39,37 @@ func (c *collector) loadZip(ctx context.Context, data []byte) error {
 		switch {
 		case mode.IsDir() || strings.HasSuffix(f.Name, "/"):
 			continue
-		case mode&fs.ModeSymlink != 0:
-			target, err := c.readZipEntry(f, name)
-			if err != nil {
-				return err
-			}
-			if err := c.add(name, &raw{link: string(target)}); err != nil {
-				return err
-			}
-		case mode.IsRegular():
-			data, err := c.readZipEntry(f, name)
-			if err != nil {
-				return err
-			}
-			if err := c.add(name, &raw{data: data}); err != nil {
-				return err
-			}
+		case mode&fs.ModeSymlink != 0 || mode.IsRegular():
 		default:
 			return c.errorf("entry %q: unsupported file type %v: %w", f.Name, mode.Type(), ErrFormat)
+		}
+		if len(jobs) >= c.maxFiles {
+			return c.errorf("zip has more than %d files (MaxFiles): %w", c.maxFiles, ErrTooLarge)
+		}
+		if declared += f.UncompressedSize64; declared > uint64(c.maxBytes) {
+			return c.errorf("%q: zip declares more than %d bytes in all (MaxBytes): %w", name, c.maxBytes, ErrTooLarge)
+		}
+		jobs = append(jobs, job{f: f, name: name})
+	}
+	// Decompress in parallel: entries are independent.
+	err = parallel(len(jobs), func(i int) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		data, err := c.readZipEntry(jobs[i].f, jobs[i].name)
+		jobs[i].data = data
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		r := &raw{data: j.data}
+		if j.f.Mode()&fs.ModeSymlink != 0 {
+			r = &raw{link: string(j.data)}
+		}
+		if err := c.add(j.name, r); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -142,6 +142,7 @@ func BenchmarkLoadAndSwap10MB(b *testing.B) {
 			h := bundle.New(bundle.Options{Retain: -1})
 			defer h.Close()
 			i := 0
+			cpu0 := cpuTime()
 			for b.Loop() {
 				p := filepath.Join(dir, fmt.Sprintf(kind.pattern, i%2))
 				i++
@@ -150,6 +151,7 @@ func BenchmarkLoadAndSwap10MB(b *testing.B) {
 					b.Fatalf("load %s: %v", p, err)
 				}
 			}
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/1e6, "cpu-ms/op")
 			b.SetBytes(10_000_000)
 		})
 	}

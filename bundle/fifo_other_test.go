@@ -2,6 +2,11 @@
 
 package bundle_test
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 func mkfifo(string) error { return errors.New("not supported") }
+
+func cpuTime() time.Duration { return 0 }

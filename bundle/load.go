@@ -15,9 +15,12 @@ import (
 	"net/http"
 	"os"
 	"path"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // Errors a refused bundle wraps, for callers that branch on the reason.
@@ -379,9 +382,14 @@ func build(source string, raws map[string]*raw, opts Options) *Bundle {
 		names = append(names, n)
 	}
 	slices.Sort(names)
+	sums := make([][sha256.Size]byte, len(names))
+	parallel(len(names), func(i int) error {
+		sums[i] = sha256.Sum256(raws[names[i]].data)
+		return nil
+	})
 	tree := sha256.New()
-	for _, n := range names {
-		f := &file{name: n, data: raws[n].data, sum: sha256.Sum256(raws[n].data)}
+	for i, n := range names {
+		f := &file{name: n, data: raws[n].data, sum: sums[i]}
 		f.etag = `"` + base64.RawURLEncoding.EncodeToString(f.sum[:18]) + `"`
 		f.hdrTag = []string{f.etag}
 		f.hdrLen = []string{strconv.Itoa(len(f.data))}
@@ -492,4 +500,35 @@ func SidecarChecksum(source string) (string, error) {
 		return "", fmt.Errorf("%s.sha256 is empty", source)
 	}
 	return fields[0], nil
+}
+
+// parallel calls f(0..n-1) on up to GOMAXPROCS goroutines, which it waits
+// for, and returns the error of the lowest index that failed.
+func parallel(n int, f func(i int) error) error {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	if workers <= 1 {
+		for i := range n {
+			if err := f(i); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	errs := make([]error, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				errs[i] = f(i)
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
