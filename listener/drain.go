@@ -77,11 +77,14 @@ func (l *Listener) statsLocked() DrainStats {
 // returns an error that wraps ctx.Err(). Then call http.Server.Shutdown,
 // which finds no connection left and returns at once.
 //
-// Drain with no connection returns at once. Drain may be called more than
+// Drain with no connection returns at once. (With an inner listener that
+// has no SetDeadline, an Accept already pending when Drain starts cannot be
+// interrupted and may still return a connection after Drain returned.) Drain may be called more than
 // once, also concurrently: every call waits for the same drain (each
 // force-closes at the end of its own ctx), and the stats are those of that
-// one drain. Once Drain has started the listener stays paused: Resume is a
-// no-op.
+// one drain; a call that finds the drain complete returns at once with a
+// nil error (see Forced for what an earlier call cut off). Once Drain has
+// started the listener stays paused: Resume is a no-op.
 func (l *Listener) Drain(ctx context.Context) (DrainStats, error) {
 	l.mu.Lock()
 	d := l.drain
@@ -90,20 +93,26 @@ func (l *Listener) Drain(ctx context.Context) (DrainStats, error) {
 	}
 	l.mu.Unlock()
 
+	forced, left := 0, 0
 	select {
 	case <-d.done:
 	case <-ctx.Done():
 		select {
 		case <-d.done: // finished at the same moment: not a failure
 		default:
-			n := l.forceClose()
-			l.mu.Lock()
-			s := l.statsLocked()
-			l.mu.Unlock()
-			l.log.Warn("listener drain deadline: connections force-closed",
-				"addr", l.inner.Addr(), "forced", n, "stats", s)
-			return s, fmt.Errorf("listener: drain %s: %d connections force-closed: %w", l.inner.Addr(), n, ctx.Err())
+			// left == 0 when only an Accept interrupted by Pause was
+			// still on its way back: nothing was cut off.
+			forced, left = l.forceClose()
 		}
+	}
+	if left > 0 {
+		l.mu.Lock()
+		s := l.statsLocked()
+		l.mu.Unlock()
+		l.log.Warn("listener drain deadline: connections force-closed",
+			"addr", l.inner.Addr(), "left", left, "forced", forced, "stats", s)
+		return s, fmt.Errorf("listener: drain %s: %d connections left at the deadline (%d force-closed): %w",
+			l.inner.Addr(), left, forced, ctx.Err())
 	}
 	l.mu.Lock()
 	s := l.statsLocked()
@@ -137,26 +146,35 @@ func (l *Listener) startDrainLocked() *drainState {
 	return d
 }
 
-// forceClose closes every tracked conn and releases them all, so that the
-// drain is complete. It returns how many it closed.
-func (l *Listener) forceClose() int {
+// forceClose closes every tracked conn, releases them all and completes
+// the drain. It returns how many conns it closed and how many were still
+// tracked (the closed ones plus those closed already but still held by
+// net/http, for instance by a handler that ignores its context).
+func (l *Listener) forceClose() (closed, left int) {
 	l.mu.Lock()
 	var toClose []net.Conn
 	for c := l.head; c != nil; {
 		next := c.next
+		left++
 		if !c.closed {
 			l.closeLocked(c, closedForced) // releases c
 			toClose = append(toClose, c.Conn)
 		} else {
-			// Closed already, waiting for net/http's StateClosed, which a
-			// handler that ignores its context may hold up: stop waiting.
 			l.releaseLocked(c)
 		}
 		c = next
+	}
+	// An Accept that Pause interrupted may still be on its way back; do
+	// not wait for it any longer. A conn it returns is tracked and served
+	// as any conn accepted while draining, but no Drain waits for it.
+	if d := l.drain; d.end.IsZero() {
+		d.end = time.Now()
+		d.stats.Duration = d.end.Sub(d.start)
+		close(d.done)
 	}
 	l.mu.Unlock()
 	for _, nc := range toClose {
 		_ = nc.Close()
 	}
-	return len(toClose)
+	return len(toClose), left
 }

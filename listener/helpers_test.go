@@ -191,3 +191,5 @@ func recvWithin[T any](t testing.TB, ch <-chan T, what string) T {
 }
 
 func newReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }
+
+func timeNowPlusWait() time.Time { return time.Now().Add(wait) }

@@ -56,6 +56,9 @@ func (g *generation) stop(t *testing.T) listener.DrainStats {
 	if err != nil {
 		t.Errorf("drain: %v (stats %+v)", err, s)
 	}
+	if c, n := g.l.Counts(), listener.Live(g.l.Listener); c.Open() != 0 || n != 0 {
+		t.Errorf("after drain: counts %+v, %d tracked", c, n)
+	}
 	if err := g.srv.Shutdown(ctx); err != nil {
 		t.Errorf("shutdown: %v", err)
 	}

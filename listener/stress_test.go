@@ -1,0 +1,85 @@
+package listener_test
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+
+	"github.com/handoff-go/handoff/listener"
+)
+
+// TestCountsConcurrent: transitions, double closes, the idle closer and
+// a forced drain all race; counts never go negative or above the number of
+// conns, and end at zero.
+func TestCountsConcurrent(t *testing.T) {
+	const conns, steps = 40, 200
+	l := wrap(t, listen(t), listener.Options{IdleGrace: 1})
+	var accepted []net.Conn
+	for range conns {
+		dial(t, l.Addr())
+		sc, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		accepted = append(accepted, sc)
+	}
+
+	stop := make(chan struct{})
+	var checker sync.WaitGroup
+	checker.Go(func() {
+		for {
+			c := l.Counts()
+			if c.Active < 0 || c.Idle < 0 || c.New < 0 || c.Hijacked < 0 || c.Open() > conns {
+				t.Errorf("bad counts %+v", c)
+				return
+			}
+			select {
+			case <-stop:
+				return
+			default:
+			}
+		}
+	})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	res := drainAsync(l, ctx)
+	<-l.Draining()
+	var wg sync.WaitGroup
+	for i, sc := range accepted {
+		wg.Go(func() {
+			seq := []http.ConnState{http.StateActive, http.StateIdle}
+			listener.ConnState(sc, http.StateNew)
+			for j := range steps {
+				listener.ConnState(sc, seq[j%2])
+			}
+			if i%3 == 0 {
+				listener.ConnState(sc, http.StateActive)
+				listener.ConnState(sc, http.StateHijacked)
+			}
+			if i%2 == 0 {
+				var both sync.WaitGroup
+				both.Go(func() { sc.Close() })
+				both.Go(func() { sc.Close() })
+				both.Wait()
+				listener.ConnState(sc, http.StateClosed)
+			}
+		})
+	}
+	wg.Wait()
+	cancel() // force-closes whatever is left (odd conns not closed idle)
+	r := recvWithin(t, res, "Drain")
+	close(stop)
+	checker.Wait()
+	s := r.stats
+	if s.Conns != conns || s.ClosedIdle+s.ClosedByPeerOrServer+s.Forced != conns {
+		t.Fatalf("stats %+v", s)
+	}
+	if got := l.Counts(); got != (listener.Counts{Accepted: conns}) {
+		t.Fatalf("final counts %+v", got)
+	}
+	if n := listener.Live(l.Listener); n != 0 {
+		t.Fatalf("%d still tracked", n)
+	}
+}
