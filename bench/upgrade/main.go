@@ -1,0 +1,199 @@
+// Command upgrade is handoff's upgrade benchmark: it builds three servers
+// with the same handlers, puts the same load on each in turn, upgrades or
+// restarts each the same number of times on the same schedule, and prints
+// a table (and writes a JSON file) of failed requests, latency around
+// upgrades, upgrade timings measured from outside, and the serving
+// process's file descriptors and memory.
+//
+//	go run ./bench/upgrade                  # 100 upgrades per target
+//	go run ./bench/upgrade -quick           # 5 upgrades per target, a smoke run
+//	go run ./bench/upgrade -targets handoff,tableflip -upgrades 20
+//
+// Targets:
+//   - handoff: examples/httpserver, probation 0, upgraded with SIGHUP.
+//   - tableflip: bench/tableflip-server, the same handlers on plain
+//     tableflip v1.2.3 with the http.Server.Shutdown pattern of its README,
+//     upgraded with SIGHUP.
+//   - naive: bench/naive-server, restarted by stopping and starting: the
+//     driver sends SIGTERM, waits for the process to exit (it drains with
+//     http.Server.Shutdown), then starts a new process on the same address.
+//
+// Run it from the handoff module (it calls go build). Everything runs on
+// 127.0.0.1. Every server it started is killed when it ends or is
+// interrupted, and it checks that none is left.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	ossignal "os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// config is the benchmark's configuration, from its flags.
+type config struct {
+	Upgrades   int           `json:"upgrades"`
+	Interval   time.Duration `json:"interval_ns"`
+	Clients    int           `json:"clients"`
+	Streams    int           `json:"streams"`
+	Pause      time.Duration `json:"pause_ns"`
+	SlowTime   time.Duration `json:"slow_ns"`
+	StreamTime time.Duration `json:"stream_ns"`
+	WarmUp     time.Duration `json:"warm_up_ns"`
+	Near       time.Duration `json:"near_ns"`
+	Wait       time.Duration `json:"wait_ns"`
+	Targets    []string      `json:"targets"`
+	Quick      bool          `json:"quick"`
+}
+
+func main() {
+	var (
+		cfg     config
+		targets string
+		out     string
+	)
+	flag.IntVar(&cfg.Upgrades, "upgrades", 100, "upgrades (restarts, for naive) per target")
+	flag.DurationVar(&cfg.Interval, "interval", 500*time.Millisecond, "pause between the end of one upgrade (new pid serving, old pid gone) and the next signal")
+	flag.IntVar(&cfg.Clients, "clients", 24, "load clients, split evenly among keep-alive checked, keep-alive blind, new-connection and 200 ms slow requests")
+	flag.IntVar(&cfg.Streams, "streams", 2, "clients of 3 s streamed responses, besides -clients")
+	flag.DurationVar(&cfg.Pause, "pause", 10*time.Millisecond, "pause of each client between two requests (the rate limit)")
+	flag.DurationVar(&cfg.WarmUp, "warmup", time.Second, "load before the first upgrade and after the last")
+	flag.DurationVar(&cfg.Wait, "wait", 60*time.Second, "bound on each wait of an upgrade (new pid serving; old pid gone)")
+	flag.StringVar(&targets, "targets", "handoff,tableflip,naive", "comma-separated targets: handoff, tableflip, naive")
+	flag.BoolVar(&cfg.Quick, "quick", false, "a smoke run: 5 upgrades per target unless -upgrades is given")
+	flag.StringVar(&out, "out", filepath.Join("bench", "results", "upgrade.json"), "write the results here as JSON")
+	flag.Parse()
+	cfg.SlowTime, cfg.StreamTime, cfg.Near = 200*time.Millisecond, 3*time.Second, time.Second
+	if cfg.Quick && !flagSet("upgrades") {
+		cfg.Upgrades = 5
+	}
+	for _, t := range strings.Split(targets, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			cfg.Targets = append(cfg.Targets, t)
+		}
+	}
+	if err := run(cfg, out); err != nil {
+		fmt.Fprintln(os.Stderr, "upgrade:", err)
+		os.Exit(1)
+	}
+}
+
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+func run(cfg config, out string) error {
+	if cfg.Upgrades < 1 || cfg.Upgrades > 10_000 {
+		return fmt.Errorf("-upgrades %d: want 1..10000", cfg.Upgrades)
+	}
+	if cfg.Clients < 4 || cfg.Streams < 0 {
+		return fmt.Errorf("-clients %d -streams %d: want at least 4 clients", cfg.Clients, cfg.Streams)
+	}
+	var chosen []target
+	for _, name := range cfg.Targets {
+		t, ok := targetByName(name)
+		if !ok {
+			return fmt.Errorf("unknown target %q (want handoff, tableflip or naive)", name)
+		}
+		chosen = append(chosen, t)
+	}
+
+	dir, err := os.MkdirTemp("", "handoff-bench-")
+	if err != nil {
+		return err
+	}
+	// Whatever happens, leave nothing running: on return, and on an
+	// interrupt (which ends the process at once, after the same cleanup).
+	cleanup := func() {
+		killUnder(dir)
+		os.RemoveAll(dir)
+	}
+	defer cleanup()
+	sigs := make(chan os.Signal, 1)
+	ossignal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		fmt.Fprintf(os.Stderr, "\nupgrade: %v: killing the servers\n", s)
+		cleanup()
+		os.Exit(130)
+	}()
+
+	fmt.Printf("building %d target(s) into %s ...\n", len(chosen), dir)
+	for i := range chosen {
+		chosen[i].bin = filepath.Join(dir, chosen[i].name)
+		cmd := exec.Command("go", "build", "-o", chosen[i].bin, chosen[i].pkg)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s (run from the handoff module): %v\n%s", chosen[i].pkg, err, b)
+		}
+	}
+
+	rep := report{
+		Command:   strings.Join(os.Args, " "),
+		Started:   time.Now().UTC().Format(time.RFC3339),
+		GoVersion: runtime.Version(),
+		CPUs:      runtime.NumCPU(),
+		LoadStart: loadAvg(),
+		Config:    cfg,
+	}
+	for _, t := range chosen {
+		fmt.Printf("%s: %d %s, load %s ...\n", t.name, cfg.Upgrades, t.verb(), loadAvg())
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.Upgrades)*(2*cfg.Wait+cfg.Interval)+5*time.Minute)
+		r := runTarget(ctx, cfg, t, dir)
+		cancel()
+		if r.Error != "" {
+			fmt.Printf("%s: error: %s\n", t.name, r.Error)
+		}
+		rep.Targets = append(rep.Targets, r)
+	}
+	rep.LoadEnd = loadAvg()
+	rep.finish()
+
+	fmt.Println()
+	rep.print(os.Stdout)
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	if err := rep.write(out); err != nil {
+		return err
+	}
+	fmt.Printf("\nwrote %s\n", out)
+
+	var problems []string
+	for _, r := range rep.Targets {
+		if r.Error != "" {
+			problems = append(problems, r.Target+": "+r.Error)
+		}
+		if len(r.Leftover) > 0 {
+			problems = append(problems, fmt.Sprintf("%s: processes left running (killed): %v", r.Target, r.Leftover))
+		}
+	}
+	if left := processesUnder(dir); len(left) > 0 {
+		problems = append(problems, fmt.Sprintf("processes still running at the end (killed): %v", left))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// loadAvg is the first three fields of /proc/loadavg.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}

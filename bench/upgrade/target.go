@@ -1,0 +1,297 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/handoff-go/handoff/upgrader/upgradertest"
+)
+
+// target is one server under test.
+type target struct {
+	name  string
+	pkg   string
+	naive bool   // restarted by stop and start, not upgraded in place
+	bin   string // the built binary
+}
+
+func targetByName(name string) (target, bool) {
+	switch name {
+	case "handoff":
+		return target{name: name, pkg: "github.com/handoff-go/handoff/examples/httpserver"}, true
+	case "tableflip":
+		return target{name: name, pkg: "github.com/handoff-go/handoff/bench/tableflip-server"}, true
+	case "naive":
+		return target{name: name, pkg: "github.com/handoff-go/handoff/bench/naive-server", naive: true}, true
+	}
+	return target{}, false
+}
+
+func (t target) verb() string {
+	if t.naive {
+		return "stop-and-start restarts"
+	}
+	return "upgrades"
+}
+
+func (t target) args(addr, pidFile string) []string {
+	switch t.name {
+	case "handoff":
+		return []string{"-addr", addr, "-pidfile", pidFile, "-log-json", "-probation", "0", "-drain-timeout", "30s"}
+	case "tableflip":
+		return []string{"-addr", addr, "-pidfile", pidFile}
+	}
+	return []string{"-addr", addr}
+}
+
+// upgradeRec is one upgrade (or restart), as the driver saw it.
+type upgradeRec struct {
+	start       time.Time
+	exitAt      time.Time
+	probeNewAt  time.Time
+	Old         int `json:"old_pid"`
+	New         int `json:"new_pid"`
+	ProbeErrors int `json:"probe_errors"`
+	// Filled in by analyze.
+	AtS         float64 `json:"at_s"`
+	ServingMS   float64 `json:"signal_to_serving_ms"`
+	ExitedMS    float64 `json:"signal_to_old_exited_ms"`
+	LastToExit  float64 `json:"last_response_to_exit_ms"`
+	OldAnswered int     `json:"old_answered_after_signal"`
+}
+
+// rawRun is everything measured on one target, before analysis.
+type rawRun struct {
+	upgrades   []upgradeRec
+	probes     []probeAnswer
+	res        *upgradertest.Result
+	stats      []procStat // the serving process, before each signal
+	before     procStat   // after the first warm-up
+	end        procStat   // after the last upgrade and a warm-up
+	cpu        time.Duration
+	loadStart  time.Time
+	loadEnd    time.Time
+	leftover   []int
+	selfServed []time.Duration // handoff's own signal→accepting, from its log
+	stopped    bool
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// runTarget runs the load and the upgrade schedule on t and returns the
+// analysed result. It stops the server and kills whatever is left of it
+// before it returns.
+func runTarget(ctx context.Context, cfg config, t target, dir string) TargetResult {
+	raw, err := measure(ctx, cfg, t, dir)
+	killUnder(dir)
+	r := analyze(cfg, t, raw)
+	if err != nil {
+		r.Error = err.Error()
+	}
+	return r
+}
+
+func measure(ctx context.Context, cfg config, t target, dir string) (*rawRun, error) {
+	raw := &rawRun{}
+	addr, err := freeAddr()
+	if err != nil {
+		return raw, err
+	}
+	pidFile := filepath.Join(dir, t.name+".pid")
+	logPath := filepath.Join(dir, t.name+".log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return raw, err
+	}
+	defer logFile.Close()
+	start := func() (*exec.Cmd, error) {
+		cmd := exec.Command(t.bin, t.args(addr, pidFile)...)
+		cmd.Stdout, cmd.Stderr = logFile, logFile
+		// Its own process group, so that a terminal's ^C reaches only the
+		// driver, which then kills every server.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		return cmd, nil
+	}
+	reaped := func(cmd *exec.Cmd) <-chan error {
+		ch := make(chan error, 1)
+		go func() { ch <- cmd.Wait() }()
+		return ch
+	}
+
+	cmd, err := start()
+	if err != nil {
+		return raw, err
+	}
+	cmdDone := reaped(cmd)
+	cur, _, _, err := waitPID(addr, 0, 30*time.Second)
+	if err != nil {
+		return raw, fmt.Errorf("server did not start: %w", err)
+	}
+
+	// The load, from here to the end.
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	per := cfg.Clients / 4
+	load := upgradertest.Config{
+		Addr: addr,
+		Workers: map[upgradertest.Kind]int{
+			upgradertest.KeepAliveChecked: per + (cfg.Clients-4*per+1)/2,
+			upgradertest.KeepAliveBlind:   per + (cfg.Clients-4*per)/2,
+			upgradertest.NewConn:          per,
+			upgradertest.Slow:             per,
+			upgradertest.Stream:           cfg.Streams,
+		},
+		Pause:      cfg.Pause,
+		SlowTime:   cfg.SlowTime,
+		StreamTime: cfg.StreamTime,
+	}
+	results := make(chan *upgradertest.Result, 1)
+	cpu0 := cpuTime()
+	raw.loadStart = time.Now()
+	go func() { results <- upgradertest.Run(loadCtx, load) }()
+	finishLoad := func() {
+		if raw.res != nil {
+			return
+		}
+		stopLoad()
+		raw.res = <-results
+		raw.loadEnd = time.Now()
+		raw.cpu = cpuTime() - cpu0
+	}
+	defer finishLoad()
+
+	sleep(ctx, cfg.WarmUp)
+	raw.before = statOf(cur)
+
+	var runErr error
+	for i := 0; i < cfg.Upgrades && ctx.Err() == nil; i++ {
+		raw.stats = append(raw.stats, statOf(cur))
+		u := upgradeRec{Old: cur}
+		exited := watchExit(cur, 2*cfg.Wait)
+		u.start = time.Now()
+		var answers []probeAnswer
+		if t.naive {
+			// Stop, wait for the exit, start again.
+			_ = syscall.Kill(cur, syscall.SIGTERM)
+			select {
+			case u.exitAt = <-exited:
+			case <-time.After(cfg.Wait):
+			}
+			if u.exitAt.IsZero() {
+				runErr = fmt.Errorf("restart %d: pid %d did not exit within %v", i+1, cur, cfg.Wait)
+				break
+			}
+			<-cmdDone
+			if cmd, err = start(); err != nil {
+				runErr = fmt.Errorf("restart %d: %w", i+1, err)
+				break
+			}
+			cmdDone = reaped(cmd)
+			u.New, answers, u.ProbeErrors, err = waitPID(addr, cur, cfg.Wait)
+		} else {
+			_ = syscall.Kill(cur, syscall.SIGHUP)
+			u.New, answers, u.ProbeErrors, err = waitPID(addr, cur, cfg.Wait)
+			if err == nil {
+				u.exitAt = <-exited
+				if u.exitAt.IsZero() {
+					err = fmt.Errorf("old pid %d did not exit within %v", cur, 2*cfg.Wait)
+				}
+			}
+		}
+		raw.probes = append(raw.probes, answers...)
+		if err != nil {
+			runErr = fmt.Errorf("upgrade %d: %w", i+1, err)
+			break
+		}
+		u.probeNewAt = answers[len(answers)-1].end
+		raw.upgrades = append(raw.upgrades, u)
+		cur = u.New
+		sleep(ctx, cfg.Interval)
+	}
+	if runErr == nil && ctx.Err() != nil {
+		runErr = fmt.Errorf("ran out of time after %d upgrades", len(raw.upgrades))
+	}
+	sleep(ctx, cfg.WarmUp)
+	raw.end = statOf(cur)
+	finishLoad()
+
+	// Stop the server gracefully and check that nothing is left.
+	exited := watchExit(cur, 40*time.Second)
+	_ = syscall.Kill(cur, syscall.SIGTERM)
+	if at := <-exited; at.IsZero() {
+		if runErr == nil {
+			runErr = fmt.Errorf("pid %d did not stop within 40s of SIGTERM", cur)
+		}
+	} else {
+		raw.stopped = true
+	}
+	time.Sleep(100 * time.Millisecond) // let a parent reap
+	raw.leftover = processesUnder(dir)
+	if t.name == "handoff" {
+		raw.selfServed = acceptingDurations(logPath)
+	}
+	return raw, runErr
+}
+
+// acceptingDurations reads handoff's own signal→serving durations (event
+// "accepting") from the JSON log of examples/httpserver.
+func acceptingDurations(path string) []time.Duration {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var ds []time.Duration
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		var e struct {
+			Event    string          `json:"event"`
+			Duration json.RawMessage `json:"duration"`
+		}
+		if json.Unmarshal(sc.Bytes(), &e) != nil || e.Event != "accepting" {
+			continue
+		}
+		if n, err := strconv.ParseInt(string(e.Duration), 10, 64); err == nil {
+			ds = append(ds, time.Duration(n))
+		}
+	}
+	return ds
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
