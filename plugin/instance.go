@@ -62,7 +62,10 @@ func (m *Manager[T]) start(ctx context.Context, v *version) (*instance[T], error
 		}
 		return fail(PhaseStart, err)
 	}
-	var tmpDir string
+	var (
+		tmpDir string
+		run    atomic.Pointer[procRunner]
+	)
 	cfg := &goplugin.ClientConfig{
 		HandshakeConfig:  m.opts.Handshake,
 		Plugins:          m.opts.Plugins,
@@ -73,6 +76,7 @@ func (m *Manager[T]) start(ctx context.Context, v *version) (*instance[T], error
 			tmpDir = dir
 			r, err := newProcRunner(cmd, v.staged, m.opts.Args, v.sum, m.sp, dir)
 			inst.run = r
+			run.Store(r)
 			return r, err
 		},
 	}
@@ -84,7 +88,18 @@ func (m *Manager[T]) start(ctx context.Context, v *version) (*instance[T], error
 			_ = os.RemoveAll(tmpDir) // left behind by go-plugin when exec fails
 		}
 	}
-	if _, err := c.Start(); err != nil {
+	stopAbort := context.AfterFunc(ctx, func() {
+		if r := run.Load(); r != nil {
+			r.abort()
+		}
+	})
+	_, err := c.Start()
+	if !stopAbort() {
+		// ctx ended during the start and the process was killed: that,
+		// not go-plugin's account of a vanished process, is the reason.
+		err = fmt.Errorf("start aborted: %w", context.Cause(ctx))
+	}
+	if err != nil {
 		cleanup()
 		return fail(PhaseStart, err)
 	}

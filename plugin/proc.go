@@ -30,6 +30,9 @@ type procRunner struct {
 	tmpDir string
 
 	pid      int
+	mu       sync.Mutex
+	proc     *os.Process // set once started
+	aborted  bool
 	exited   chan struct{}
 	exitOnce sync.Once
 	exitErr  error
@@ -70,7 +73,27 @@ func (r *procRunner) Start(context.Context) error {
 		return err
 	}
 	r.pid = r.cmd.Process.Pid
+	r.mu.Lock()
+	r.proc = r.cmd.Process
+	aborted := r.aborted
+	r.mu.Unlock()
+	if aborted {
+		_ = r.proc.Kill()
+	}
 	return nil
+}
+
+// abort kills the process, now or as soon as it is started: go-plugin's
+// handshake wait observes no context, only its StartTimeout, so this is how
+// a cancelled start (Close, the caller's ctx) ends early.
+func (r *procRunner) abort() {
+	r.mu.Lock()
+	r.aborted = true
+	p := r.proc
+	r.mu.Unlock()
+	if p != nil {
+		_ = p.Kill()
+	}
 }
 
 // Wait is called once by go-plugin, after the process's stdout and stderr

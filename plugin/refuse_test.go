@@ -135,3 +135,43 @@ func TestRefused(t *testing.T) {
 		})
 	}
 }
+
+// A start that hangs in the handshake ends with the caller's deadline, and
+// Close during a start does not wait for go-plugin's StartTimeout.
+func TestStartCancelled(t *testing.T) {
+	ev := newEvents()
+	opts := baseOptions(t, bins["v1"])
+	opts.OnEvent = ev.on
+	m := newManager(t, opts)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	_, err := m.Swap(ctx, bins["hang"])
+	cancel()
+	var le *LoadError
+	if !errors.As(err, &le) || le.Phase != PhaseStart || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("hanging plugin: %v", err)
+	}
+	t.Logf("refused: %v", err)
+	if got := answer(t, m); got != "v1:hello you" {
+		t.Fatalf("answer %q", got)
+	}
+
+	errc := make(chan error, 1)
+	go func() { _, err := m.Swap(context.Background(), bins["hang"]); errc <- err }()
+	ev.wait(t, EventStaged)
+	start := time.Now()
+	m.Close()
+	t.Logf("Close during a hanging start took %v", time.Since(start))
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Fatal("swap of a hanging plugin succeeded")
+		}
+		t.Logf("swap: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("swap still running after Close")
+	}
+	if kids := children(t); len(kids) != 0 {
+		t.Fatalf("processes left: %v", kids)
+	}
+}

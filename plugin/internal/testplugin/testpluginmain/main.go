@@ -5,12 +5,14 @@
 //
 // Variants: any version name (v1, v2, ...), "unhealthy" (fails Health),
 // "erroring" (fails Greet), "badhandshake" (serves with a wrong magic cookie,
-// so the host refuses it).
+// so the host refuses it), "hang" (never completes the handshake; exits by
+// itself after a minute).
 package main
 
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/handoff-go/handoff/plugin/internal/testplugin"
 	goplugin "github.com/hashicorp/go-plugin"
@@ -19,6 +21,10 @@ import (
 var variant = "v1"
 
 func main() {
+	if variant == "hang" {
+		time.Sleep(time.Minute)
+		return
+	}
 	hs := testplugin.Handshake
 	if variant == "badhandshake" {
 		hs.MagicCookieValue = "not-the-greeter"
