@@ -288,18 +288,13 @@ func TestDrainForced(t *testing.T) {
 	l := wrap(t, listen(t), listener.Options{})
 	stuck := make(chan struct{})
 	entered := make(chan struct{}, 2)
-	var stuckDone = make(chan struct{})
 	mux := http.NewServeMux()
 	mux.HandleFunc("/stuck", func(w http.ResponseWriter, r *http.Request) {
 		entered <- struct{}{}
 		<-stuck // ignores r.Context(): the worst case
 	})
-	srv := serve(t, l, mux)
-	t.Cleanup(func() { close(stuck); <-stuckDone })
-	go func() {
-		defer close(stuckDone)
-		<-stuck
-	}()
+	serve(t, l, mux)
+	t.Cleanup(func() { close(stuck) }) // runs before serve's Shutdown
 	a, b := dial(t, l.Addr()), dial(t, l.Addr())
 	for _, c := range []*client{a, b} {
 		if err := c.send("/stuck"); err != nil {
@@ -326,7 +321,6 @@ func TestDrainForced(t *testing.T) {
 	if n := listener.Live(l.Listener); n != 0 {
 		t.Fatalf("%d conns still tracked", n)
 	}
-	_ = srv
 }
 
 // TestDrainRawTCP: without net/http, conns are active until closed; the
