@@ -386,9 +386,10 @@ func children(ppid int) map[int]string {
 	return out
 }
 
-// fdCount is the number of open fds of pid, leaving out its TCP client
-// connections, whose number follows the load, not the process's health.
-func fdCount(t *testing.T, pid int) int {
+// fdList lists the open fds of pid (fd -> target), leaving out its TCP
+// client connections, whose number follows the load, not the process's
+// health.
+func fdList(t *testing.T, pid int) []string {
 	t.Helper()
 	conns := tcpConnInodes()
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
@@ -396,7 +397,7 @@ func fdCount(t *testing.T, pid int) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
+	var out []string
 	for _, e := range ents {
 		l, err := os.Readlink(filepath.Join(dir, e.Name()))
 		if err != nil {
@@ -405,9 +406,9 @@ func fdCount(t *testing.T, pid int) int {
 		if ino, ok := strings.CutPrefix(l, "socket:["); ok && conns[strings.TrimSuffix(ino, "]")] {
 			continue
 		}
-		n++
+		out = append(out, e.Name()+"->"+l)
 	}
-	return n
+	return out
 }
 
 // tcpConnInodes returns the inodes of TCP sockets that are connections (any

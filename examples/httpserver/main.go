@@ -52,6 +52,7 @@ func run() int {
 		drainTimeout   = flag.Duration("drain-timeout", 30*time.Second, "how long the old generation may drain before it force-closes connections")
 		probation      = flag.Duration("probation", 0, "how long a new generation serves under watch before it commits")
 		upgradeTimeout = flag.Duration("upgrade-timeout", upgrader.DefaultUpgradeTimeout, "how long a new generation may take to commit")
+		idleGrace      = flag.Duration("idle-grace", listener.DefaultIdleGrace, "while draining, close a keep-alive connection once it has been idle this long")
 		statePad       = flag.Int("state-pad", 0, "pad the state handed to the next generation with this many bytes (to try the size limit)")
 		logJSON        = flag.Bool("log-json", false, "log JSON records instead of text")
 	)
@@ -69,6 +70,7 @@ func run() int {
 		UpgradeTimeout: *upgradeTimeout,
 		Probation:      *probation,
 		DrainTimeout:   *drainTimeout,
+		IdleGrace:      *idleGrace,
 		PIDFile:        *pidFile,
 		Logger:         log,
 		HealthCheck: func(ctx context.Context) error {
