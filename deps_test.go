@@ -35,9 +35,9 @@ var rules = []struct {
 	{"flags", []string{"reload"}},
 	{"admin", []string{"listener", "upgrader", "signal", "reload", "bundle", "plugin", "flags", "github.com/prometheus/client_golang"}},
 	{"internal/*", []string{"golang.org/x/sys", "github.com/coreos/go-systemd/v22"}},
-	{"examples/*", []string{"listener", "upgrader", "upgrader/upgradertest", "signal", "reload", "bundle", "plugin", "flags", "admin",
+	{"examples/*", []string{"examples/*", "listener", "upgrader", "upgrader/upgradertest", "signal", "reload", "bundle", "plugin", "flags", "admin",
 		"github.com/hashicorp/go-plugin", "google.golang.org/grpc", "google.golang.org/protobuf"}},
-	{"bench/*", []string{"listener", "upgrader", "signal", "internal/*", "github.com/cloudflare/tableflip", "golang.org/x/sys"}},
+	{"bench/*", []string{"bench/*", "upgrader/upgradertest", "listener", "upgrader", "signal", "internal/*", "github.com/cloudflare/tableflip", "golang.org/x/sys"}},
 }
 
 func ruleFor(rel string) ([]string, bool) {

@@ -6,6 +6,8 @@ import (
 	"net"
 	"sync/atomic"
 	"time"
+
+	"github.com/handoff-go/handoff/internal/peek"
 )
 
 // connState is a tracked conn's state as far as counting goes.
@@ -250,7 +252,7 @@ func (c *conn) idleCheck() {
 	l.mu.Unlock()
 
 	// Outside the lock: a syscall per conn must not hold up the others.
-	busy := c.readSinceIdle.Load() || pendingInput(c.Conn)
+	busy := c.readSinceIdle.Load() || peek.Pending(c.Conn)
 
 	l.mu.Lock()
 	if c.closed || (c.state != stIdle && c.state != stNew) || !c.idleSince.Equal(since) {

@@ -1,6 +1,7 @@
 package listener
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net"
@@ -51,16 +52,17 @@ type Listener struct {
 	closed     chan struct{} // closed by Close
 	drainingCh chan struct{} // closed when Drain starts
 
-	mu       sync.Mutex
-	paused   bool
-	resume   chan struct{} // closed by Resume; replaced by Pause
-	pauseGen uint64        // incremented by every Pause
-	inAccept int           // goroutines inside inner.Accept (counted only if dl != nil)
-	head     *conn         // list of tracked conns (not yet released)
-	live     int           // len(list)
-	byState  [numStates]int
-	accepted uint64
-	drain    *drainState // nil until Drain starts
+	mu        sync.Mutex
+	finishing bool // Finish: accept the backlog, then close
+	paused    bool
+	resume    chan struct{} // closed by Resume; replaced by Pause
+	pauseGen  uint64        // incremented by every Pause
+	inAccept  int           // goroutines inside inner.Accept (counted only if dl != nil)
+	head      *conn         // list of tracked conns (not yet released)
+	live      int           // len(list)
+	byState   [numStates]int
+	accepted  uint64
+	drain     *drainState // nil until Drain starts
 
 	test testHooks
 }
@@ -130,8 +132,14 @@ func (l *Listener) Accept() (net.Conn, error) {
 			continue
 		}
 		gen := l.pauseGen
+		fin := l.finishing && l.dl != nil
 		if l.dl != nil {
 			l.inAccept++
+			if fin {
+				// Try the backlog without waiting for new arrivals. A
+				// deadline in the past would not even try: give it 1 ms.
+				_ = l.dl.SetDeadline(time.Now().Add(time.Millisecond))
+			}
 		}
 		l.changedLocked()
 		l.mu.Unlock()
@@ -143,7 +151,16 @@ func (l *Listener) Accept() (net.Conn, error) {
 			l.inAccept--
 		}
 		if err != nil {
-			retry := errors.Is(err, os.ErrDeadlineExceeded) && (l.paused || l.pauseGen != gen)
+			timeout := errors.Is(err, os.ErrDeadlineExceeded)
+			if timeout && fin {
+				// The backlog is empty: Finish is done.
+				l.maybeDrainedLocked()
+				l.changedLocked()
+				l.mu.Unlock()
+				_ = l.Close()
+				return nil, l.closedError()
+			}
+			retry := timeout && (l.paused || l.pauseGen != gen || l.finishing)
 			l.maybeDrainedLocked()
 			l.changedLocked()
 			l.mu.Unlock()
@@ -205,6 +222,41 @@ func (l *Listener) Close() error {
 		l.closeErr = l.inner.Close()
 	})
 	return l.closeErr
+}
+
+// Finish takes the connections already waiting in the kernel's backlog and
+// then closes the listener. Use it for a final stop, when no other process
+// shares the socket: closing the listener outright makes the kernel reset
+// every connection it had already completed on the server's behalf. The
+// queued connections come out of Accept as usual, so the server must still
+// be calling Accept; Finish returns when the backlog is empty and the
+// listener closed, or closes it when ctx ends first. Call Drain after it.
+// Finish resumes a paused listener to take the backlog; it is idempotent.
+// Without SetDeadline on the inner listener it just closes it.
+func (l *Listener) Finish(ctx context.Context) error {
+	l.mu.Lock()
+	if l.dl == nil {
+		l.mu.Unlock()
+		return l.Close()
+	}
+	if !l.finishing {
+		l.finishing = true
+		// Wake an Accept blocked without a deadline; it retries in
+		// finishing mode.
+		_ = l.dl.SetDeadline(time.Now())
+		if l.paused {
+			l.paused = false
+			close(l.resume)
+		}
+	}
+	l.mu.Unlock()
+	select {
+	case <-l.closed:
+		return nil
+	case <-ctx.Done():
+		_ = l.Close()
+		return nil
+	}
 }
 
 // Pause stops taking connections from the kernel: a pending inner Accept is

@@ -1,6 +1,6 @@
 //go:build unix
 
-package listener
+package peek
 
 import (
 	"net"
@@ -9,12 +9,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// pendingInput reports whether bytes from the peer wait, unread, in the
+// Pending reports whether bytes from the peer wait, unread, in the
 // kernel's receive buffer of c: the start of a request the server has not
 // read yet. It does not block and does not consume anything. It uses
 // RawConn.Control, not RawConn.Read, because the server's goroutine holds
 // the conn's read lock while it waits for the next request.
-func pendingInput(c net.Conn) bool {
+func Pending(c net.Conn) bool {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return false
