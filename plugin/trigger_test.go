@@ -1,8 +1,11 @@
 package plugin
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -50,5 +53,25 @@ func TestSignalTrigger(t *testing.T) {
 	ev.wait(t, EventSwapped)
 	if v := versionFor(t, m, "k"); v != "v2" {
 		t.Fatalf("after the signal: %s", v)
+	}
+}
+
+// The plugin's stderr reaches the host's slog.
+func TestPluginStderrInSlog(t *testing.T) {
+	seen := make(chan struct{})
+	var once sync.Once
+	w := writerFunc(func(p []byte) (int, error) {
+		if strings.Contains(string(p), "testplugin v1 starting") {
+			once.Do(func() { close(seen) })
+		}
+		return len(p), nil
+	})
+	opts := baseOptions(t, bins["v1"])
+	opts.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	newManager(t, opts)
+	select {
+	case <-seen:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the plugin's stderr line did not reach the logger")
 	}
 }
