@@ -9,6 +9,10 @@
 // blindly; clients that open a new connection per request; slow requests;
 // long streamed responses that must end with a "done" line. Every worker is
 // rate-limited and stops when its context ends.
+//
+// The server under load must answer GET /pid with its pid, GET /slow?ms=N
+// after N ms with a body containing "pid <pid>", and GET /stream?s=N with
+// lines for N seconds ending in a line "done", as examples/httpserver does.
 package upgradertest
 
 import (

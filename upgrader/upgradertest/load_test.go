@@ -1,0 +1,106 @@
+package upgradertest_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/handoff-go/handoff/upgrader/upgradertest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// server serves the endpoints the load expects; broken makes every /pid
+// answer a hijacked connection closed without a response.
+func server(t *testing.T, broken bool) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/pid", func(w http.ResponseWriter, r *http.Request) {
+		if broken {
+			c, _, _ := w.(http.Hijacker).Hijack()
+			c.Close()
+			return
+		}
+		fmt.Fprintln(w, "42")
+	})
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(20 * time.Millisecond)
+		fmt.Fprintln(w, "slow pid 42")
+	})
+	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
+		for i := range 3 {
+			fmt.Fprintf(w, "line %d pid 42\n", i)
+			w.(http.Flusher).Flush()
+		}
+		fmt.Fprintln(w, "done")
+	})
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+func TestLoadCountsEveryKind(t *testing.T) {
+	addr := server(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	res := upgradertest.Run(ctx, upgradertest.Config{
+		Addr: addr,
+		Workers: map[upgradertest.Kind]int{
+			upgradertest.KeepAliveChecked: 1, upgradertest.KeepAliveBlind: 1,
+			upgradertest.NewConn: 1, upgradertest.Slow: 1, upgradertest.Stream: 1,
+		},
+		SlowTime: 20 * time.Millisecond, StreamTime: 10 * time.Millisecond, MaxRequests: 50,
+	})
+	if res.Failed() != 0 {
+		t.Fatalf("%d failed: %s", res.Failed(), res.FirstFailures(5))
+	}
+	for k := upgradertest.KeepAliveChecked; k <= upgradertest.Stream; k++ {
+		if res.Count(k) == 0 {
+			t.Errorf("no %s request", k)
+		}
+	}
+	if got := res.PIDs()["42"]; got != res.Count(-1) {
+		t.Errorf("pid 42 answered %d of %d", got, res.Count(-1))
+	}
+	if p := res.Percentile(50, nil); p <= 0 {
+		t.Errorf("p50 %v", p)
+	}
+}
+
+func TestLoadCountsFailures(t *testing.T) {
+	addr := server(t, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	res := upgradertest.Run(ctx, upgradertest.Config{
+		Addr:        addr,
+		Workers:     map[upgradertest.Kind]int{upgradertest.NewConn: 1},
+		MaxRequests: 5,
+	})
+	if res.Failed() != res.Count(-1) || res.Failed() == 0 {
+		t.Fatalf("%d of %d failed, want all", res.Failed(), res.Count(-1))
+	}
+	if f := res.Failures(); f[upgradertest.EOF] != res.Failed() {
+		t.Errorf("failures %v, want all eof", f)
+	}
+
+	// Nothing listens: refused.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+	res = upgradertest.Run(context.Background(), upgradertest.Config{
+		Addr: dead, Workers: map[upgradertest.Kind]int{upgradertest.NewConn: 1}, MaxRequests: 2,
+	})
+	if f := res.Failures(); f[upgradertest.Refused] != 2 {
+		t.Errorf("failures %v, want 2 refused", f)
+	}
+}
