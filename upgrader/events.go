@@ -49,6 +49,10 @@ const (
 	EventParentExited
 	// EventStopping: Stop was called.
 	EventStopping
+	// EventUnusedSocket: a socket passed by systemd (socket activation)
+	// was claimed by no Listen or ListenActivated call by the time the
+	// first generation was ready; it is closed. Err names it.
+	EventUnusedSocket
 )
 
 var kindNames = [...]string{
@@ -64,6 +68,7 @@ var kindNames = [...]string{
 	EventDrainFinished:   "drain-finished",
 	EventParentExited:    "parent-exited",
 	EventStopping:        "stopping",
+	EventUnusedSocket:    "unused-socket",
 }
 
 func (k EventKind) String() string {
@@ -115,6 +120,7 @@ func (u *Upgrader) emit(e Event) {
 		}
 	}
 	u.log.LogAttrs(context.Background(), level, "handoff: "+e.Kind.String(), attrs...)
+	u.sdEvent(e)
 	if u.opts.OnEvent != nil {
 		u.opts.OnEvent(e)
 	}

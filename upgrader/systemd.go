@@ -1,6 +1,20 @@
 package upgrader
 
-import "net"
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cloudflare/tableflip"
+
+	"github.com/handoff-go/handoff/internal/activation"
+	"github.com/handoff-go/handoff/internal/sdnotify"
+	"github.com/handoff-go/handoff/listener"
+)
 
 // The systemd glue: sd_notify messages, the watchdog and socket activation.
 // Every hook is a no-op unless the process runs under systemd (NOTIFY_SOCKET,
@@ -11,17 +25,394 @@ import "net"
 //	sdActivated   Listen, before binding: an activated socket for network/addr
 //	sdReady       a first generation committed (READY=1)
 //	sdUpgrading   Upgrade starts (RELOADING=1, MONOTONIC_USEC, EXTEND_TIMEOUT_USEC)
+//	sdEvent       every event (STATUS= lines for the phases of an upgrade)
 //	sdRolledBack  an upgrade failed; this generation stays in charge (READY=1)
 //	sdHandedOver  the new generation committed; this one drains and exits
 //	sdBecameMain  a new generation's parent exited: it is the main process now
 //	sdStopping    Stop (STOPPING=1)
-type systemd struct{}
+//
+// # Who speaks to systemd
+//
+// Only the main process does, so that the unit can use NotifyAccess=main:
+// the first generation from its start, a later one once its parent has
+// exited. The old generation N says everything about an upgrade, the READY=1
+// that ends the reload included; the new generation N+1 says nothing until
+// N has exited.
+//
+// # The main-PID hand-over
+//
+// No MAINPID= is ever sent. On systemd 252 a MAINPID= naming a process that
+// is still a child of the old main makes systemd treat the new main as
+// "alien" and SIGKILL it at once on stop (measured: 6 of 6 runs; re-sending
+// MAINPID= after re-parenting does not help). Instead N+1 writes the PID file
+// (Options.PIDFile, the unit's PIDFile=) when it commits, before N exits;
+// when N exits, the kernel has re-parented N+1 to systemd, and systemd,
+// seeing its main process exit, reads the PID file and adopts N+1 as its own
+// child: a graceful stop stays graceful after any number of upgrades. This
+// needs Options.PIDFile under systemd; New logs a warning without it.
+//
+// # Socket activation
+//
+// A first generation adopts the sockets passed with LISTEN_FDS (and unsets
+// the variables). Listen takes one whose address matches, ListenActivated one
+// by name. An adopted socket is registered with tableflip under a key of its
+// own (network sdKeyNetwork), so that later generations find it through
+// tableflip, never through LISTEN_FDS, and so that neither tableflip nor Stop
+// unlinks the path of an activated unix socket: the socket unit owns it.
+// Sockets still unclaimed when the first generation is ready are reported
+// (EventUnusedSocket) and closed.
 
-func (u *Upgrader) sdInit() error                                         { return nil }
-func (u *Upgrader) sdActivated(network, addr string) (net.Listener, bool) { return nil, false }
-func (u *Upgrader) sdReady()                                              {}
-func (u *Upgrader) sdUpgrading(gen int)                                   {}
-func (u *Upgrader) sdRolledBack(gen int, cause error)                     {}
-func (u *Upgrader) sdHandedOver(gen, pid int)                             {}
-func (u *Upgrader) sdBecameMain()                                         {}
-func (u *Upgrader) sdStopping()                                           {}
+// sdKeyNetwork is the network under which activated sockets are handed to the
+// next generation through tableflip. It is not "unix", so tableflip never
+// unlinks an activated socket's path.
+const sdKeyNetwork = "systemd-activated"
+
+// barrierTimeout bounds the wait for systemd to process the messages sent
+// before a hand-over or a stop.
+const barrierTimeout = 2 * time.Second
+
+// extendMargin is added to the remaining upgrade time in EXTEND_TIMEOUT_USEC:
+// the READY=1 that ends the reload comes after the commit or the rollback.
+const extendMargin = 10 * time.Second
+
+// ErrNotActivated: ListenActivated found no socket passed under that name.
+var ErrNotActivated = errors.New("upgrader: no socket activated under that name")
+
+type systemd struct {
+	mu         sync.Mutex
+	main       bool                // this process is systemd's main process
+	sockets    []activation.Socket // activated, not yet claimed (first generation)
+	names      map[string]int      // ListenActivated calls per name
+	owned      map[string]bool     // unix socket paths owned by the socket unit
+	wdInterval time.Duration       // watchdog interval, 0 when off
+	wdRunning  bool
+	upgradeGen int
+	upgradePID int
+}
+
+// sdInit reads what systemd passed: on a first start the activated sockets;
+// in every generation the watchdog interval. Errors in the environment are
+// logged, not fatal: the server can run without them.
+func (u *Upgrader) sdInit() error {
+	s := &u.sd
+	s.names = map[string]int{}
+	s.owned = map[string]bool{}
+	first := !u.tf.HasParent()
+	if first {
+		socks, err := activation.Sockets()
+		if err != nil {
+			u.log.Warn("handoff: socket activation", "error", err)
+		}
+		s.sockets = socks
+		s.main = true
+		if sdnotify.Enabled() && u.opts.PIDFile == "" {
+			u.log.Warn("handoff: running under systemd (NOTIFY_SOCKET is set) without Options.PIDFile: after an upgrade systemd cannot adopt the new generation as its main process; set Options.PIDFile to the unit's PIDFile=")
+		}
+	}
+	// The watchdog is meant for the process WATCHDOG_PID names: systemd set
+	// it to the first generation; each later one inherits its parent's
+	// environment, in which the parent put its own pid once it was main.
+	ref := os.Getpid()
+	if !first {
+		ref = os.Getppid()
+	}
+	iv, err := sdnotify.WatchdogInterval(ref)
+	if err != nil {
+		u.log.Warn("handoff: systemd watchdog", "error", err)
+	}
+	s.wdInterval = iv
+	if first && iv > 0 {
+		u.sdStartWatchdog(iv / 2)
+	}
+	return nil
+}
+
+// sdSend sends one message if this process is the main process.
+func (u *Upgrader) sdSend(assignments ...string) {
+	u.sd.mu.Lock()
+	main := u.sd.main
+	u.sd.mu.Unlock()
+	if !main {
+		return
+	}
+	if _, err := sdnotify.Send(assignments...); err != nil {
+		u.log.Warn("handoff: sd_notify", "error", err)
+	}
+}
+
+// sdBarrier waits, bounded, until systemd has processed what was sent.
+func (u *Upgrader) sdBarrier() {
+	if _, err := sdnotify.Barrier(barrierTimeout); err != nil {
+		u.log.Warn("handoff: sd_notify barrier", "error", err)
+	}
+}
+
+func (u *Upgrader) sdStatusServing() string {
+	return sdnotify.Status(fmt.Sprintf("serving: generation %d, pid %d", u.gen, os.Getpid()))
+}
+
+// sdActivated returns an activated socket for network and addr: on a first
+// start one passed by systemd whose address matches, in a later generation
+// the one its parent adopted for the same arguments.
+func (u *Upgrader) sdActivated(network, addr string) (net.Listener, bool) {
+	key := network + " " + addr
+	if u.tf.HasParent() {
+		return u.sdInherited(key)
+	}
+	s := &u.sd
+	s.mu.Lock()
+	var found *activation.Socket
+	for i, sock := range s.sockets {
+		if sock.Listener != nil && sock.Matches(network, addr) {
+			found = &sock
+			s.sockets = append(s.sockets[:i:i], s.sockets[i+1:]...)
+			break
+		}
+	}
+	s.mu.Unlock()
+	if found == nil {
+		return nil, false
+	}
+	u.sdAdopt(key, *found)
+	return found.Listener, true
+}
+
+// sdInherited looks up an activated socket the parent handed on under key.
+func (u *Upgrader) sdInherited(key string) (net.Listener, bool) {
+	ln, err := u.tf.Listener(sdKeyNetwork, key)
+	if err != nil {
+		u.log.Error("handoff: inherited activated socket", "key", key, "error", err)
+		return nil, false
+	}
+	if ln == nil {
+		return nil, false
+	}
+	u.sdOwn(ln.Addr())
+	return ln, true
+}
+
+// sdAdopt registers an activated socket with tableflip for the next
+// generations.
+func (u *Upgrader) sdAdopt(key string, sock activation.Socket) {
+	u.sdOwn(sock.Addr())
+	tl, ok := sock.Listener.(tableflip.Listener)
+	var err error
+	if !ok {
+		err = fmt.Errorf("%T cannot be handed on", sock.Listener)
+	} else {
+		err = u.tf.AddListener(sdKeyNetwork, key, tl)
+	}
+	if err != nil {
+		// Serve it all the same; only the hand-over is lost.
+		u.log.Error("handoff: activated socket will not be handed to the next generation", "socket", sock.String(), "error", err)
+	}
+	u.log.Info("handoff: adopted activated socket", "socket", sock.String())
+}
+
+// sdOwn records the path of an activated unix socket, which is never
+// unlinked.
+func (u *Upgrader) sdOwn(a net.Addr) {
+	if ua, ok := a.(*net.UnixAddr); ok && ua.Name != "" {
+		u.sd.mu.Lock()
+		u.sd.owned[ua.Name] = true
+		u.sd.mu.Unlock()
+	}
+}
+
+// sdOwnsPath reports whether path belongs to an activated socket.
+func (u *Upgrader) sdOwnsPath(path string) bool {
+	u.sd.mu.Lock()
+	defer u.sd.mu.Unlock()
+	return u.sd.owned[path]
+}
+
+// ListenActivated returns a tracked listener for a stream socket systemd
+// passed under name (FileDescriptorName= in the .socket unit; an unnamed
+// socket is "LISTEN_FD_<fd>"). Several sockets may share a name: each call
+// takes the next one, in the order systemd passed them. Like Listen, it
+// adopts the socket as if inherited, hands it to later generations (which
+// make the same calls and get the same sockets), and does not accept until
+// Ready. It returns an error wrapping ErrNotActivated when there is no such
+// socket. Safe for concurrent use.
+//
+// Sockets are claimed by the first generation: one that no Listen or
+// ListenActivated call claimed by the time it is ready is reported
+// (EventUnusedSocket) and closed.
+func (u *Upgrader) ListenActivated(name string) (*listener.Listener, error) {
+	s := &u.sd
+	s.mu.Lock()
+	n := s.names[name]
+	s.names[name] = n + 1
+	key := "name " + name + " " + strconv.Itoa(n)
+	var found *activation.Socket
+	if !u.tf.HasParent() {
+		for i, sock := range s.sockets {
+			if sock.Listener != nil && sock.Name == name {
+				found = &sock
+				s.sockets = append(s.sockets[:i:i], s.sockets[i+1:]...)
+				break
+			}
+		}
+	}
+	s.mu.Unlock()
+	var inner net.Listener
+	if found != nil {
+		u.sdAdopt(key, *found)
+		inner = found.Listener
+	} else if ln, ok := u.sdInherited(key); ok {
+		inner = ln
+	} else {
+		return nil, fmt.Errorf("%w: %q", ErrNotActivated, name)
+	}
+	ln := listener.Wrap(inner, listener.Options{IdleGrace: u.opts.IdleGrace, Logger: u.log})
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !u.ready {
+		ln.Pause()
+	}
+	u.listeners = append(u.listeners, ln)
+	return ln, nil
+}
+
+// sdReady: the first generation is ready and in charge.
+func (u *Upgrader) sdReady() {
+	u.sdSend(sdnotify.Ready, u.sdStatusServing())
+	u.sd.mu.Lock()
+	unused := u.sd.sockets
+	u.sd.sockets = nil
+	u.sd.mu.Unlock()
+	for _, sock := range unused {
+		u.emit(Event{Kind: EventUnusedSocket, Generation: u.gen, PID: os.Getpid(),
+			Err: fmt.Errorf("systemd passed socket %s, but no Listen or ListenActivated call claimed it; closing it", sock)})
+		sock.Close()
+	}
+}
+
+// sdUpgrading: an upgrade to generation gen starts.
+func (u *Upgrader) sdUpgrading(gen int) {
+	if u.tf.HasParent() {
+		// Upgrade waited for the parent to exit: this process is main now,
+		// even if watchParent has not said so yet.
+		u.sdBecameMain()
+	}
+	u.sd.mu.Lock()
+	u.sd.upgradeGen, u.sd.upgradePID = gen, 0
+	u.sd.mu.Unlock()
+	msg := []string{sdnotify.Reloading}
+	if m := sdnotify.MonotonicUsec(); m != "" {
+		msg = append(msg, m)
+	}
+	msg = append(msg,
+		sdnotify.ExtendTimeout(u.opts.UpgradeTimeout+extendMargin),
+		sdnotify.Status(fmt.Sprintf("upgrading: starting generation %d", gen)))
+	u.sdSend(msg...)
+}
+
+// sdEvent turns the phases of an upgrade into STATUS= lines.
+func (u *Upgrader) sdEvent(e Event) {
+	switch e.Kind {
+	case EventSpawned:
+		u.sd.mu.Lock()
+		u.sd.upgradePID = e.PID
+		u.sd.mu.Unlock()
+		u.sdSend(sdnotify.Status(fmt.Sprintf("upgrading: generation %d (pid %d) started, initialising", e.Generation, e.PID)))
+	case EventAccepting:
+		what := "committing"
+		if u.opts.Probation > 0 {
+			what = "on probation for " + u.opts.Probation.String()
+		}
+		u.sdSend(sdnotify.Status(fmt.Sprintf("upgrading: generation %d (pid %d) accepting, %s", e.Generation, e.PID, what)))
+	case EventDrainFinished:
+		u.mu.Lock()
+		upgraded := u.upgraded
+		u.mu.Unlock()
+		if upgraded {
+			u.sd.mu.Lock()
+			gen, pid := u.sd.upgradeGen, u.sd.upgradePID
+			u.sd.mu.Unlock()
+			u.sdSend(sdnotify.Status(fmt.Sprintf("serving: generation %d, pid %d", gen, pid)))
+		}
+	}
+}
+
+// sdRolledBack: the upgrade to generation gen failed; this one serves on.
+func (u *Upgrader) sdRolledBack(gen int, cause error) {
+	u.sdSend(sdnotify.Ready, sdnotify.Status(fmt.Sprintf("serving: generation %d, pid %d; upgrade to generation %d failed: %v", u.gen, os.Getpid(), gen, cause)))
+}
+
+// sdHandedOver: generation gen (pid) committed; this one drains and exits.
+// The reload ends here, while this process is still the main one; the
+// barrier makes sure systemd has taken READY=1 before this process can exit
+// and systemd moves on to the PID file.
+func (u *Upgrader) sdHandedOver(gen, pid int) {
+	u.sd.mu.Lock()
+	u.sd.upgradeGen, u.sd.upgradePID = gen, pid
+	main := u.sd.main
+	u.sd.mu.Unlock()
+	u.sdSend(sdnotify.Ready, sdnotify.Status(fmt.Sprintf("generation %d (pid %d) in charge; generation %d draining", gen, pid, u.gen)))
+	if main {
+		u.sdBarrier()
+	}
+}
+
+// sdBecameMain: this generation's parent exited; systemd has adopted this
+// process as its main one (through the PID file). Idempotent.
+func (u *Upgrader) sdBecameMain() {
+	u.sd.mu.Lock()
+	if u.sd.main {
+		u.sd.mu.Unlock()
+		return
+	}
+	u.sd.main = true
+	iv := u.sd.wdInterval
+	u.sd.mu.Unlock()
+	if iv > 0 {
+		// For the generation this one starts in turn (see sdInit).
+		_ = os.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
+		// The first ping waits a little: systemd handles the notification
+		// socket before SIGCHLD, so a ping sent at once could arrive before
+		// it has read the PID file and be refused. The parent pinged at
+		// most half an interval before it exited.
+		u.sdStartWatchdog(iv / 4)
+	}
+}
+
+// sdStopping: a graceful stop of the generation in charge.
+func (u *Upgrader) sdStopping() {
+	u.sd.mu.Lock()
+	main := u.sd.main
+	u.sd.mu.Unlock()
+	if !main {
+		return
+	}
+	u.sdSend(sdnotify.Stopping, sdnotify.Status(fmt.Sprintf("stopping: generation %d (pid %d) draining", u.gen, os.Getpid())))
+	u.sdBarrier()
+}
+
+// sdStartWatchdog pings WATCHDOG=1 after first, then every half interval,
+// until Stop. Once per process.
+func (u *Upgrader) sdStartWatchdog(first time.Duration) {
+	u.sd.mu.Lock()
+	if u.sd.wdRunning {
+		u.sd.mu.Unlock()
+		return
+	}
+	u.sd.wdRunning = true
+	every := u.sd.wdInterval / 2
+	u.sd.mu.Unlock()
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		t := time.NewTimer(first)
+		defer t.Stop()
+		for {
+			select {
+			case <-u.stopC:
+				return
+			case <-t.C:
+				u.sdSend(sdnotify.Watchdog)
+				t.Reset(every)
+			}
+		}
+	}()
+}

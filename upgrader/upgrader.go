@@ -153,6 +153,8 @@ type Upgrader struct {
 	drainOnce sync.Once
 	drainRes  drainResult
 	wg        sync.WaitGroup
+
+	sd systemd // sd_notify, watchdog and socket activation state (systemd.go)
 }
 
 type drainResult struct {
@@ -591,8 +593,8 @@ func (u *Upgrader) Stop() {
 func (u *Upgrader) removeSocketFiles() {
 	for _, ln := range u.Listeners() {
 		a, ok := ln.Addr().(*net.UnixAddr)
-		if !ok || a.Name == "" || a.Name[0] == '@' {
-			continue
+		if !ok || a.Name == "" || a.Name[0] == '@' || u.sdOwnsPath(a.Name) {
+			continue // abstract, or owned by the socket unit
 		}
 		if fi, err := os.Lstat(a.Name); err == nil && fi.Mode()&os.ModeSocket != 0 {
 			_ = os.Remove(a.Name)

@@ -55,6 +55,7 @@ func run() int {
 		idleGrace      = flag.Duration("idle-grace", listener.DefaultIdleGrace, "while draining, close a keep-alive connection once it has been idle this long")
 		statePad       = flag.Int("state-pad", 0, "pad the state handed to the next generation with this many bytes (to try the size limit)")
 		logJSON        = flag.Bool("log-json", false, "log JSON records instead of text")
+		activatedName  = flag.String("activated-name", "", "serve HTTP on the socket systemd passed under this name (FileDescriptorName=) instead of -addr")
 	)
 	flag.Parse()
 
@@ -93,7 +94,14 @@ func run() int {
 		return 3
 	}
 
-	ln, err := upg.Listen("tcp", *addr)
+	// Under socket activation, Listen adopts the passed socket whose
+	// address matches; ListenActivated takes one by name.
+	var ln *listener.Listener
+	if *activatedName != "" {
+		ln, err = upg.ListenActivated(*activatedName)
+	} else {
+		ln, err = upg.Listen("tcp", *addr)
+	}
 	if err != nil {
 		log.Error("cannot listen", "error", err)
 		return 1

@@ -1,0 +1,393 @@
+//go:build linux
+
+package upgrader_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/handoff-go/handoff/internal/sdnotify/sdnotifytest"
+	"github.com/handoff-go/handoff/upgrader"
+)
+
+// startWrapped is startServer for a server started through a wrapper
+// command that execs it in place (so the first pid is the server's):
+// prefix is the wrapper and its arguments, the server binary and args
+// follow. If dial is set, the server starts only once a connection is
+// pending (systemd-socket-activate): startWrapped waits for the wrapper to
+// say "Listening on", then dials it.
+func startWrapped(t *testing.T, prefix []string, dial func(s *server) net.Conn, args ...string) (*server, net.Conn) {
+	t.Helper()
+	dir := t.TempDir()
+	s := &server{t: t, dir: dir, bin: filepath.Join(dir, "httpserver"), pidFile: filepath.Join(dir, "server.pid"), cmdDone: make(chan struct{})}
+	s.cond = sync.NewCond(&s.mu)
+	s.install("")
+	all := append(append(append([]string(nil), prefix...), s.bin, "-addr", "127.0.0.1:0", "-pidfile", s.pidFile, "-log-json"), args...)
+	s.cmd = exec.Command(all[0], all[1:]...)
+	s.cmd.Dir = dir
+	stderr, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cmd.Stderr = w
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	s.first = s.cmd.Process.Pid
+	go s.readLogs(stderr)
+	go func() { s.cmdErr = s.cmd.Wait(); close(s.cmdDone) }()
+	t.Cleanup(s.cleanup)
+	var c net.Conn
+	if dial != nil {
+		s.waitRecord(0, 30*time.Second, func(r record) bool { return strings.HasPrefix(r.raw, "Listening on") })
+		c = dial(s)
+	}
+	r := s.waitRecord(0, 30*time.Second, func(r record) bool { return r.Msg == "serving" && r.PID == s.first })
+	s.addr = r.Addr
+	return s, c
+}
+
+// message is what a test expects of one sd_notify datagram: the sender and
+// the text, where "<n>" stands for the value of MONOTONIC_USEC= and
+// EXTEND_TIMEOUT_USEC= (checked on their own).
+type message struct {
+	pid  int
+	text string
+}
+
+// checkSequence compares the messages received with the expected ones.
+func checkSequence(t *testing.T, what string, got []sdnotifytest.Message, want []message) {
+	t.Helper()
+	num := regexp.MustCompile(`(MONOTONIC_USEC|EXTEND_TIMEOUT_USEC)=\d+`)
+	ok := len(got) == len(want)
+	for i := 0; ok && i < len(got); i++ {
+		text := num.ReplaceAllString(got[i].Text, "${1}=<n>")
+		if got[i].PID != want[i].pid || text != want[i].text {
+			ok = false
+		}
+		if got[i].Text == "BARRIER=1" && got[i].FDs != 1 {
+			t.Errorf("%s: BARRIER=1 came with %d fds, want 1", what, got[i].FDs)
+		}
+	}
+	var b strings.Builder
+	for _, m := range got {
+		fmt.Fprintf(&b, "\t%s\n", m)
+	}
+	if !ok {
+		var w strings.Builder
+		for _, m := range want {
+			fmt.Fprintf(&w, "\tpid %d: %q\n", m.pid, m.text)
+		}
+		t.Errorf("%s: got messages\n%swant\n%s", what, b.String(), w.String())
+		return
+	}
+	t.Logf("%s: messages\n%s", what, b.String())
+}
+
+// waitMessages waits, bounded, until n messages after from arrived.
+func waitMessages(t *testing.T, l *sdnotifytest.Listener, from, n int) []sdnotifytest.Message {
+	t.Helper()
+	ms, ok := l.Wait(from, 60*time.Second, func(ms []sdnotifytest.Message) bool { return len(ms) >= n })
+	if !ok {
+		t.Fatalf("%d of %d messages arrived within 60s: %v", len(ms), n, ms)
+	}
+	return ms
+}
+
+// TestNotifySequence (issue 4 a): the exact sd_notify messages, with the
+// senders' credentials, for a start, an upgrade, a failed upgrade and a
+// stop, received on a real NOTIFY_SOCKET listener that closes barrier fds.
+// Only the main process speaks: the new generation says nothing before the
+// old one has exited, and a rolled-back one nothing at all.
+func TestNotifySequence(t *testing.T) {
+	l := sdnotifytest.New(t)
+	s := startServer(t, "-drain-timeout", "10s", "-upgrade-timeout", "20s")
+	p1 := s.first
+
+	ms := waitMessages(t, l, 0, 1)
+	checkSequence(t, "start", ms, []message{
+		{p1, "READY=1\nSTATUS=serving: generation 1, pid " + strconv.Itoa(p1)},
+	})
+
+	from := l.Len()
+	p2 := s.upgrade()
+	ms = waitMessages(t, l, from, 6)
+	extend := strconv.FormatInt((20*time.Second + 10*time.Second).Microseconds(), 10)
+	checkSequence(t, "upgrade", ms, []message{
+		{p1, "RELOADING=1\nMONOTONIC_USEC=<n>\nEXTEND_TIMEOUT_USEC=<n>\nSTATUS=upgrading: starting generation 2"},
+		{p1, fmt.Sprintf("STATUS=upgrading: generation 2 (pid %d) started, initialising", p2)},
+		{p1, fmt.Sprintf("STATUS=upgrading: generation 2 (pid %d) accepting, committing", p2)},
+		{p1, fmt.Sprintf("READY=1\nSTATUS=generation 2 (pid %d) in charge; generation 1 draining", p2)},
+		{p1, "BARRIER=1"},
+		{p1, fmt.Sprintf("STATUS=serving: generation 2, pid %d", p2)},
+	})
+	if v, _ := ms[0].Value("EXTEND_TIMEOUT_USEC"); v != extend {
+		t.Errorf("EXTEND_TIMEOUT_USEC=%s, want %s (upgrade timeout + 10s)", v, extend)
+	}
+
+	// A failed upgrade: the new binary fails its health check.
+	s.install("unhealthy")
+	from = l.Len()
+	mark := s.mark()
+	s.signal(p2, syscall.SIGHUP)
+	r := s.waitRecord(mark, 60*time.Second, func(r record) bool { return r.PID == p2 && r.Msg == "upgrade failed" })
+	p3 := s.waitRecord(mark, 0, func(r record) bool { return r.PID == p2 && r.Event == "spawned" }).TargetPID
+	ms = waitMessages(t, l, from, 3)
+	checkSequence(t, "failed upgrade", ms, []message{
+		{p2, "RELOADING=1\nMONOTONIC_USEC=<n>\nEXTEND_TIMEOUT_USEC=<n>\nSTATUS=upgrading: starting generation 3"},
+		{p2, fmt.Sprintf("STATUS=upgrading: generation 3 (pid %d) started, initialising", p3)},
+		{p2, fmt.Sprintf("READY=1\nSTATUS=serving: generation 2, pid %d; upgrade to generation 3 failed: %s", p2, r.Error)},
+	})
+
+	from = l.Len()
+	if code := s.stop(); code != 0 {
+		t.Errorf("stop: exit status %d", code)
+	}
+	ms = waitMessages(t, l, from, 2)
+	checkSequence(t, "stop", ms, []message{
+		{p2, fmt.Sprintf("STOPPING=1\nSTATUS=stopping: generation 2 (pid %d) draining", p2)},
+		{p2, "BARRIER=1"},
+	})
+	// Nothing else, from any process, once every generation is gone.
+	if left := descendants(s.bin); len(left) != 0 {
+		t.Fatalf("processes left: %v", left)
+	}
+	if extra := l.Since(from + 2); len(extra) != 0 {
+		t.Errorf("messages after the stop: %v", extra)
+	}
+	for _, m := range l.Messages() {
+		if m.UID != os.Getuid() {
+			t.Errorf("message from uid %d: %v", m.UID, m)
+		}
+		if m.PID == p3 {
+			t.Errorf("the rolled-back generation spoke: %v", m)
+		}
+	}
+}
+
+// TestNotifyWatchdog (issue 4 a): with WATCHDOG_USEC set, the main process
+// pings WATCHDOG=1; after an upgrade the new generation takes over the
+// pings once the old one has exited (WATCHDOG_PID named the old one), and
+// the old one pinged until then.
+func TestNotifyWatchdog(t *testing.T) {
+	l := sdnotifytest.New(t)
+	t.Setenv("WATCHDOG_USEC", "600000")
+	// systemd sets WATCHDOG_PID to the pid it execs: so does this wrapper.
+	s, _ := startWrapped(t, []string{"sh", "-c", `WATCHDOG_PID=$$ exec "$0" "$@"`}, nil, "-drain-timeout", "10s")
+	p1 := s.first
+	pings := func(from int, pid, n int) {
+		t.Helper()
+		_, ok := l.Wait(from, 60*time.Second, func(ms []sdnotifytest.Message) bool {
+			c := 0
+			for _, m := range ms {
+				if m.PID == pid && m.Text == "WATCHDOG=1" {
+					c++
+				}
+			}
+			return c >= n
+		})
+		if !ok {
+			t.Fatalf("%d WATCHDOG=1 from pid %d did not arrive; messages: %v", n, pid, l.Since(from))
+		}
+	}
+	pings(0, p1, 2)
+	from := l.Len()
+	p2 := s.upgrade()
+	pings(from, p2, 2)
+	from2 := l.Len()
+	third := s.upgrade()
+	pings(from2, third, 2)
+	if code := s.stop(); code != 0 {
+		t.Errorf("stop: exit status %d", code)
+	}
+
+	// Every message comes from the process that was main then: the
+	// datagrams queue in order, so each generation's first message follows
+	// the previous generation's last one.
+	var seq []string
+	last := map[int]int{}
+	first := map[int]int{}
+	for i, m := range l.Messages() {
+		if _, ok := first[m.PID]; !ok {
+			first[m.PID] = i
+		}
+		last[m.PID] = i
+		if m.Text == "WATCHDOG=1" {
+			if len(seq) == 0 || seq[len(seq)-1] != strconv.Itoa(m.PID) {
+				seq = append(seq, strconv.Itoa(m.PID))
+			}
+		}
+		if m.PID != p1 && m.PID != p2 && m.PID != third {
+			t.Errorf("message from pid %d: %v", m.PID, m)
+		}
+	}
+	if first[p2] <= last[p1] || first[third] <= last[p2] {
+		t.Errorf("generations overlap: gen 1 pid %d messages %d..%d, gen 2 pid %d %d..%d, gen 3 pid %d %d..",
+			p1, first[p1], last[p1], p2, first[p2], last[p2], third, first[third])
+	}
+	want := []string{strconv.Itoa(p1), strconv.Itoa(p2), strconv.Itoa(third)}
+	if strings.Join(seq, " ") != strings.Join(want, " ") {
+		t.Errorf("WATCHDOG=1 senders in order %v, want %v", seq, want)
+	}
+	t.Logf("WATCHDOG=1 senders in order: %v", seq)
+}
+
+// socketActivate starts the server under systemd-socket-activate with the
+// listen arguments, and returns it with the connection that started it.
+func socketActivate(t *testing.T, listen []string, network, addr string, args ...string) (*server, net.Conn) {
+	t.Helper()
+	bin, err := exec.LookPath("systemd-socket-activate")
+	if err != nil {
+		t.Skip("systemd-socket-activate not installed")
+	}
+	prefix := append([]string{bin}, listen...)
+	// It passes on only the variables named with -E.
+	prefix = append(prefix, "-E", "NOTIFY_SOCKET")
+	return startWrapped(t, prefix, func(s *server) net.Conn {
+		c, err := net.DialTimeout(network, addr, 10*time.Second)
+		if err != nil {
+			t.Fatalf("dial %s %s: %v", network, addr, err)
+		}
+		return c
+	}, args...)
+}
+
+// askPending sends a request on the connection that was pending while the
+// server started, and returns the answering pid.
+func askPending(t *testing.T, c net.Conn) string {
+	t.Helper()
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	fmt.Fprintf(c, "GET /pid HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+	b, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("pending connection: %v", err)
+	}
+	_, body, _ := strings.Cut(string(b), "\r\n\r\n")
+	return strings.TrimSpace(body)
+}
+
+// environ returns pid's environment.
+func environ(t *testing.T, pid int) []string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(string(b), "\x00")
+}
+
+// TestSocketActivation (issue 4 b): systemd-socket-activate passes a TCP or
+// a unix socket; the first generation adopts it (by address, or by name),
+// serves the connection that was waiting, and hands it on through an
+// upgrade; the new generation never sees LISTEN_*; a stop leaves the unix
+// socket file of the activator in place; an unclaimed activated socket is
+// reported.
+func TestSocketActivation(t *testing.T) {
+	l := sdnotifytest.New(t)
+	cases := []struct {
+		name    string
+		network string
+		args    func(addr string) []string
+	}{
+		{"tcp-by-address", "tcp", func(addr string) []string { return []string{"-addr", addr} }},
+		{"tcp-by-name", "tcp", func(addr string) []string { return []string{"-activated-name", "web"} }},
+		{"unix-by-name", "unix", func(addr string) []string { return []string{"-activated-name", "web"} }},
+		{"unix-by-address", "unix", func(addr string) []string { return []string{"-unix", addr} }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := filepath.Join(t.TempDir(), "web.sock")
+			if tc.network == "tcp" {
+				addr = freeAddr(t)
+			}
+			// A second socket nobody claims.
+			spare := freeAddr(t)
+			listen := []string{"-l", addr, "--fdname=web:spare", "-l", spare}
+			s, pending := socketActivate(t, listen, tc.network, addr, tc.args(addr)...)
+			p1 := s.first
+			if got := askPending(t, pending); got != strconv.Itoa(p1) {
+				t.Errorf("the connection pending at start was answered by %q, want %d", got, p1)
+			}
+			if _, ok := s.findRecord(0, 0, func(r record) bool {
+				return r.Msg == "handoff: adopted activated socket" && r.PID == p1
+			}); !ok {
+				t.Errorf("no adopted-socket record:\n%s", s.logText(0))
+			}
+			r, ok := s.findRecord(0, 10*time.Second, func(r record) bool { return r.Event == "unused-socket" && r.PID == p1 })
+			if !ok || !strings.Contains(r.Error, `"spare"`) {
+				t.Errorf("the unclaimed socket was not reported: %+v\n%s", r, s.logText(0))
+			}
+			if got := strings.TrimSpace(get(t, tc.network, addr, "/pid")); got != strconv.Itoa(p1) {
+				t.Errorf("/pid = %q, want %d", got, p1)
+			}
+
+			p2 := s.upgrade()
+			if got := strings.TrimSpace(get(t, tc.network, addr, "/pid")); got != strconv.Itoa(p2) {
+				t.Errorf("after the upgrade /pid = %q, want %d", got, p2)
+			}
+			if _, ok := s.findRecord(0, 0, func(r record) bool {
+				return r.PID == p2 && (r.Msg == "handoff: adopted activated socket" || r.Event == "unused-socket")
+			}); ok {
+				t.Errorf("the new generation read the activation variables again:\n%s", s.logText(0))
+			}
+			for _, kv := range environ(t, p2) {
+				if strings.HasPrefix(kv, "LISTEN_") {
+					t.Errorf("second generation has %s in its environment", kv)
+				}
+			}
+			p3 := s.upgrade()
+			if got := strings.TrimSpace(get(t, tc.network, addr, "/pid")); got != strconv.Itoa(p3) {
+				t.Errorf("after the second upgrade /pid = %q, want %d", got, p3)
+			}
+			if code := s.stop(); code != 0 {
+				t.Errorf("stop: exit status %d", code)
+			}
+			if tc.network == "unix" {
+				if _, err := os.Stat(addr); err != nil {
+					t.Errorf("the activated unix socket's file was removed on stop: %v", err)
+				}
+			}
+		})
+	}
+	_ = l
+}
+
+// TestListenActivatedNotActivated: without socket activation,
+// ListenActivated fails with ErrNotActivated, and the server says so.
+func TestListenActivatedNotActivated(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(variantPath(""), "-activated-name", "web", "-log-json")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "LISTEN_FDS=", "LISTEN_PID=")
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("server: %v, want exit status 1\n%s", err, out)
+	}
+	if want := upgrader.ErrNotActivated.Error() + `: \"web\"`; !strings.Contains(string(out), want) {
+		t.Errorf("output does not say %s:\n%s", want, out)
+	}
+}
+
+// freeAddr returns a loopback TCP address that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
