@@ -34,6 +34,10 @@ const (
 	DefaultHealthInterval = 100 * time.Millisecond
 )
 
+// finishTimeout bounds how long a final stop waits for the server to take
+// the connections queued in the kernel before it closes a listener.
+const finishTimeout = time.Second
+
 // handshakeTimeout bounds the control hand-shake a new generation makes in New.
 const handshakeTimeout = 10 * time.Second
 
@@ -609,6 +613,12 @@ func (u *Upgrader) removeSocketFiles() {
 // the listeners. Call it once Exit is closed, then Shutdown your http.Server,
 // which finds no connection left. Drain is idempotent: later calls wait for
 // and return the first one's result.
+//
+// After a committed upgrade the listeners are paused, so the connections the
+// kernel queues go to the new generation. On a final stop (Stop, no
+// successor) each listener first takes what the kernel has already queued
+// and then closes (listener.Finish), so new connections are refused cleanly
+// instead of queued connections being reset.
 func (u *Upgrader) Drain(ctx context.Context) (listener.DrainStats, error) {
 	u.drainOnce.Do(func() {
 		if _, ok := ctx.Deadline(); !ok {
@@ -624,6 +634,9 @@ func (u *Upgrader) Drain(ctx context.Context) (listener.DrainStats, error) {
 func (u *Upgrader) drain(ctx context.Context) drainResult {
 	lns := u.Listeners()
 	start := time.Now()
+	u.mu.Lock()
+	final := !u.upgraded
+	u.mu.Unlock()
 	u.emit(Event{Kind: EventDrainStarted, Generation: u.gen, PID: os.Getpid()})
 	results := make([]drainResult, len(lns))
 	var wg sync.WaitGroup
@@ -631,6 +644,13 @@ func (u *Upgrader) drain(ctx context.Context) drainResult {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if final {
+				// No successor shares the socket: serve what the kernel
+				// has queued, then close, rather than reset it.
+				fctx, cancel := context.WithTimeout(ctx, finishTimeout)
+				_ = ln.Finish(fctx)
+				cancel()
+			}
 			s, err := ln.Drain(ctx)
 			results[i] = drainResult{s, err}
 		}()
