@@ -20,6 +20,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) != "" {
+		os.Exit(helperMain())
+	}
 	if err := buildServers(); err != nil {
 		fmt.Fprintln(os.Stderr, "building the test servers:", err)
 		os.Exit(2)
