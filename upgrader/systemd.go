@@ -44,12 +44,22 @@ import (
 // No MAINPID= is ever sent. On systemd 252 a MAINPID= naming a process that
 // is still a child of the old main makes systemd treat the new main as
 // "alien" and SIGKILL it at once on stop (measured: 6 of 6 runs; re-sending
-// MAINPID= after re-parenting does not help). Instead N+1 writes the PID file
-// (Options.PIDFile, the unit's PIDFile=) when it commits, before N exits;
-// when N exits, the kernel has re-parented N+1 to systemd, and systemd,
-// seeing its main process exit, reads the PID file and adopts N+1 as its own
-// child: a graceful stop stays graceful after any number of upgrades. This
-// needs Options.PIDFile under systemd; New logs a warning without it.
+// MAINPID= after re-parenting does not help). Instead systemd finds N+1 in
+// the PID file (Options.PIDFile, the unit's PIDFile=) when N exits: by then
+// the kernel has re-parented N+1 to systemd, which adopts it as its own
+// child, so a graceful stop stays graceful after any number of upgrades.
+// This needs Options.PIDFile under systemd; New logs a warning without it.
+//
+// systemd also reads the PID file whenever an ExecReload= process (the
+// "kill -HUP $MAINPID") ends, and a PID file naming N+1 at that moment
+// would make N+1 an alien main again: that happened in our integration test
+// when systemd reaped the kill late, after a fast upgrade had committed, and
+// a second reload during the drain would do it too. So, under systemd, the
+// PID file names N+1 only from the end of N's drain, just before N exits:
+// N+1 writes it when it commits (as without systemd), N puts its own pid
+// back at once (sdHandedOver) and writes N+1's when its drain has finished
+// (sdEvent). And before it spawns N+1, N waits (bounded) until systemd has
+// reaped the process that sent the reload signal (sdWaitControl).
 //
 // # Socket activation
 //
@@ -70,6 +80,9 @@ const sdKeyNetwork = "systemd-activated"
 // barrierTimeout bounds the wait for systemd to process the messages sent
 // before a hand-over or a stop.
 const barrierTimeout = 2 * time.Second
+
+// controlWaitTimeout bounds sdWaitControl.
+const controlWaitTimeout = 2 * time.Second
 
 // extendMargin is added to the remaining upgrade time in EXTEND_TIMEOUT_USEC:
 // the READY=1 that ends the reload comes after the commit or the rollback.
@@ -298,6 +311,9 @@ func (u *Upgrader) sdUpgrading(gen int) {
 	u.sd.mu.Lock()
 	u.sd.upgradeGen, u.sd.upgradePID = gen, 0
 	u.sd.mu.Unlock()
+	if sdnotify.Enabled() && u.opts.PIDFile != "" {
+		u.sdWaitControl(controlWaitTimeout)
+	}
 	msg := []string{sdnotify.Reloading}
 	if m := sdnotify.MonotonicUsec(); m != "" {
 		msg = append(msg, m)
@@ -330,6 +346,9 @@ func (u *Upgrader) sdEvent(e Event) {
 			u.sd.mu.Lock()
 			gen, pid := u.sd.upgradeGen, u.sd.upgradePID
 			u.sd.mu.Unlock()
+			// Hand the PID file to the new generation now, just before this
+			// process exits (see "The main-PID hand-over").
+			u.sdPIDFile(pid)
 			u.sdSend(sdnotify.Status(fmt.Sprintf("serving: generation %d, pid %d", gen, pid)))
 		}
 	}
@@ -349,9 +368,22 @@ func (u *Upgrader) sdHandedOver(gen, pid int) {
 	u.sd.upgradeGen, u.sd.upgradePID = gen, pid
 	main := u.sd.main
 	u.sd.mu.Unlock()
+	// Until this process has drained, the PID file names it, the process
+	// systemd supervises (see "The main-PID hand-over").
+	u.sdPIDFile(os.Getpid())
 	u.sdSend(sdnotify.Ready, sdnotify.Status(fmt.Sprintf("generation %d (pid %d) in charge; generation %d draining", gen, pid, u.gen)))
 	if main {
 		u.sdBarrier()
+	}
+}
+
+// sdPIDFile writes pid to the PID file, under systemd only.
+func (u *Upgrader) sdPIDFile(pid int) {
+	if !sdnotify.Enabled() || u.opts.PIDFile == "" || pid <= 0 {
+		return
+	}
+	if err := writePIDFile(u.opts.PIDFile, pid); err != nil {
+		u.log.Error("handoff: write PID file", "pid", pid, "error", err)
 	}
 }
 

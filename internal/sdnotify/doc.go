@@ -19,6 +19,6 @@
 // takes the pid that WATCHDOG_PID must name, because a new process started by
 // the old main process inherits the old main's WATCHDOG_PID.
 //
-// The barrier is supported on unix only; elsewhere Barrier returns
+// The barrier is supported on Linux only (systemd is); elsewhere Barrier returns
 // ErrNotSupported when NOTIFY_SOCKET is set.
 package sdnotify

@@ -24,7 +24,7 @@ var (
 	// ErrBarrierTimeout: the service manager did not close the barrier's
 	// pipe in time.
 	ErrBarrierTimeout = errors.New("sdnotify: barrier timed out")
-	// ErrNotSupported: the barrier needs a unix system.
+	// ErrNotSupported: the barrier needs Linux.
 	ErrNotSupported = errors.New("sdnotify: barrier not supported on this system")
 )
 

@@ -266,9 +266,9 @@ func (s *Sandbox) waitBoot(ctx context.Context) error {
 			switch st := strings.TrimSpace(string(out)); st {
 			case "running", "degraded":
 				return nil
-			case "stopping", "offline", "maintenance":
-				return fmt.Errorf("system is %s", st)
 			}
+			// "offline": the manager does not answer yet; anything else
+			// ("starting", "initializing") is a boot in progress.
 		}
 		select {
 		case <-s.done:
