@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/handoff-go/handoff/internal/sdnotify"
 	"github.com/handoff-go/handoff/internal/sdnotify/sdnotifytest"
 	"github.com/handoff-go/handoff/upgrader"
 )
@@ -390,4 +393,64 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// TestNotifyReloadSequence (issue 4, Type=notify-reload): systemd ≥ 253
+// sends ReloadSignal (SIGHUP) to the main process itself and then needs
+// RELOADING=1 with a MONOTONIC_USEC= taken after its signal, followed by
+// READY=1, both from the main process; for a rollback too. Checked here on
+// the NOTIFY_SOCKET listener, as systemd 252 has no notify-reload.
+func TestNotifyReloadSequence(t *testing.T) {
+	l := sdnotifytest.New(t)
+	s := startServer(t, "-drain-timeout", "10s", "-upgrade-timeout", "20s")
+	reload := func(main int) []sdnotifytest.Message {
+		t.Helper()
+		var ts unix.Timespec
+		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+			t.Fatal(err)
+		}
+		sent := ts.Nano() / 1000
+		from := l.Len()
+		s.signal(main, syscall.SIGHUP) // what ReloadSignal=SIGHUP does
+		ms, ok := l.Wait(from, 60*time.Second, func(ms []sdnotifytest.Message) bool {
+			for _, m := range ms {
+				if m.Has(sdnotify.Ready) {
+					return true
+				}
+			}
+			return false
+		})
+		if !ok {
+			t.Fatalf("no READY=1 after the reload signal: %v", ms)
+		}
+		if len(ms) == 0 || !ms[0].Has(sdnotify.Reloading) {
+			t.Fatalf("first message after the signal is not RELOADING=1: %v", ms)
+		}
+		v, _ := ms[0].Value("MONOTONIC_USEC")
+		if n, err := strconv.ParseInt(v, 10, 64); err != nil || n < sent {
+			t.Errorf("MONOTONIC_USEC=%q, want a time after the signal (%d)", v, sent)
+		}
+		for _, m := range ms {
+			if m.PID != main {
+				t.Errorf("message from pid %d during the reload, main is %d: %v", m.PID, main, m)
+			}
+		}
+		return ms
+	}
+	waitMessages(t, l, 0, 1) // READY=1 of the start
+	ms := reload(s.first)
+	t.Logf("reload to a good binary: %v", ms)
+	p2 := s.waitRecord(0, 60*time.Second, func(r record) bool { return r.PID == s.first && r.Event == "committed" && r.TargetPID != s.first }).TargetPID
+	if code := s.waitExit(s.first, 60*time.Second); code != 0 {
+		t.Fatalf("first generation exited with %d", code)
+	}
+	s.install("unhealthy")
+	ms = reload(p2)
+	t.Logf("reload to a broken binary: %v", ms)
+	if last := ms[len(ms)-1]; !strings.Contains(last.Text, "upgrade to generation 3 failed") {
+		t.Errorf("READY=1 of the rollback does not say why: %v", last)
+	}
+	if code := s.stop(); code != 0 {
+		t.Errorf("stop: exit status %d", code)
+	}
 }
