@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -388,44 +389,57 @@ func children(ppid int) map[int]string {
 
 // fdList lists the open fds of pid (fd -> target), leaving out its TCP
 // client connections, whose number follows the load, not the process's
-// health.
+// health: a socket is kept only if it is a listening TCP socket, a UDP
+// socket or a unix socket. The socket tables are read after the fds, so a
+// connection accepted meanwhile is not mistaken for a lasting socket.
 func fdList(t *testing.T, pid int) []string {
 	t.Helper()
-	conns := tcpConnInodes()
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []string
+	links := map[string]string{}
 	for _, e := range ents {
-		l, err := os.Readlink(filepath.Join(dir, e.Name()))
-		if err != nil {
-			continue // closed meanwhile
+		if l, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil {
+			links[e.Name()] = l
 		}
-		if ino, ok := strings.CutPrefix(l, "socket:["); ok && conns[strings.TrimSuffix(ino, "]")] {
+	}
+	lasting := lastingSocketInodes()
+	var out []string
+	for fd, l := range links {
+		if ino, ok := strings.CutPrefix(l, "socket:["); ok && !lasting[strings.TrimSuffix(ino, "]")] {
 			continue
 		}
-		out = append(out, e.Name()+"->"+l)
+		out = append(out, fd+"->"+l)
 	}
+	sort.Strings(out)
 	return out
 }
 
-// tcpConnInodes returns the inodes of TCP sockets that are connections (any
-// state but LISTEN).
-func tcpConnInodes() map[string]bool {
+// lastingSocketInodes returns the inodes of listening TCP sockets, UDP
+// sockets and unix sockets.
+func lastingSocketInodes() map[string]bool {
 	m := map[string]bool{}
-	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		b, err := os.ReadFile(f)
+	for _, tab := range []struct {
+		file       string
+		inodeField int
+		listenOnly bool
+	}{
+		{"/proc/net/tcp", 9, true}, {"/proc/net/tcp6", 9, true},
+		{"/proc/net/udp", 9, false}, {"/proc/net/udp6", 9, false},
+		{"/proc/net/unix", 6, false},
+	} {
+		b, err := os.ReadFile(tab.file)
 		if err != nil {
 			continue
 		}
 		for _, line := range strings.Split(string(b), "\n")[1:] {
-			fields := strings.Fields(line)
-			if len(fields) < 10 || fields[3] == "0A" {
+			f := strings.Fields(line)
+			if len(f) <= tab.inodeField || tab.listenOnly && f[3] != "0A" {
 				continue
 			}
-			m[fields[9]] = true
+			m[f[tab.inodeField]] = true
 		}
 	}
 	return m

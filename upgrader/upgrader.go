@@ -569,16 +569,17 @@ func (u *Upgrader) writePIDFile() error {
 
 // Stop ends this generation without an upgrade: a running upgrade is
 // interrupted and rolled back, no new one starts, and Exit is closed. The
-// caller then drains (Drain) and exits. Unix socket files are removed, and
-// the PID file if it still holds this pid. Stop is idempotent and does not
-// block on the drain.
+// caller then drains (Drain) and exits. When this generation is the one in
+// charge, unix socket files are removed, and the PID file if it still holds
+// this pid; a new generation that never committed leaves them to the
+// generation in charge. Stop is idempotent and does not block on the drain.
 func (u *Upgrader) Stop() {
 	u.stopOnce.Do(func() {
 		close(u.stopC)
 		u.mu.Lock()
-		upgraded, wrote := u.upgraded, u.pidWrite
+		final, wrote := u.finalLocked(), u.pidWrite
 		u.mu.Unlock()
-		if !upgraded {
+		if final {
 			u.emit(Event{Kind: EventStopping, Generation: u.gen, PID: os.Getpid()})
 			u.sdStopping()
 			u.tf.Stop()
@@ -589,6 +590,15 @@ func (u *Upgrader) Stop() {
 		}
 		u.closeExit()
 	})
+}
+
+// finalLocked reports whether stopping this generation stops the service:
+// it is in charge (committed, or a first start) and no successor has taken
+// over. A new generation that never committed (rolled back, unhealthy)
+// shares the sockets with the generation in charge and must leave them, the
+// unix socket files and the PID file alone.
+func (u *Upgrader) finalLocked() bool {
+	return !u.upgraded && (u.committed || u.parent == nil)
 }
 
 // removeSocketFiles unlinks the files of unix listeners on a final stop, as
@@ -635,7 +645,7 @@ func (u *Upgrader) drain(ctx context.Context) drainResult {
 	lns := u.Listeners()
 	start := time.Now()
 	u.mu.Lock()
-	final := !u.upgraded
+	final := u.finalLocked()
 	u.mu.Unlock()
 	u.emit(Event{Kind: EventDrainStarted, Generation: u.gen, PID: os.Getpid()})
 	results := make([]drainResult, len(lns))
