@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -415,6 +416,26 @@ func fdList(t *testing.T, pid int) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// settledFDs lists pid's fds once it has seen its parent exit and its fd
+// table has stopped changing: tableflip closes its pipe from the parent on a
+// goroutine of its own just after reporting the exit.
+func (s *server) settledFDs(pid int) []string {
+	s.t.Helper()
+	if _, ok := s.findRecord(0, 30*time.Second, func(r record) bool { return r.PID == pid && r.Event == "parent-exited" }); !ok {
+		s.t.Fatalf("pid %d did not see its parent exit", pid)
+	}
+	prev := fdList(s.t, pid)
+	for range 50 { // bounded: 50 × 20 ms
+		time.Sleep(20 * time.Millisecond) // polling /proc: there is no event for an fd closing
+		cur := fdList(s.t, pid)
+		if slices.Equal(cur, prev) {
+			return cur
+		}
+		prev = cur
+	}
+	return prev
 }
 
 // lastingSocketInodes returns the inodes of listening TCP sockets, UDP
