@@ -153,7 +153,7 @@ func TestRollback(t *testing.T) {
 	}{
 		{"exit", "new generation exited with exit status 3"},
 		{"hang", "new generation timed out"},
-		{"unhealthy", "new generation unhealthy"},
+		{"unhealthy", "new generation unhealthy: health check failed: deliberately broken binary: unhealthy"},
 		{"probation-unhealthy", "unhealthy during probation"},
 		{"crash", "new generation exited with exit status 2"},
 	}

@@ -398,12 +398,12 @@ func (u *Upgrader) Ready(ctx context.Context) error {
 func (u *Upgrader) doReady(ctx context.Context) error {
 	start := time.Now()
 	if err := u.check(ctx); err != nil {
-		err = fmt.Errorf("%w: %w", ErrUnhealthy, err)
 		if u.parent != nil {
-			_ = u.parent.Send(control.Message{Type: control.TypeUnhealthy, Reason: err.Error()})
+			// The parent wraps the reason in its own ErrUnhealthy.
+			_ = u.parent.Send(control.Message{Type: control.TypeUnhealthy, Reason: "health check failed: " + err.Error()})
 			u.parent.Close()
 		}
-		return err
+		return fmt.Errorf("%w: %w", ErrUnhealthy, err)
 	}
 	u.mu.Lock()
 	u.ready = true
