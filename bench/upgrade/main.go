@@ -58,6 +58,7 @@ func main() {
 		cfg     config
 		targets string
 		out     string
+		keep    bool
 	)
 	flag.IntVar(&cfg.Upgrades, "upgrades", 100, "upgrades (restarts, for naive) per target")
 	flag.DurationVar(&cfg.Interval, "interval", 500*time.Millisecond, "pause between the end of one upgrade (new pid serving, old pid gone) and the next signal")
@@ -69,6 +70,7 @@ func main() {
 	flag.StringVar(&targets, "targets", "handoff,tableflip,naive", "comma-separated targets: handoff, tableflip, naive")
 	flag.BoolVar(&cfg.Quick, "quick", false, "a smoke run: 5 upgrades per target unless -upgrades is given")
 	flag.StringVar(&out, "out", filepath.Join("bench", "results", "upgrade.json"), "write the results here as JSON")
+	flag.BoolVar(&keep, "keep", false, "keep the build directory with the servers' logs (the servers are still killed)")
 	flag.Parse()
 	cfg.SlowTime, cfg.StreamTime, cfg.Near = 200*time.Millisecond, 3*time.Second, time.Second
 	if cfg.Quick && !flagSet("upgrades") {
@@ -79,7 +81,7 @@ func main() {
 			cfg.Targets = append(cfg.Targets, t)
 		}
 	}
-	if err := run(cfg, out); err != nil {
+	if err := run(cfg, out, keep); err != nil {
 		fmt.Fprintln(os.Stderr, "upgrade:", err)
 		os.Exit(1)
 	}
@@ -91,7 +93,7 @@ func flagSet(name string) bool {
 	return set
 }
 
-func run(cfg config, out string) error {
+func run(cfg config, out string, keep bool) error {
 	if cfg.Upgrades < 1 || cfg.Upgrades > 10_000 {
 		return fmt.Errorf("-upgrades %d: want 1..10000", cfg.Upgrades)
 	}
@@ -115,6 +117,10 @@ func run(cfg config, out string) error {
 	// interrupt (which ends the process at once, after the same cleanup).
 	cleanup := func() {
 		killUnder(dir)
+		if keep {
+			fmt.Fprintf(os.Stderr, "kept %s (binaries and logs)\n", dir)
+			return
+		}
 		os.RemoveAll(dir)
 	}
 	defer cleanup()

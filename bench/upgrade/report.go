@@ -205,6 +205,7 @@ func analyze(cfg config, t target, raw *rawRun) TargetResult {
 		// The last response of the old pid; at least the signal, since
 		// the old pid answered before it.
 		last := lastEnd[u.Old]
+		u.SignalAt, u.OldExitedAt, u.LastOldEndAt = u.start, u.exitAt, last
 		if last.Before(u.start) {
 			last = u.start
 		}

@@ -61,12 +61,17 @@ type upgradeRec struct {
 	Old         int `json:"old_pid"`
 	New         int `json:"new_pid"`
 	ProbeErrors int `json:"probe_errors"`
+	// The serving process just before the signal.
+	Proc procStat `json:"proc_before_signal"`
 	// Filled in by analyze.
-	AtS         float64 `json:"at_s"`
-	ServingMS   float64 `json:"signal_to_serving_ms"`
-	ExitedMS    float64 `json:"signal_to_old_exited_ms"`
-	LastToExit  float64 `json:"last_response_to_exit_ms"`
-	OldAnswered int     `json:"old_answered_after_signal"`
+	SignalAt     time.Time `json:"signal_at"`
+	OldExitedAt  time.Time `json:"old_exited_at"`
+	LastOldEndAt time.Time `json:"old_last_response_at"`
+	AtS          float64   `json:"at_s"`
+	ServingMS    float64   `json:"signal_to_serving_ms"`
+	ExitedMS     float64   `json:"signal_to_old_exited_ms"`
+	LastToExit   float64   `json:"last_response_to_exit_ms"`
+	OldAnswered  int       `json:"old_answered_after_signal"`
 }
 
 // rawRun is everything measured on one target, before analysis.
@@ -185,8 +190,8 @@ func measure(ctx context.Context, cfg config, t target, dir string) (*rawRun, er
 
 	var runErr error
 	for i := 0; i < cfg.Upgrades && ctx.Err() == nil; i++ {
-		raw.stats = append(raw.stats, statOf(cur))
-		u := upgradeRec{Old: cur}
+		u := upgradeRec{Old: cur, Proc: statOf(cur)}
+		raw.stats = append(raw.stats, u.Proc)
 		exited := watchExit(cur, 2*cfg.Wait)
 		u.start = time.Now()
 		var answers []probeAnswer
