@@ -8,8 +8,8 @@ import (
 )
 
 // Sentinel errors. An upgrade that did not commit returns an *UpgradeError
-// whose Err wraps one of ErrExited, ErrTimeout, ErrUnhealthy, ErrStopped or
-// ErrCanceled; a refused call returns ErrInProgress, ErrNotReady,
+// whose Err wraps one of ErrSpawn, ErrExited, ErrTimeout, ErrUnhealthy,
+// ErrStopped or ErrCanceled; a refused call returns ErrInProgress, ErrNotReady,
 // ErrStateTooLarge or ErrStopped directly.
 var (
 	// ErrInProgress is returned by Upgrade while another upgrade runs.
@@ -22,6 +22,9 @@ var (
 	// ErrUpgraded is returned by Upgrade once a new generation has taken
 	// over from this one.
 	ErrUpgraded = errors.New("upgrader: already upgraded")
+	// ErrSpawn means the new binary could not be started (missing at
+	// os.Args[0], not executable), or the engine refused to start it.
+	ErrSpawn = errors.New("upgrader: cannot start the new generation")
 	// ErrExited means the new generation exited before it committed.
 	ErrExited = errors.New("upgrader: new generation exited")
 	// ErrTimeout means the new generation did not commit within

@@ -258,7 +258,7 @@ func (s *server) upgrade() int {
 		return r.PID == old && (r.Event == "committed" && r.TargetPID != old || r.Msg == "upgrade failed")
 	})
 	if r.Msg == "upgrade failed" {
-		s.t.Fatalf("upgrade from %d failed: %s", old, r.Error)
+		s.t.Fatalf("upgrade from %d failed: %s; log:\n%s", old, r.Error, s.logText(from))
 	}
 	if code := s.waitExit(old, 60*time.Second); code != 0 {
 		s.t.Fatalf("old generation %d exited with status %d; log:\n%s", old, code, s.logText(from))

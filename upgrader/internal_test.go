@@ -26,6 +26,24 @@ func TestExitStatus(t *testing.T) {
 	}
 }
 
+// tableflip's error texts map to our sentinels; "parent hasn't exited"
+// must never read as an exit.
+func TestTableflipErrors(t *testing.T) {
+	a := &attempt{u: &Upgrader{opts: Options{}.withDefaults()}, gen: 2, phase: "spawn"}
+	for msg, want := range map[string]error{
+		"child pid=9 exited: exit status 3":             ErrExited,
+		"child pid=9 exited":                            ErrExited,
+		"new child pid=9 timed out":                     ErrTimeout,
+		"terminating":                                   ErrStopped,
+		"can't start child: fork/exec /x: no such file": ErrSpawn,
+		"parent hasn't exited":                          ErrSpawn,
+	} {
+		if err := a.exited(errors.New(msg)); !errors.Is(err, want) {
+			t.Errorf("%q -> %v, want %v", msg, err, want)
+		}
+	}
+}
+
 func TestUpgradeErrorText(t *testing.T) {
 	e := &UpgradeError{Generation: 3, PID: 42, Phase: "probation", ExitCode: 2, Status: "exit status 2", Err: ErrExited}
 	if got := e.Error(); !strings.Contains(got, "generation 3") || !strings.Contains(got, "probation") || !strings.Contains(got, "pid 42") || !strings.Contains(got, "exit status 2") {

@@ -108,7 +108,7 @@ func (u *Upgrader) upgrade(ctx context.Context, state []byte) error {
 	defer ln.Close()
 
 	tfDone := make(chan error, 1)
-	go func() { tfDone <- u.tf.Upgrade() }()
+	go func() { tfDone <- u.tfUpgrade() }()
 
 	// The child introduces itself; then its messages arrive on msgs.
 	acc := make(chan accepted, 1)
@@ -271,21 +271,43 @@ func (a *attempt) afterChannelError(tfDone chan error, cerr error) error {
 	return a.fail(ErrUnhealthy, "control channel: "+cerr.Error())
 }
 
-// exited maps tableflip's error for a failed upgrade to our error.
+// tfParentAlive is tableflip's refusal to upgrade before it has seen its
+// own parent exit.
+const tfParentAlive = "parent hasn't exited"
+
+// tfUpgrade calls tableflip's Upgrade. tableflip reports its parent's exit
+// to WaitForParent a moment before its own state machine records it, and
+// refuses an upgrade in between, without starting anything; that refusal
+// is retried, bounded. There is no event for the state machine catching
+// up, so the retry sleeps.
+func (u *Upgrader) tfUpgrade() error {
+	for i := 0; ; i++ {
+		err := u.tf.Upgrade()
+		if err == nil || err.Error() != tfParentAlive || i == 200 {
+			return err
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// exited maps tableflip's error for a failed upgrade to our error. tableflip
+// formats its errors with %s, so only their text is left to go by.
 func (a *attempt) exited(err error) error {
 	msg := err.Error()
 	switch {
-	case strings.Contains(msg, "timed out"):
+	case strings.HasPrefix(msg, "new child ") && strings.HasSuffix(msg, "timed out"):
 		return a.fail(ErrTimeout, fmt.Sprintf("no contact within %s", a.u.opts.UpgradeTimeout))
-	case strings.Contains(msg, "terminating"):
+	case msg == "terminating":
 		return a.fail(ErrStopped, "")
-	case strings.Contains(msg, "exited"):
+	case strings.HasPrefix(msg, "can't start child"):
+		return a.fail(ErrSpawn, msg)
+	case strings.HasPrefix(msg, "child ") && strings.Contains(msg, " exited"):
 		e := a.fail(ErrExited, "")
 		e.Status, e.ExitCode = exitStatus(msg)
 		e.Err = fmt.Errorf("%w with %s", ErrExited, e.Status)
 		return e
 	default:
-		return a.fail(ErrExited, msg)
+		return a.fail(ErrSpawn, msg)
 	}
 }
 

@@ -468,3 +468,28 @@ func TestMalformedEnvironment(t *testing.T) {
 		})
 	}
 }
+
+// TestMissingBinary: a binary missing at the path the server was started
+// from is a clear error; the server keeps serving and upgrades once the
+// binary is back.
+func TestMissingBinary(t *testing.T) {
+	s := startServer(t)
+	old := s.pid()
+	if err := os.Remove(s.bin); err != nil {
+		t.Fatal(err)
+	}
+	from := s.mark()
+	s.signal(old, syscall.SIGHUP)
+	r := s.waitRecord(from, 30*time.Second, func(r record) bool { return r.PID == old && r.Msg == "upgrade failed" })
+	if !strings.Contains(r.Error, "cannot start the new generation") || !strings.Contains(r.Error, "no such file") {
+		t.Errorf("error %q does not say the binary cannot be started", r.Error)
+	}
+	if got := strings.TrimSpace(get(t, "tcp", s.addr, "/pid")); got != strconv.Itoa(old) {
+		t.Errorf("/pid answered %s, want %d", got, old)
+	}
+	s.install("")
+	s.upgrade()
+	if code := s.stop(); code != 0 {
+		t.Errorf("exit status %d", code)
+	}
+}
