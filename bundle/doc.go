@@ -5,7 +5,10 @@
 // A bundle is read whole into memory, checked and hashed before it can be
 // served: a swap is one atomic pointer store, a request leases the version
 // it started with for its whole duration (so one request never mixes two
-// versions), and responses come from memory with precomputed headers.
+// versions), and responses come from memory with precomputed headers. Files
+// of 256 KiB and more are also kept in an unlinked temporary file, closed
+// when their bundle is released, so that their responses leave through
+// sendfile(2) as http.FileServer's do (Linux).
 //
 // # Version skew
 //

@@ -105,6 +105,7 @@ func New(opts Options) *Handler {
 	return &Handler{
 		opts: opts,
 		v: reload.New(reload.Options[*Bundle]{
+			Release: (*Bundle).close,
 			Retain:  opts.Retain,
 			History: opts.History,
 			Logger:  opts.Logger,
@@ -273,7 +274,7 @@ func serveFile(w http.ResponseWriter, r *http.Request, f *file) {
 	hdr["Content-Length"] = v.hdrLen
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
-		_, _ = w.Write(v.data)
+		v.writeBody(w)
 	}
 }
 

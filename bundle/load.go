@@ -104,6 +104,8 @@ type file struct {
 	hdrCache []string
 	hdrEnc   []string // set on precompressed variants only
 	br, gz   *file    // precompressed siblings of an original
+	disk     *os.File // copy for sendfile (sendfile.go), large files only
+	diskPath string   // how a request opens disk on its own
 }
 
 // raw is a file as read from the source, before hashing.
@@ -406,6 +408,7 @@ func build(source string, raws map[string]*raw, opts Options) *Bundle {
 		tree.Write(f.sum[:])
 	}
 	b.id = hex.EncodeToString(tree.Sum(nil))
+	b.spill()
 	for n, f := range b.files {
 		for _, enc := range encodings {
 			if orig := b.files[strings.TrimSuffix(n, enc.suffix)]; strings.HasSuffix(n, enc.suffix) && orig != nil {
