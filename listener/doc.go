@@ -25,6 +25,11 @@
 //     force-close what is left when the context is done;
 //  5. then call http.Server.Shutdown, which finds no connection left.
 //
+// On a final stop, when no other process shares the socket, call
+// [Listener.Finish] before Drain: it accepts the connections the kernel has
+// already queued and then closes the listener, so they are served instead
+// of being reset when the socket closes.
+//
 // # Use with net/http
 //
 //	ln, _ := net.Listen("tcp", addr)
