@@ -293,12 +293,15 @@ func run(upgrades int, interval time.Duration) error {
 	return nil
 }
 
+// shorten keeps the reason of an upgrade error: what follows its
+// "upgrade to generation N failed in PHASE (pid P): upgrader: " prefix.
 func shorten(s string) string {
-	if i := strings.Index(s, ": "); i >= 0 && len(s) > 90 {
-		s = s[i+2:]
+	if i := strings.Index(s, "): "); i >= 0 {
+		s = s[i+3:]
 	}
-	if len(s) > 90 {
-		s = s[:87] + "..."
+	s = strings.TrimPrefix(s, "upgrader: ")
+	if len(s) > 100 {
+		s = s[:97] + "..."
 	}
 	return s
 }
