@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,44 +22,6 @@ import (
 	"github.com/handoff-go/handoff/internal/sdnotify/sdnotifytest"
 	"github.com/handoff-go/handoff/upgrader"
 )
-
-// startWrapped is startServer for a server started through a wrapper
-// command that execs it in place (so the first pid is the server's):
-// prefix is the wrapper and its arguments, the server binary and args
-// follow. If dial is set, the server starts only once a connection is
-// pending (systemd-socket-activate): startWrapped waits for the wrapper to
-// say "Listening on", then dials it.
-func startWrapped(t *testing.T, prefix []string, dial func(s *server) net.Conn, args ...string) (*server, net.Conn) {
-	t.Helper()
-	dir := t.TempDir()
-	s := &server{t: t, dir: dir, bin: filepath.Join(dir, "httpserver"), pidFile: filepath.Join(dir, "server.pid"), cmdDone: make(chan struct{})}
-	s.cond = sync.NewCond(&s.mu)
-	s.install("")
-	all := append(append(append([]string(nil), prefix...), s.bin, "-addr", "127.0.0.1:0", "-pidfile", s.pidFile, "-log-json"), args...)
-	s.cmd = exec.Command(all[0], all[1:]...)
-	s.cmd.Dir = dir
-	stderr, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.cmd.Stderr = w
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	s.first = s.cmd.Process.Pid
-	go s.readLogs(stderr)
-	go func() { s.cmdErr = s.cmd.Wait(); close(s.cmdDone) }()
-	t.Cleanup(s.cleanup)
-	var c net.Conn
-	if dial != nil {
-		s.waitRecord(0, 30*time.Second, func(r record) bool { return strings.HasPrefix(r.raw, "Listening on") })
-		c = dial(s)
-	}
-	r := s.waitRecord(0, 30*time.Second, func(r record) bool { return r.Msg == "serving" && r.PID == s.first })
-	s.addr = r.Addr
-	return s, c
-}
 
 // message is what a test expects of one sd_notify datagram: the sender and
 // the text, where "<n>" stands for the value of MONOTONIC_USEC= and
