@@ -42,9 +42,9 @@ type conn struct {
 	// inside the conn so that ConnContext allocates nothing.
 	ctx connCtx
 
-	// readSinceIdle is set by Read while draining; the idle closer does
-	// not close a conn whose next request has started to arrive.
-	readSinceIdle atomic.Bool
+	// flags holds the bits below. Read and Handler read it without l.mu;
+	// the bits other than Read's are only changed with l.mu held.
+	flags atomic.Uint32
 
 	// guarded by l.mu
 	prev, next *conn
@@ -52,10 +52,32 @@ type conn struct {
 	closed     bool // Close claimed (counts updated, fd closed or closing)
 	released   bool // no longer tracked: removed from the list
 	httpSeen   bool // an http.ConnState arrived: net/http owns the conn until StateClosed
+	wrapped    bool // ConnState sees the conn through a wrapper (TLS)
 	reason     closeReason
 	idleSince  time.Time
-	timer      *time.Timer // idle-grace timer, only while draining
+	timer      *time.Timer // idle-grace timer, only on marked conns
 }
+
+// Bits of conn.flags.
+const (
+	// fMarked: the conn is winding down. It was open when a drain
+	// started, or accepted during one. Handler answers its next request
+	// with "Connection: close" and the idle closer closes it after the
+	// grace. Undrain leaves the mark: nothing unmarks a conn.
+	fMarked uint32 = 1 << iota
+	// fArrived: bytes arrived since the conn last became idle (StateIdle,
+	// or StateNew for a fresh one). Set by Read, cleared by ConnState.
+	// The idle closer leaves such a conn alone: its next request is
+	// partly read.
+	fArrived
+	// fRecent: bytes arrived since the idle closer last looked (or since
+	// the grace last started). Set by Read, cleared by the idle closer.
+	fRecent
+
+	// readBits are the bits Read sets: when all are set, Read costs one
+	// atomic load.
+	readBits = fArrived | fRecent
+)
 
 // connCtx is the conn's context: parent's values plus the conn itself.
 type connCtx struct {
@@ -72,10 +94,14 @@ func (x *connCtx) Value(key any) any {
 	return x.Context.Value(key)
 }
 
-// trackLocked wraps a freshly accepted conn and adds it to the list.
+// trackLocked wraps a freshly accepted conn and adds it to the list. A
+// conn accepted while a drain is in progress is marked from the start.
 func (l *Listener) trackLocked(nc net.Conn) *conn {
 	c := &conn{Conn: nc, l: l, state: stActive}
 	c.ctx.c = c
+	if l.drain != nil {
+		c.flags.Store(fMarked)
+	}
 	c.next = l.head
 	if l.head != nil {
 		l.head.prev = c
@@ -88,15 +114,25 @@ func (l *Listener) trackLocked(nc net.Conn) *conn {
 	return c
 }
 
-// Read reads from the connection. While draining it notes that bytes
-// arrived, so that the idle closer leaves a conn whose next request is
-// being read alone.
+// Read reads from the connection. It notes that bytes arrived, so that
+// the idle closer leaves a conn whose next request is being read alone.
+// Once that is noted, a Read costs one atomic load.
 func (c *conn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
-	if n > 0 && c.l.draining.Load() && !c.readSinceIdle.Load() {
-		c.readSinceIdle.Store(true)
+	if n > 0 && c.flags.Load()&readBits != readBits {
+		c.noteRead()
 	}
 	return n, err
+}
+
+// noteRead is Read's slow path: the first bytes since the conn became
+// idle, or the first since the idle closer looked.
+func (c *conn) noteRead() {
+	if old := c.flags.Or(fArrived | fRecent); old&fArrived == 0 {
+		if f := c.l.test.arrived; f != nil {
+			f()
+		}
+	}
 }
 
 // ReadFrom keeps the inner conn's sendfile/splice path that net/http uses.
@@ -180,11 +216,15 @@ func (l *Listener) releaseLocked(c *conn) {
 	l.changedLocked()
 }
 
-// setState applies an http.ConnState transition.
-func (c *conn) setState(s connState, httpClosed bool) {
+// setState applies an http.ConnState transition. wrapped says that
+// ConnState saw the conn through a wrapper (TLS).
+func (c *conn) setState(s connState, httpClosed, wrapped bool) {
 	l := c.l
 	l.mu.Lock()
 	c.httpSeen = true
+	if wrapped {
+		c.wrapped = true
+	}
 	if c.closed {
 		// net/http calls Close before StateClosed; a transition racing
 		// with a close by us (idle closer, force) is ignored.
@@ -209,8 +249,14 @@ func (c *conn) setState(s connState, httpClosed bool) {
 		c.state = s
 		l.changedLocked()
 	}
-	if l.drain != nil {
-		if s == stIdle || s == stNew {
+	idle := s == stIdle || s == stNew
+	if idle {
+		// The bytes read so far belong to the request just served (or,
+		// through TLS, to the handshake); the next request is not here.
+		c.flags.And(^fArrived)
+	}
+	if c.flags.Load()&fMarked != 0 {
+		if idle {
 			l.armIdleLocked(c, time.Now())
 		} else if c.timer != nil {
 			c.timer.Stop()
@@ -222,7 +268,7 @@ func (c *conn) setState(s connState, httpClosed bool) {
 // armIdleLocked starts (or restarts) c's idle grace from since.
 func (l *Listener) armIdleLocked(c *conn, since time.Time) {
 	c.idleSince = since
-	c.readSinceIdle.Store(false)
+	c.flags.And(^fRecent)
 	if c.timer == nil {
 		c.timer = time.AfterFunc(l.grace, c.idleCheck)
 	} else {
@@ -249,10 +295,18 @@ func (c *conn) idleCheck() {
 		l.mu.Unlock()
 		return
 	}
+	// Before a wrapped conn's first request, the bytes it read may be
+	// the TLS handshake's rather than a request's: only bytes since the
+	// last look count.
+	handshake := c.wrapped && c.state == stNew
 	l.mu.Unlock()
 
+	// Take fRecent and clear it in one step: a Read from now on sets it
+	// again for the next look.
+	f := c.flags.And(^fRecent)
+	busy := f&fRecent != 0 || (f&fArrived != 0 && !handshake)
 	// Outside the lock: a syscall per conn must not hold up the others.
-	busy := c.readSinceIdle.Load() || peek.Pending(c.Conn)
+	busy = busy || peek.Pending(c.Conn)
 
 	l.mu.Lock()
 	if c.closed || (c.state != stIdle && c.state != stNew) || !c.idleSince.Equal(since) {
@@ -261,8 +315,10 @@ func (c *conn) idleCheck() {
 	}
 	if busy {
 		// The next request is arriving; net/http will report StateActive.
-		// Check again later rather than trust it.
-		l.armIdleLocked(c, time.Now())
+		// Check again later rather than trust it. fRecent stays as Read
+		// left it since the look above.
+		c.idleSince = time.Now()
+		c.timer.Reset(l.grace)
 		l.mu.Unlock()
 		return
 	}

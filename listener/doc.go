@@ -19,11 +19,16 @@
 //     "Connection: close", so net/http closes it after the response and
 //     the client knows not to reuse it;
 //  3. close a connection ourselves only after it has stayed idle for a
-//     short grace ([Options.IdleGrace], 300ms by default), and not if the
-//     next request has started to arrive;
+//     short grace ([Options.IdleGrace], 300ms by default), and never once
+//     the next request has started to arrive, however slowly the rest of
+//     it comes;
 //  4. wait for active requests, streams and hijacked connections, and
 //     force-close what is left when the context is done;
 //  5. then call http.Server.Shutdown, which finds no connection left.
+//
+// The mark that asks for "Connection: close" is per connection: Drain marks
+// the connections open when it starts and those accepted while it is in
+// progress.
 //
 // On a final stop, when no other process shares the socket, call
 // [Listener.Finish] before Drain: it accepts the connections the kernel has
@@ -48,6 +53,17 @@
 // pieces for servers built differently. Wrap the TCP listener and put TLS on
 // top of the Listener, not the other way round.
 //
+// # Calling a drain off
+//
+// During an upgrade the old process drains after the new one has taken
+// over; if the new one dies before the old one has finished, the old one
+// serves on. [Listener.Undrain] calls the drain off: the Drain calls
+// return an error wrapping [ErrUndrained], and the listener accepts again.
+// The connections the drain marked still wind down (their next response
+// says "Connection: close", the idle closer still closes them), so no
+// request on them is lost; connections accepted from then on are served
+// as usual, and a later Drain covers them all.
+//
 // # Raw TCP servers
 //
 // Without net/http no ConnState arrives: a connection counts as active from
@@ -59,8 +75,10 @@
 //
 // Accept allocates one small struct per connection, which also holds the
 // connection's context. A request costs two short critical sections on the
-// listener's mutex (its ConnState transitions) and one atomic load in
-// [Handler]; nothing is allocated per request. While draining, each idle
-// connection has a timer (time.AfterFunc, stopped on close); no goroutine is
-// started per connection.
+// listener's mutex (its ConnState transitions), one atomic load in
+// [Handler], and in Read an atomic load per call plus one atomic update
+// on the first bytes after the connection went idle; nothing is allocated
+// per request. Each idle connection marked by a drain has a timer
+// (time.AfterFunc, stopped on close); no goroutine is started per
+// connection.
 package listener

@@ -2,6 +2,7 @@ package listener
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -29,11 +30,18 @@ type DrainStats struct {
 // started; they add up to Conns unless a connection was accepted during
 // the drain (a Pause racing with a pending Accept), which is counted too.
 
+// ErrUndrained is wrapped by the error of a Drain call whose drain was
+// called off by [Listener.Undrain] before it completed.
+var ErrUndrained = errors.New("listener: drain called off by Undrain")
+
 type drainState struct {
-	start time.Time
-	end   time.Time     // zero until done is closed
-	done  chan struct{} // closed when no tracked conn is left
-	stats DrainStats
+	start   time.Time
+	end     time.Time     // zero until done is closed
+	done    chan struct{} // closed when no tracked conn is left
+	undone  chan struct{} // closed by Undrain before done
+	undoneT time.Time     // when Undrain called the drain off; zero before
+	calls   int           // Drain calls waiting for this drain
+	stats   DrainStats
 }
 
 // maybeDrainedLocked completes the drain once no conn is tracked and no
@@ -48,96 +56,128 @@ func (l *Listener) maybeDrainedLocked() {
 	close(d.done)
 }
 
-func (l *Listener) statsLocked() DrainStats {
-	s := l.drain.stats
-	if l.drain.end.IsZero() {
-		s.Duration = time.Since(l.drain.start)
+func (d *drainState) statsLocked() DrainStats {
+	s := d.stats
+	switch {
+	case !d.end.IsZero():
+	case !d.undoneT.IsZero():
+		s.Duration = d.undoneT.Sub(d.start)
+	default:
+		s.Duration = time.Since(d.start)
 	}
 	return s
 }
 
 // Drain gracefully ends every connection of the listener and blocks until
-// none is left or ctx is done. In order, it:
+// none is left, ctx is done, or [Listener.Undrain] calls the drain off. In
+// order, it:
 //
 //  1. pauses accepting (the listener is not closed: during an upgrade the
 //     socket is shared with the new process; the caller closes it) and
 //     closes the Draining channel;
-//  2. marks every connection draining: the next response on each HTTP
-//     keep-alive connection carries "Connection: close" (set by the
+//  2. marks every open connection draining (and every connection
+//     accepted until the drain is called off): the next response on each
+//     marked HTTP connection carries "Connection: close" (set by the
 //     handler that ConfigureServer installs), after which net/http closes
 //     the connection;
-//  3. closes an idle or new HTTP connection only once it has stayed idle
-//     for IdleGrace (counted from the start of the drain at the earliest),
-//     so that a request a client sends on it meanwhile is still answered;
+//  3. closes an idle or new HTTP connection only once it has stayed
+//     idle for IdleGrace (counted from the start of the drain at the
+//     earliest), so that a request a client sends on it meanwhile is
+//     still answered, and never while a request has partly arrived on it;
 //  4. waits for active requests, streamed responses, hijacked connections
 //     and raw TCP connections to end on their own.
 //
 // Drain returns as soon as the last connection is closed (with nil error),
 // or, when ctx is done first, force-closes every remaining connection and
-// returns an error that wraps ctx.Err(). Then call http.Server.Shutdown,
-// which finds no connection left and returns at once.
+// returns an error that wraps ctx.Err(), or, when Undrain calls the drain
+// off first, returns at once an error wrapping [ErrUndrained]. The stats
+// are those of the drain so far. After a complete drain, call
+// http.Server.Shutdown, which finds no connection left and returns at once.
 //
 // Drain with no connection returns at once. (With an inner listener that
 // has no SetDeadline, an Accept already pending when Drain starts cannot be
-// interrupted and may still return a connection after Drain returned.) Drain may be called more than
-// once, also concurrently: every call waits for the same drain (each
-// force-closes at the end of its own ctx), and the stats are those of that
-// one drain; a call that finds the drain complete returns at once with a
-// nil error (see Forced for what an earlier call cut off). Once Drain has
-// started the listener stays paused: Resume is a no-op.
+// interrupted and may still return a connection after Drain returned.)
+// Drain may be called more than once, also concurrently: every call waits
+// for the same drain (each force-closes at the end of its own ctx), and the
+// stats are those of that one drain; a call that finds the drain complete
+// returns at once with a nil error (see Forced for what an earlier call cut
+// off). While a drain is in progress, complete or not, the listener stays
+// paused (Resume is a no-op) until Undrain; a Drain after Undrain starts a
+// new drain.
 func (l *Listener) Drain(ctx context.Context) (DrainStats, error) {
 	l.mu.Lock()
 	d := l.drain
 	if d == nil {
 		d = l.startDrainLocked()
 	}
+	d.calls++
+	l.changedLocked()
 	l.mu.Unlock()
 
-	forced, left := 0, 0
 	select {
 	case <-d.done:
+	case <-d.undone:
 	case <-ctx.Done():
-		select {
-		case <-d.done: // finished at the same moment: not a failure
-		default:
-			// left == 0 when only an Accept interrupted by Pause was
-			// still on its way back: nothing was cut off.
-			forced, left = l.forceClose()
-		}
 	}
-	if left > 0 {
-		l.mu.Lock()
-		s := l.statsLocked()
-		l.mu.Unlock()
-		l.log.Warn("listener drain deadline: connections force-closed",
-			"addr", l.inner.Addr(), "left", left, "forced", forced, "stats", s)
-		return s, fmt.Errorf("listener: drain %s: %d connections left at the deadline (%d force-closed): %w",
-			l.inner.Addr(), left, forced, ctx.Err())
-	}
+
 	l.mu.Lock()
-	s := l.statsLocked()
+	d.calls--
+	l.changedLocked()
+	var toClose []net.Conn
+	left, undone := 0, false
+	switch {
+	case !d.end.IsZero():
+		// Complete, maybe at the moment ctx ended or Undrain was called:
+		// not a failure.
+	case !d.undoneT.IsZero():
+		undone = true
+	default:
+		// left == 0 when only an Accept interrupted by Pause was still on
+		// its way back: nothing was cut off.
+		toClose, left = l.forceCloseLocked(d)
+	}
+	s := d.statsLocked()
 	l.mu.Unlock()
-	l.log.Info("listener drained", "addr", l.inner.Addr(),
+	for _, nc := range toClose {
+		_ = nc.Close()
+	}
+
+	addr := l.inner.Addr()
+	switch {
+	case undone:
+		return s, fmt.Errorf("listener: drain %s: %w", addr, ErrUndrained)
+	case left > 0:
+		l.log.Warn("listener drain deadline: connections force-closed",
+			"addr", addr, "left", left, "forced", len(toClose), "stats", s)
+		return s, fmt.Errorf("listener: drain %s: %d connections left at the deadline (%d force-closed): %w",
+			addr, left, len(toClose), ctx.Err())
+	}
+	l.log.Info("listener drained", "addr", addr,
 		"conns", s.Conns, "closed_idle", s.ClosedIdle,
 		"closed_by_peer_or_server", s.ClosedByPeerOrServer, "forced", s.Forced,
 		"duration", s.Duration)
 	return s, nil
 }
 
+// startDrainLocked starts a drain: it marks every open conn (a conn still
+// marked by a drain that Undrain called off keeps its grace running) and
+// starts the grace of the idle ones.
 func (l *Listener) startDrainLocked() *drainState {
 	now := time.Now()
-	d := &drainState{start: now, done: make(chan struct{})}
-	for c := l.head; c != nil; c = c.next {
-		if !c.closed {
-			d.stats.Conns++
-		}
-	}
+	d := &drainState{start: now, done: make(chan struct{}), undone: make(chan struct{})}
 	l.drain = d
-	l.draining.Store(true)
 	l.pauseLocked()
 	close(l.drainingCh)
 	for c := l.head; c != nil; c = c.next {
-		if !c.closed && (c.state == stIdle || c.state == stNew) {
+		if c.closed {
+			continue
+		}
+		d.stats.Conns++
+		if c.flags.Load()&fMarked != 0 {
+			continue
+		}
+		c.flags.Or(fMarked)
+		if c.state == stIdle || c.state == stNew {
 			l.armIdleLocked(c, now)
 		}
 	}
@@ -146,13 +186,54 @@ func (l *Listener) startDrainLocked() *drainState {
 	return d
 }
 
-// forceClose closes every tracked conn, releases them all and completes
-// the drain. It returns how many conns it closed and how many were still
-// tracked (the closed ones plus those closed already but still held by
-// net/http, for instance by a handler that ignores its context).
-func (l *Listener) forceClose() (closed, left int) {
+// Undrain calls off the drain in progress, for a rollback: the process
+// that was taking over died, and this one serves on. Every Drain call
+// waiting for the drain returns at once with an error wrapping
+// [ErrUndrained] and the stats so far, and the listener resumes accepting
+// (unless it is closed or finishing); the next [Listener.Draining] channel
+// is a new one.
+//
+// The connections marked by the drain stay marked and keep winding down
+// without losing a request: the next response on each says
+// "Connection: close" and the idle closer still closes them after
+// IdleGrace, but nothing waits for them. Connections accepted from now on
+// are not marked. A later Drain starts a new drain, which covers every
+// open connection, still-marked ones included.
+//
+// Undrain reports whether a drain was in progress: Drain had been called
+// since the listener was made or last undrained, whether or not the drain
+// had completed. It does not block, is idempotent (a second call returns
+// false) and is safe for concurrent use.
+func (l *Listener) Undrain() bool {
 	l.mu.Lock()
-	var toClose []net.Conn
+	defer l.mu.Unlock()
+	d := l.drain
+	if d == nil {
+		return false
+	}
+	l.drain = nil
+	if d.end.IsZero() {
+		d.undoneT = time.Now()
+		close(d.undone)
+	}
+	l.drainingCh = make(chan struct{})
+	if !l.finishing && !l.isClosed() {
+		l.resumeLocked()
+	}
+	s := d.statsLocked()
+	l.log.Info("listener drain called off", "addr", l.inner.Addr(),
+		"conns", s.Conns, "closed_idle", s.ClosedIdle,
+		"closed_by_peer_or_server", s.ClosedByPeerOrServer, "forced", s.Forced,
+		"duration", s.Duration, "drain_calls", d.calls, "open", l.live)
+	return true
+}
+
+// forceCloseLocked claims the close of every tracked conn, releases them
+// all and completes the drain d, the one in progress. It returns the
+// conns to close once the lock is released and how many conns were still
+// tracked (those plus the ones closed already but still held by
+// net/http, for instance by a handler that ignores its context).
+func (l *Listener) forceCloseLocked(d *drainState) (toClose []net.Conn, left int) {
 	for c := l.head; c != nil; {
 		next := c.next
 		left++
@@ -167,14 +248,10 @@ func (l *Listener) forceClose() (closed, left int) {
 	// An Accept that Pause interrupted may still be on its way back; do
 	// not wait for it any longer. A conn it returns is tracked and served
 	// as any conn accepted while draining, but no Drain waits for it.
-	if d := l.drain; d.end.IsZero() {
+	if d.end.IsZero() {
 		d.end = time.Now()
 		d.stats.Duration = d.end.Sub(d.start)
 		close(d.done)
 	}
-	l.mu.Unlock()
-	for _, nc := range toClose {
-		_ = nc.Close()
-	}
-	return len(toClose), left
+	return toClose, left
 }

@@ -22,3 +22,18 @@ func Live(l *Listener) int {
 // SetIdleCheckedHook installs f to be called after every run of an idle
 // timer. Call it before l is used.
 func SetIdleCheckedHook(l *Listener, f func()) { l.test.idleChecked = f }
+
+// SetArrivedHook installs f to be called by Read when the first bytes
+// arrive on a conn since it last became idle (or since it was accepted).
+// Call it before l is used.
+func SetArrivedHook(l *Listener, f func()) { l.test.arrived = f }
+
+// DrainCalls returns how many Drain calls wait for the drain in progress.
+func DrainCalls(l *Listener) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.drain == nil {
+		return 0
+	}
+	return l.drain.calls
+}

@@ -65,17 +65,18 @@ func ConnState(c net.Conn, s http.ConnState) {
 	if tc == nil {
 		return
 	}
+	wrapped := c != net.Conn(tc)
 	switch s {
 	case http.StateNew:
-		tc.setState(stNew, false)
+		tc.setState(stNew, false, wrapped)
 	case http.StateActive:
-		tc.setState(stActive, false)
+		tc.setState(stActive, false, wrapped)
 	case http.StateIdle:
-		tc.setState(stIdle, false)
+		tc.setState(stIdle, false, wrapped)
 	case http.StateHijacked:
-		tc.setState(stHijacked, false)
+		tc.setState(stHijacked, false, wrapped)
 	case http.StateClosed:
-		tc.setState(stActive, true)
+		tc.setState(stActive, true, wrapped)
 	}
 }
 
@@ -95,11 +96,13 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	return &tc.ctx
 }
 
-// Handler wraps h so that a request arriving on a draining connection is
-// answered with "Connection: close", after which net/http closes the
-// connection. It needs [ConnContext] on the server (ConfigureServer
-// installs both); requests on other connections pass through unchanged. It
-// allocates nothing per request unless the connection is draining.
+// Handler wraps h so that a request arriving on a draining connection (one
+// open when a drain started or accepted during one; see
+// [Listener.Undrain]) is answered with "Connection: close", after which
+// net/http closes the connection. It needs [ConnContext] on the server
+// (ConfigureServer installs both); requests on other connections pass
+// through unchanged. It costs one atomic load per request and allocates
+// nothing unless the connection is draining.
 func Handler(h http.Handler) http.Handler {
 	return drainHandler{h}
 }
@@ -110,7 +113,7 @@ func (d drainHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// A drain that starts while h runs cannot reach this response: net/http
 	// snapshots the header as soon as h writes. The conn then goes idle,
 	// and its next request (or the idle grace) ends it.
-	if c, _ := r.Context().Value(connKey{}).(*conn); c != nil && c.l.draining.Load() {
+	if c, _ := r.Context().Value(connKey{}).(*conn); c != nil && c.flags.Load()&fMarked != 0 {
 		w.Header().Set("Connection", "close")
 	}
 	d.h.ServeHTTP(w, r)

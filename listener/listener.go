@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -16,12 +15,16 @@ const DefaultIdleGrace = 300 * time.Millisecond
 
 // Options configures [Wrap]. The zero value means "all defaults".
 type Options struct {
-	// IdleGrace is how long, while draining, a connection must have stayed
-	// continuously idle (StateIdle, or StateNew: accepted but no request yet)
-	// before Drain closes it. The clock starts when Drain starts or when the
-	// connection last became idle, whichever is later. A connection that
-	// becomes active again within the grace is not closed; its response
-	// carries "Connection: close" instead.
+	// IdleGrace is how long a connection marked by a drain must have
+	// stayed continuously idle (StateIdle, or StateNew: accepted but no
+	// request yet) before the listener closes it. The clock starts when
+	// Drain starts or when the connection last became idle, whichever is
+	// later. A connection that becomes active again within the grace is
+	// not closed; its response carries "Connection: close" instead. Nor is
+	// one on which bytes of the next request have arrived, however long
+	// the rest takes. (Through TLS, before the first request, only bytes
+	// that arrived within the last grace count: the handshake's cannot be
+	// told from a request's.)
 	// Zero or negative means DefaultIdleGrace.
 	IdleGrace time.Duration
 
@@ -41,28 +44,27 @@ type deadliner interface {
 // and can drain its connections (Drain). Create it with [Wrap]. All methods
 // are safe for concurrent use.
 type Listener struct {
-	inner    net.Listener
-	dl       deadliner // nil if inner cannot be interrupted
-	grace    time.Duration
-	log      *slog.Logger
-	draining atomic.Bool // read on the per-request path without l.mu
+	inner net.Listener
+	dl    deadliner // nil if inner cannot be interrupted
+	grace time.Duration
+	log   *slog.Logger
 
-	closeOnce  sync.Once
-	closeErr   error
-	closed     chan struct{} // closed by Close
-	drainingCh chan struct{} // closed when Drain starts
+	closeOnce sync.Once
+	closeErr  error
+	closed    chan struct{} // closed by Close
 
-	mu        sync.Mutex
-	finishing bool // Finish: accept the backlog, then close
-	paused    bool
-	resume    chan struct{} // closed by Resume; replaced by Pause
-	pauseGen  uint64        // incremented by every Pause
-	inAccept  int           // goroutines inside inner.Accept (counted only if dl != nil)
-	head      *conn         // list of tracked conns (not yet released)
-	live      int           // len(list)
-	byState   [numStates]int
-	accepted  uint64
-	drain     *drainState // nil until Drain starts
+	mu         sync.Mutex
+	finishing  bool // Finish: accept the backlog, then close
+	paused     bool
+	resume     chan struct{} // closed by Resume; replaced by Pause
+	pauseGen   uint64        // incremented by every Pause
+	inAccept   int           // goroutines inside inner.Accept (counted only if dl != nil)
+	head       *conn         // list of tracked conns (not yet released)
+	live       int           // len(list)
+	byState    [numStates]int
+	accepted   uint64
+	drain      *drainState   // the drain in progress: nil until Drain, and after Undrain
+	drainingCh chan struct{} // closed when a drain starts; replaced by Undrain
 
 	test testHooks
 }
@@ -70,11 +72,15 @@ type Listener struct {
 // testHooks are seams for tests (set in export_test.go before use).
 type testHooks struct {
 	// changed is called, with l.mu held, after every change of the
-	// tracked state: counts, Accept entering or leaving the inner Accept.
+	// tracked state: counts, Accept entering or leaving the inner Accept,
+	// Drain calls starting or ending their wait.
 	changed func()
 	// idleChecked is called, without locks, after every run of a conn's
 	// idle-grace timer.
 	idleChecked func()
+	// arrived is called, without locks, by Read when the first bytes
+	// arrive on a conn since it last became idle.
+	arrived func()
 }
 
 func (l *Listener) changedLocked() {
@@ -286,12 +292,20 @@ func (l *Listener) pauseLocked() {
 	l.log.Debug("listener paused", "addr", l.inner.Addr())
 }
 
-// Resume undoes Pause. It is idempotent, and a no-op once Drain has
-// started: a draining listener stays paused.
+// Resume undoes Pause. It is idempotent, and a no-op while a drain is in
+// progress (Drain was called and Undrain was not called since): a
+// draining listener stays paused. [Listener.Undrain] resumes it.
 func (l *Listener) Resume() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.paused || l.drain != nil {
+	if l.drain != nil {
+		return
+	}
+	l.resumeLocked()
+}
+
+func (l *Listener) resumeLocked() {
+	if !l.paused {
 		return
 	}
 	l.paused = false
@@ -302,7 +316,8 @@ func (l *Listener) Resume() {
 	l.log.Debug("listener resumed", "addr", l.inner.Addr())
 }
 
-// Paused reports whether the listener is paused (Pause, or Drain started).
+// Paused reports whether the listener is paused (Pause, or a drain in
+// progress).
 func (l *Listener) Paused() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -327,6 +342,10 @@ func (c Counts) Open() int { return c.Active + c.Idle + c.New + c.Hijacked }
 func (l *Listener) Counts() Counts {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.countsLocked()
+}
+
+func (l *Listener) countsLocked() Counts {
 	return Counts{
 		Active:   l.byState[stActive],
 		Idle:     l.byState[stIdle],
@@ -336,6 +355,12 @@ func (l *Listener) Counts() Counts {
 	}
 }
 
-// Draining returns a channel that is closed when Drain starts. Raw TCP
-// servers watch it to finish their connections.
-func (l *Listener) Draining() <-chan struct{} { return l.drainingCh }
+// Draining returns a channel that is closed when a drain starts. Raw TCP
+// servers watch it to finish their connections. After [Listener.Undrain]
+// it returns a new channel, for the next drain; a channel obtained before
+// stays closed (the connections that saw it keep winding down).
+func (l *Listener) Draining() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.drainingCh
+}
