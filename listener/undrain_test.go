@@ -83,6 +83,7 @@ func TestUndrain(t *testing.T) {
 	resp, body, err := active.recv()
 	require.NoError(t, err)
 	assert.Equal(t, "released", body)
+	assert.False(t, resp.Close, "the handler started before the drain: its response cannot say Connection: close")
 	resp, _ = active.mustGet(t, "/")
 	assert.True(t, resp.Close, "no Connection: close on the marked active connection's next response")
 	active.waitClosed(t)
