@@ -53,6 +53,7 @@ type conn struct {
 	released   bool // no longer tracked: removed from the list
 	httpSeen   bool // an http.ConnState arrived: net/http owns the conn until StateClosed
 	wrapped    bool // ConnState sees the conn through a wrapper (TLS)
+	h2         bool // speaks HTTP/2: counted in l.http2, never closed idle
 	reason     closeReason
 	idleSince  time.Time
 	timer      *time.Timer // idle-grace timer, only on marked conns
@@ -73,11 +74,24 @@ const (
 	// fRecent: bytes arrived since the idle closer last looked (or since
 	// the grace last started). Set by Read, cleared by the idle closer.
 	fRecent
+	// fPrefaceDone: Read has seen whether the conn starts with the
+	// HTTP/2 client preface; Read stops looking.
+	fPrefaceDone
+	// fALPNDone: ConnState has seen the TLS handshake complete and read
+	// the negotiated protocol; it stops looking.
+	fALPNDone
+
+	// Bits 8 to 15 count the preface bytes matched so far.
+	prefaceShift = 8
+	prefaceMask  = 0xff << prefaceShift
 
 	// readBits are the bits Read sets: when all are set, Read costs one
 	// atomic load.
-	readBits = fArrived | fRecent
+	readBits = fArrived | fRecent | fPrefaceDone
 )
+
+// h2Preface starts every HTTP/2 connection (RFC 9113, section 3.4).
+const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 // connCtx is the conn's context: parent's values plus the conn itself.
 type connCtx struct {
@@ -115,24 +129,77 @@ func (l *Listener) trackLocked(nc net.Conn) *conn {
 }
 
 // Read reads from the connection. It notes that bytes arrived, so that
-// the idle closer leaves a conn whose next request is being read alone.
-// Once that is noted, a Read costs one atomic load.
+// the idle closer leaves a conn whose next request is being read alone,
+// and looks for the HTTP/2 client preface at the start of the conn. Once
+// both are noted, a Read costs one atomic load.
 func (c *conn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if n > 0 && c.flags.Load()&readBits != readBits {
-		c.noteRead()
+		c.noteRead(b[:n])
 	}
 	return n, err
 }
 
 // noteRead is Read's slow path: the first bytes since the conn became
-// idle, or the first since the idle closer looked.
-func (c *conn) noteRead() {
+// idle, the first since the idle closer looked, or the first bytes of the
+// conn.
+func (c *conn) noteRead(p []byte) {
+	if c.flags.Load()&fPrefaceDone == 0 {
+		c.matchPreface(p)
+	}
 	if old := c.flags.Or(fArrived | fRecent); old&fArrived == 0 {
 		if f := c.l.test.arrived; f != nil {
 			f()
 		}
 	}
+}
+
+// matchPreface matches p, the next bytes read, against the HTTP/2 client
+// preface; net/http peeks at it through Read before it serves a conn as
+// h2c (http.Server.Protocols with SetUnencryptedHTTP2). Reads of one conn
+// are not concurrent in net/http; the compare-and-swap keeps the match
+// consistent for a raw server that does read concurrently.
+func (c *conn) matchPreface(p []byte) {
+	for {
+		f := c.flags.Load()
+		if f&fPrefaceDone != 0 {
+			return
+		}
+		m := int(f&prefaceMask) >> prefaceShift
+		k := min(len(p), len(h2Preface)-m)
+		nf, h2 := f|fPrefaceDone, false
+		switch {
+		case string(p[:k]) != h2Preface[m:m+k]:
+			// Not HTTP/2 in clear text: done looking.
+		case m+k == len(h2Preface):
+			h2 = true
+		default:
+			nf = f&^prefaceMask | uint32(m+k)<<prefaceShift
+		}
+		if c.flags.CompareAndSwap(f, nf) {
+			if h2 {
+				c.l.mu.Lock()
+				c.l.setHTTP2Locked(c)
+				c.l.mu.Unlock()
+			}
+			return
+		}
+	}
+}
+
+// setHTTP2Locked records that c speaks HTTP/2: counted in Counts.HTTP2,
+// and never closed by the idle closer. The preface alone does not make a
+// conn HTTP/2: net/http must serve it (a ConnState arrived).
+func (l *Listener) setHTTP2Locked(c *conn) {
+	if c.h2 || c.closed || !c.httpSeen {
+		return
+	}
+	c.h2 = true
+	l.http2++
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	l.changedLocked()
 }
 
 // ReadFrom keeps the inner conn's sendfile/splice path that net/http uses.
@@ -177,6 +244,9 @@ func (l *Listener) closeLocked(c *conn, why closeReason) {
 	c.closed = true
 	c.reason = why
 	l.byState[c.state]--
+	if c.h2 {
+		l.http2--
+	}
 	if c.timer != nil {
 		c.timer.Stop()
 	}
@@ -217,8 +287,9 @@ func (l *Listener) releaseLocked(c *conn) {
 }
 
 // setState applies an http.ConnState transition. wrapped says that
-// ConnState saw the conn through a wrapper (TLS).
-func (c *conn) setState(s connState, httpClosed, wrapped bool) {
+// ConnState saw the conn through a wrapper (TLS); h2 that the wrapper
+// negotiated HTTP/2.
+func (c *conn) setState(s connState, httpClosed, wrapped, h2 bool) {
 	l := c.l
 	l.mu.Lock()
 	c.httpSeen = true
@@ -243,6 +314,9 @@ func (c *conn) setState(s connState, httpClosed, wrapped bool) {
 		_ = c.Conn.Close()
 		return
 	}
+	if h2 {
+		l.setHTTP2Locked(c)
+	}
 	if c.state != s {
 		l.byState[c.state]--
 		l.byState[s]++
@@ -255,7 +329,7 @@ func (c *conn) setState(s connState, httpClosed, wrapped bool) {
 		// through TLS, to the handshake); the next request is not here.
 		c.flags.And(^fArrived)
 	}
-	if c.flags.Load()&fMarked != 0 {
+	if c.flags.Load()&fMarked != 0 && !c.h2 {
 		if idle {
 			l.armIdleLocked(c, time.Now())
 		} else if c.timer != nil {
@@ -278,14 +352,16 @@ func (l *Listener) armIdleLocked(c *conn, since time.Time) {
 
 // idleCheck runs when c's idle grace may have passed. It closes c if it
 // has been continuously idle for the whole grace and no next request has
-// started to arrive; otherwise it re-arms or does nothing.
+// started to arrive; otherwise it re-arms or does nothing. It never
+// closes an HTTP/2 conn: closing one without a GOAWAY can lose the
+// request its client is sending.
 func (c *conn) idleCheck() {
 	l := c.l
 	if f := l.test.idleChecked; f != nil {
 		defer f()
 	}
 	l.mu.Lock()
-	if c.closed || (c.state != stIdle && c.state != stNew) {
+	if c.closed || c.h2 || (c.state != stIdle && c.state != stNew) {
 		l.mu.Unlock()
 		return
 	}
@@ -309,7 +385,7 @@ func (c *conn) idleCheck() {
 	busy = busy || peek.Pending(c.Conn)
 
 	l.mu.Lock()
-	if c.closed || (c.state != stIdle && c.state != stNew) || !c.idleSince.Equal(since) {
+	if c.closed || c.h2 || (c.state != stIdle && c.state != stNew) || !c.idleSince.Equal(since) {
 		l.mu.Unlock()
 		return
 	}

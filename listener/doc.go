@@ -18,13 +18,14 @@
 //  2. answer the next request on each keep-alive connection with
 //     "Connection: close", so net/http closes it after the response and
 //     the client knows not to reuse it;
-//  3. close a connection ourselves only after it has stayed idle for a
-//     short grace ([Options.IdleGrace], 300ms by default), and never once
-//     the next request has started to arrive, however slowly the rest of
-//     it comes;
+//  3. close an HTTP/1 connection ourselves only after it has stayed idle
+//     for a short grace ([Options.IdleGrace], 300ms by default), and never
+//     once the next request has started to arrive, however slowly the rest
+//     of it comes; never close an HTTP/2 connection ourselves (see below);
 //  4. wait for active requests, streams and hijacked connections, and
 //     force-close what is left when the context is done;
-//  5. then call http.Server.Shutdown, which finds no connection left.
+//  5. then call http.Server.Shutdown, which finds no connection left, or
+//     only HTTP/2 ones, and ends those with a GOAWAY.
 //
 // The mark that asks for "Connection: close" is per connection: Drain marks
 // the connections open when it starts and those accepted while it is in
@@ -53,6 +54,41 @@
 // pieces for servers built differently. Wrap the TCP listener and put TLS on
 // top of the Listener, not the other way round.
 //
+// # HTTP/2
+//
+// An HTTP/2 connection must not be closed without a GOAWAY frame: its
+// client may be sending a request at that moment, and would lose it.
+// net/http's HTTP/2 server sends a graceful GOAWAY (then lets the open
+// streams finish and closes the connection) in two cases: a response that
+// carries "Connection: close", which [Handler] adds on a draining
+// connection as for HTTP/1; and http.Server.Shutdown, for every HTTP/2
+// connection at once. So the idle closer never closes an HTTP/2
+// connection, and Drain waits for it (or force-closes it when ctx is
+// done, as any connection). The Listener recognises HTTP/2 connections by
+// the protocol negotiated over TLS ("h2", read once per connection in
+// [ConnState]) and, in clear text (h2c with prior knowledge, Go 1.24
+// http.Server.Protocols with SetUnencryptedHTTP2), by the client preface
+// at the start of the connection; [Counts].HTTP2 counts them.
+//
+// A server that may speak HTTP/2 therefore drains in this order: Drain in
+// a goroutine; [Listener.Await] until only HTTP/2 connections are left;
+// Shutdown, which sends each of them a GOAWAY; then Drain returns. The
+// order suits HTTP/1-only servers too (Await returns when Drain is done):
+//
+//	drained := make(chan error, 1)
+//	go func() {
+//		_, err := l.Drain(ctx)
+//		drained <- err
+//	}()
+//	err := l.Await(ctx, func(c listener.Counts) bool { return c.Open()-c.HTTP2 == 0 })
+//	...
+//	err = srv.Shutdown(ctx) // a GOAWAY to each HTTP/2 connection
+//	err = <-drained
+//
+// With several listeners under one server, start Drain on each and Await
+// on each before the one Shutdown, which acts on all the server's
+// connections.
+//
 // # Calling a drain off
 //
 // During an upgrade the old process drains after the new one has taken
@@ -78,7 +114,9 @@
 // listener's mutex (its ConnState transitions), one atomic load in
 // [Handler], and in Read an atomic load per call plus one atomic update
 // on the first bytes after the connection went idle; nothing is allocated
-// per request. Each idle connection marked by a drain has a timer
+// per request. Over TLS, ConnState also reads the negotiated protocol
+// once per connection. An [Listener.Await] call costs each change a
+// non-blocking channel send while it waits. Each idle connection marked by a drain has a timer
 // (time.AfterFunc, stopped on close); no goroutine is started per
 // connection.
 package listener

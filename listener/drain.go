@@ -79,13 +79,22 @@ func (d *drainState) statsLocked() DrainStats {
 //     accepted until the drain is called off): the next response on each
 //     marked HTTP connection carries "Connection: close" (set by the
 //     handler that ConfigureServer installs), after which net/http closes
-//     the connection;
-//  3. closes an idle or new HTTP connection only once it has stayed
+//     an HTTP/1 connection, and sends a GOAWAY on an HTTP/2 one and closes
+//     it once its streams are done;
+//  3. closes an idle or new HTTP/1 connection only once it has stayed
 //     idle for IdleGrace (counted from the start of the drain at the
 //     earliest), so that a request a client sends on it meanwhile is
 //     still answered, and never while a request has partly arrived on it;
-//  4. waits for active requests, streamed responses, hijacked connections
-//     and raw TCP connections to end on their own.
+//  4. waits for active requests, streamed responses, hijacked connections,
+//     raw TCP connections and HTTP/2 connections to end on their own.
+//
+// Drain never closes an idle HTTP/2 connection before ctx is done: closed
+// without a GOAWAY, its client could lose the request it is sending. Only
+// http.Server.Shutdown sends every HTTP/2 connection a GOAWAY at once. So,
+// when HTTP/2 is served, run Drain in a goroutine, wait with
+// [Listener.Await] until only HTTP/2 connections are left, then call
+// Shutdown; Drain returns when Shutdown has closed them (see the package
+// documentation).
 //
 // Drain returns as soon as the last connection is closed (with nil error),
 // or, when ctx is done first, force-closes every remaining connection and
@@ -177,7 +186,7 @@ func (l *Listener) startDrainLocked() *drainState {
 			continue
 		}
 		c.flags.Or(fMarked)
-		if c.state == stIdle || c.state == stNew {
+		if (c.state == stIdle || c.state == stNew) && !c.h2 {
 			l.armIdleLocked(c, now)
 		}
 	}

@@ -142,3 +142,45 @@ func ExampleListener_Pause() {
 	// Output:
 	// old accepted: 0 next accepted: 1
 }
+
+// A server that speaks HTTP/2 (here over TLS) drains in this order: Drain
+// in a goroutine, Await until only HTTP/2 connections are left (the idle
+// closer never closes those: without a GOAWAY, their clients could lose a
+// request), then Shutdown, which sends each of them a GOAWAY, lets its
+// streams finish and closes it; Drain returns after that.
+func ExampleListener_Await() {
+	ln, err := net.Listen("tcp", ":8443")
+	if err != nil {
+		log.Fatal(err)
+	}
+	l := listener.Wrap(ln, listener.Options{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello")
+	})}
+	listener.ConfigureServer(srv)
+	served := make(chan error, 1)
+	go func() { served <- srv.ServeTLS(l, "cert.pem", "key.pem") }() // HTTP/2 and HTTP/1.1
+
+	// ... time to go:
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	type drainResult struct {
+		stats listener.DrainStats
+		err   error
+	}
+	drained := make(chan drainResult, 1)
+	go func() {
+		stats, err := l.Drain(ctx)
+		drained <- drainResult{stats, err}
+	}()
+	onlyHTTP2 := func(c listener.Counts) bool { return c.Open()-c.HTTP2 == 0 }
+	if err := l.Await(ctx, onlyHTTP2); err != nil {
+		log.Print(err) // the deadline: Drain force-closes what is left
+	}
+	if err := srv.Shutdown(ctx); err != nil { // a GOAWAY to each HTTP/2 connection
+		log.Print(err)
+	}
+	d := <-drained
+	fmt.Printf("drained %d connection(s), err=%v\n", d.stats.Conns, d.err)
+	fmt.Println("serve:", <-served)
+}

@@ -28,6 +28,13 @@ func SetIdleCheckedHook(l *Listener, f func()) { l.test.idleChecked = f }
 // Call it before l is used.
 func SetArrivedHook(l *Listener, f func()) { l.test.arrived = f }
 
+// Waiters returns how many Await calls are registered.
+func Waiters(l *Listener) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.waiters)
+}
+
 // DrainCalls returns how many Drain calls wait for the drain in progress.
 func DrainCalls(l *Listener) int {
 	l.mu.Lock()

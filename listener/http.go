@@ -2,6 +2,7 @@ package listener
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"net/http"
 )
@@ -60,25 +61,40 @@ func tracked(c net.Conn) *conn {
 // a no-op for connections no Listener accepted. ConfigureServer installs it;
 // call it yourself from your own hook only if you do not use
 // ConfigureServer.
+//
+// It also recognises HTTP/2 over TLS: net/http's HTTP/2 server calls the
+// hook with the *tls.Conn once the handshake is done, and the first call
+// that finds the handshake complete reads the negotiated protocol.
 func ConnState(c net.Conn, s http.ConnState) {
 	tc := tracked(c)
 	if tc == nil {
 		return
 	}
-	wrapped := c != net.Conn(tc)
+	wrapped, h2 := c != net.Conn(tc), false
+	if tlsc, ok := c.(*tls.Conn); ok && tc.flags.Load()&fALPNDone == 0 {
+		// Once per conn, not per request. Outside the listener's lock:
+		// ConnectionState takes the TLS conn's handshake lock.
+		if cs := tlsc.ConnectionState(); cs.HandshakeComplete {
+			tc.flags.Or(fALPNDone)
+			h2 = cs.NegotiatedProtocol == http2ALPN
+		}
+	}
 	switch s {
 	case http.StateNew:
-		tc.setState(stNew, false, wrapped)
+		tc.setState(stNew, false, wrapped, h2)
 	case http.StateActive:
-		tc.setState(stActive, false, wrapped)
+		tc.setState(stActive, false, wrapped, h2)
 	case http.StateIdle:
-		tc.setState(stIdle, false, wrapped)
+		tc.setState(stIdle, false, wrapped, h2)
 	case http.StateHijacked:
-		tc.setState(stHijacked, false, wrapped)
+		tc.setState(stHijacked, false, wrapped, h2)
 	case http.StateClosed:
-		tc.setState(stActive, true, wrapped)
+		tc.setState(stActive, true, wrapped, h2)
 	}
 }
+
+// http2ALPN is HTTP/2's protocol ID in the TLS handshake (RFC 9113).
+const http2ALPN = "h2"
 
 // ConnContext is the http.Server.ConnContext hook that lets [Handler] find
 // the connection of a request. It returns a context with ctx's values and
@@ -98,11 +114,13 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 
 // Handler wraps h so that a request arriving on a draining connection (one
 // open when a drain started or accepted during one; see
-// [Listener.Undrain]) is answered with "Connection: close", after which
-// net/http closes the connection. It needs [ConnContext] on the server
-// (ConfigureServer installs both); requests on other connections pass
-// through unchanged. It costs one atomic load per request and allocates
-// nothing unless the connection is draining.
+// [Listener.Undrain]) is answered with "Connection: close". After the
+// response net/http closes an HTTP/1 connection; on an HTTP/2 connection
+// it sends a graceful GOAWAY, lets the open streams finish and then
+// closes it. It needs [ConnContext] on the server (ConfigureServer
+// installs both); requests on other connections pass through unchanged.
+// It costs one atomic load per request and allocates nothing unless the
+// connection is draining.
 func Handler(h http.Handler) http.Handler {
 	return drainHandler{h}
 }

@@ -3,6 +3,7 @@ package listener
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -62,9 +63,11 @@ type Listener struct {
 	head       *conn         // list of tracked conns (not yet released)
 	live       int           // len(list)
 	byState    [numStates]int
+	http2      int // open conns known to speak HTTP/2
 	accepted   uint64
-	drain      *drainState   // the drain in progress: nil until Drain, and after Undrain
-	drainingCh chan struct{} // closed when a drain starts; replaced by Undrain
+	drain      *drainState            // the drain in progress: nil until Drain, and after Undrain
+	drainingCh chan struct{}          // closed when a drain starts; replaced by Undrain
+	waiters    map[chan struct{}]bool // Await calls, signalled by changedLocked
 
 	test testHooks
 }
@@ -83,7 +86,17 @@ type testHooks struct {
 	arrived func()
 }
 
+// changedLocked wakes the Await calls and the test hook after a change of
+// the tracked state. With nobody waiting it costs a length check.
 func (l *Listener) changedLocked() {
+	if len(l.waiters) > 0 {
+		for ch := range l.waiters {
+			select {
+			case ch <- struct{}{}:
+			default: // a wake-up is already pending: it sees this change too
+			}
+		}
+	}
 	if f := l.test.changed; f != nil {
 		f()
 	}
@@ -331,6 +344,13 @@ type Counts struct {
 	New      int    // HTTP conns accepted that have not started a request yet
 	Hijacked int    // hijacked by a handler (WebSockets) and not yet closed
 	Accepted uint64 // connections ever returned by Accept
+
+	// HTTP2 counts the open connections known to speak HTTP/2: over TLS,
+	// those that negotiated "h2"; in clear text, those that began with
+	// the HTTP/2 client preface (h2c with prior knowledge). They are a
+	// subset of the counts above (an HTTP/2 connection is Active while a
+	// stream is open, Idle otherwise), not an addition to them.
+	HTTP2 int
 }
 
 // Open returns the number of open connections: Active+Idle+New+Hijacked.
@@ -352,6 +372,52 @@ func (l *Listener) countsLocked() Counts {
 		New:      l.byState[stNew],
 		Hijacked: l.byState[stHijacked],
 		Accepted: l.accepted,
+		HTTP2:    l.http2,
+	}
+}
+
+// Await blocks until cond holds for the listener's counts, or ctx is done.
+// It calls cond with a snapshot of [Listener.Counts] at once, and again
+// after every change of the tracked state (changes in quick succession may
+// be seen as one: cond gets the latest snapshot); it does not poll. cond
+// runs without the listener's lock held and may call its methods. Await
+// returns nil once cond returned true, or, once ctx is done, an error
+// wrapping [context.Cause] of ctx (and ctx.Err() if the cause is another
+// error). It is safe for concurrent use. A waiting Await costs each change
+// of the state a non-blocking channel send; with none waiting, nothing.
+//
+// With HTTP/2 it is the step between Drain and http.Server.Shutdown (see
+// the package documentation): wait until only HTTP/2 connections are left,
+//
+//	err := l.Await(ctx, func(c listener.Counts) bool { return c.Open()-c.HTTP2 == 0 })
+//
+// then call Shutdown, which sends each of them a GOAWAY.
+func (l *Listener) Await(ctx context.Context, cond func(Counts) bool) error {
+	ch := make(chan struct{}, 1)
+	l.mu.Lock()
+	if l.waiters == nil {
+		l.waiters = make(map[chan struct{}]bool)
+	}
+	l.waiters[ch] = true
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		delete(l.waiters, ch)
+		l.mu.Unlock()
+	}()
+	for {
+		// Registered before the snapshot: a change after it signals ch.
+		if cond(l.Counts()) {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			if cause := context.Cause(ctx); cause != ctx.Err() {
+				return fmt.Errorf("listener: await %s: %w (%w)", l.inner.Addr(), cause, ctx.Err())
+			}
+			return fmt.Errorf("listener: await %s: %w", l.inner.Addr(), ctx.Err())
+		}
 	}
 }
 
