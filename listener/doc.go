@@ -49,6 +49,9 @@
 //	stats, err := l.Drain(ctx) // err wraps ctx.Err() if it force-closed
 //	srv.Shutdown(ctx)          // no connection left: returns at once
 //
+// That is for HTTP/1 only; a server that may speak HTTP/2 (any server with
+// TLS, by default) follows the order in the HTTP/2 section below.
+//
 // ConfigureServer chains the server's ConnState and ConnContext hooks and
 // wraps its handler; [ConnState], [ConnContext] and [Handler] are the same
 // pieces for servers built differently. Wrap the TCP listener and put TLS on
@@ -97,8 +100,9 @@
 // return an error wrapping [ErrUndrained], and the listener accepts again.
 // The connections the drain marked still wind down (their next response
 // says "Connection: close", the idle closer still closes them), so no
-// request on them is lost; connections accepted from then on are served
-// as usual, and a later Drain covers them all.
+// request on them is lost, but nothing waits for them; connections
+// accepted from then on are served as usual, and a later Drain covers
+// them all.
 //
 // # Raw TCP servers
 //
@@ -115,8 +119,8 @@
 // [Handler], and in Read an atomic load per call plus one atomic update
 // on the first bytes after the connection went idle; nothing is allocated
 // per request. Over TLS, ConnState also reads the negotiated protocol
-// once per connection. An [Listener.Await] call costs each change a
-// non-blocking channel send while it waits. Each idle connection marked by a drain has a timer
-// (time.AfterFunc, stopped on close); no goroutine is started per
-// connection.
+// once per connection. A waiting [Listener.Await] costs each change of
+// the counts a non-blocking channel send. Each idle HTTP/1 connection
+// marked by a drain has a timer (time.AfterFunc, stopped on close); no
+// goroutine is started per connection.
 package listener
