@@ -16,6 +16,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"os"
 	"testing"
 	"time"
 
@@ -520,4 +521,25 @@ func TestCountsHTTP2(t *testing.T) {
 			assert.Equal(t, listener.Counts{Accepted: 2}, l.Counts())
 		})
 	}
+}
+
+// TestDrainTLSHandshakeOnlyClosedIdle: a TLS connection that completed
+// its handshake but sent no request (a browser's preconnect) is closed
+// after the grace like any new connection: the handshake's bytes are not
+// taken for the start of a request.
+func TestDrainTLSHandshakeOnlyClosedIdle(t *testing.T) {
+	l := wrap(t, listen(t), listener.Options{IdleGrace: 20 * time.Millisecond})
+	srv := serveH2(t, l, http.HandlerFunc(ok), modeTLS)
+	c := srv.dial(t, "http/1.1")
+	l.untilCounts(t, listener.Counts{New: 1, Accepted: 1})
+
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	s, err := l.Drain(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, listener.DrainStats{Conns: 1, ClosedIdle: 1, Duration: s.Duration}, s)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(wait)))
+	_, err = c.Read(make([]byte, 1))
+	assert.Error(t, err, "TLS connection still open")
+	assert.NotErrorIs(t, err, os.ErrDeadlineExceeded, "TLS connection still open")
 }
