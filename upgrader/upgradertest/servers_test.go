@@ -1,8 +1,8 @@
 package upgradertest_test
 
 import (
+	"context"
 	"crypto/tls"
-	"errors"
 	"net"
 	"net/http"
 	"sync"
@@ -82,6 +82,11 @@ func startServer(t *testing.T, h http.Handler, configure func(*http.Server)) *te
 	return s
 }
 
+// config is a load on s with the given workers.
+func (s *testServer) config(workers map[upgradertest.Kind]int) upgradertest.Config {
+	return upgradertest.Config{Addr: s.addr, TLSAddr: s.tlsAddr, TLS: s.clientTLS, Workers: workers}
+}
+
 // closeConns closes every connection the server accepted, at the TCP level:
 // no GOAWAY, no TLS close_notify.
 func (s *testServer) closeConns() {
@@ -114,6 +119,30 @@ func (l *trackingListener) closeConns() {
 		c.Close()
 	}
 	l.conns = nil
+}
+
+// startLoad runs the load cfg until the returned stop is called; stop
+// returns the result.
+func startLoad(t *testing.T, cfg upgradertest.Config) (stop func() *upgradertest.Result) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	res := make(chan *upgradertest.Result, 1)
+	go func() { res <- upgradertest.Run(ctx, cfg) }()
+	var once sync.Once
+	var r *upgradertest.Result
+	stop = func() *upgradertest.Result {
+		once.Do(func() {
+			cancel()
+			select {
+			case r = <-res:
+			case <-time.After(waitTimeout + cfg.StreamTime):
+				t.Fatal("the load did not stop")
+			}
+		})
+		return r
+	}
+	t.Cleanup(func() { stop() })
+	return stop
 }
 
 // counter counts events (requests a handler saw, connection states) and
@@ -179,9 +208,4 @@ func counting(h http.Handler, c *counter) http.Handler {
 		c.add(r.URL.Path+" "+proto, 1)
 		h.ServeHTTP(w, r)
 	})
-}
-
-// isClosed reports whether err says a server or listener was closed.
-func isClosed(err error) bool {
-	return err == nil || errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed)
 }
