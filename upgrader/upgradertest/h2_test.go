@@ -457,7 +457,7 @@ func startGeneration(t *testing.T, h http.Handler, serverTLS *tls.Config, plain,
 	for _, hf := range []*handoff{plain, secure} {
 		srv := &http.Server{Handler: h, Protocols: protocols()}
 		if hf == secure {
-			srv.TLSConfig = serverTLS
+			srv.TLSConfig = serverTLS.Clone() // Serve changes it
 		}
 		ln := hf.listen()
 		done := make(chan struct{})
