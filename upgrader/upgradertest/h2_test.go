@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -248,6 +249,42 @@ func TestH2Unprocessed(t *testing.T) {
 	assert.Equal(t, map[string]int{"7": 1}, r.PIDs())
 }
 
+// TestH2SettingsAndPing: the client answers the server's PING (the raw
+// server answers nothing before) and encodes its headers for the server's
+// header table size (the raw server's decoder fails the connection
+// otherwise).
+func TestH2SettingsAndPing(t *testing.T) {
+	addr := rawH2Server(t, func(int, uint32) string { return "ok" })
+	r := upgradertest.Run(context.Background(), upgradertest.Config{
+		Addr:      addr,
+		Workers:   map[upgradertest.Kind]int{upgradertest.H2C: 1},
+		H2Streams: 1, MaxRequests: 5, Timeout: 5 * time.Second,
+	})
+	assert.Zero(t, r.Failed(), "failures %v\n%s", r.Failures(), r.FirstFailures(10))
+	assert.Equal(t, map[string]int{"7": 5}, r.PIDs())
+	assert.Equal(t, upgradertest.H2Conns{Opened: 1}, r.H2)
+}
+
+// TestH2FlowControl reads responses far larger than HTTP/2's initial
+// flow-control windows (64 KiB a stream and a connection) from net/http,
+// which sends no more than the client's WINDOW_UPDATEs allow.
+func TestH2FlowControl(t *testing.T) {
+	line := strings.Repeat("x", 1023) + "\n"
+	big := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for range 256 {
+			io.WriteString(w, line)
+		}
+		io.WriteString(w, "done\n")
+	})
+	s := startServer(t, big, nil)
+	cfg := s.config(map[upgradertest.Kind]int{upgradertest.H2C: 1, upgradertest.H2TLS: 1})
+	cfg.H2Streams, cfg.H2Stream, cfg.MaxRequests, cfg.Timeout = 2, 2, 6, 5*time.Second
+	r := upgradertest.Run(context.Background(), cfg)
+	assert.Zero(t, r.Failed(), "failures %v\n%s", r.Failures(), r.FirstFailures(10))
+	assert.Equal(t, 12, countOK(r, upgradertest.H2C, upgradertest.OpStream)+countOK(r, upgradertest.H2TLS, upgradertest.OpStream))
+	assert.Equal(t, 2, r.H2.Opened)
+}
+
 // TestMissingClient: a kind that needs Config.Clients fails, saying so.
 func TestMissingClient(t *testing.T) {
 	r := upgradertest.Run(context.Background(), upgradertest.Config{
@@ -262,7 +299,9 @@ func TestMissingClient(t *testing.T) {
 // rawH2Server serves h2c with prior knowledge, written on the Framer: for
 // each request (the conn-th connection, stream id), do says "ok" (status
 // 200, body "7\n"), "refuse" (RST_STREAM REFUSED_STREAM) or "goaway" (a
-// GOAWAY whose last stream id is id-2).
+// GOAWAY whose last stream id is id-2). It sets a header table of
+// rawTableSize bytes and sends a PING first, and answers no request
+// before the PING's ACK.
 func rawH2Server(t *testing.T, do func(conn int, id uint32) string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -307,12 +346,33 @@ func serveRawH2(c net.Conn, do func(id uint32) string) {
 		return
 	}
 	fr := http2.NewFramer(c, c)
-	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	if fr.WriteSettings() != nil {
+	// A header table of 40 bytes holds none of the client's fields: a
+	// client that ignored the setting would refer to entries that this
+	// decoder has evicted, and fail the connection.
+	fr.ReadMetaHeaders = hpack.NewDecoder(rawTableSize, nil)
+	ping := [8]byte{'h', 'a', 'n', 'd', 'o', 'f', 'f', '!'}
+	if fr.WriteSettings(http2.Setting{ID: http2.SettingHeaderTableSize, Val: rawTableSize}) != nil || fr.WritePing(false, ping) != nil {
 		return
 	}
 	var hbuf bytes.Buffer
 	henc := hpack.NewEncoder(&hbuf)
+	answer := func(id uint32) error {
+		switch do(id) {
+		case "refuse":
+			return fr.WriteRSTStream(id, http2.ErrCodeRefusedStream)
+		case "goaway":
+			return fr.WriteGoAway(id-2, http2.ErrCodeNo, nil)
+		}
+		hbuf.Reset()
+		_ = henc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hbuf.Bytes(), EndHeaders: true}); err != nil {
+			return err
+		}
+		return fr.WriteData(id, true, []byte("7\n"))
+	}
+	// Requests wait for the client's answer to the PING.
+	pinged := false
+	var pending []uint32
 	for {
 		f, err := fr.ReadFrame()
 		if err != nil {
@@ -323,19 +383,21 @@ func serveRawH2(c net.Conn, do func(id uint32) string) {
 			if !f.IsAck() {
 				err = fr.WriteSettingsAck()
 			}
-		case *http2.MetaHeadersFrame:
-			id := f.StreamID
-			switch do(id) {
-			case "refuse":
-				err = fr.WriteRSTStream(id, http2.ErrCodeRefusedStream)
-			case "goaway":
-				err = fr.WriteGoAway(id-2, http2.ErrCodeNo, nil)
-			default:
-				hbuf.Reset()
-				_ = henc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
-				if err = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hbuf.Bytes(), EndHeaders: true}); err == nil {
-					err = fr.WriteData(id, true, []byte("7\n"))
+		case *http2.PingFrame:
+			if f.IsAck() && f.Data == ping {
+				pinged = true
+				for _, id := range pending {
+					if err = answer(id); err != nil {
+						break
+					}
 				}
+				pending = nil
+			}
+		case *http2.MetaHeadersFrame:
+			if pinged {
+				err = answer(f.StreamID)
+			} else {
+				pending = append(pending, f.StreamID)
 			}
 		}
 		if err != nil {
@@ -343,6 +405,9 @@ func serveRawH2(c net.Conn, do func(id uint32) string) {
 		}
 	}
 }
+
+// rawTableSize is the header table size of rawH2Server.
+const rawTableSize = 40
 
 // handoff hands the connections that one listener accepts to the server of
 // the current generation, as an upgrade does: the listening socket stays,
