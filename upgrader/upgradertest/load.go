@@ -179,9 +179,10 @@ type Config struct {
 	// Default Addr.
 	TLSAddr string
 	// H2Streams is the number of concurrent streams of each H2TLS and H2C
-	// worker. Keep it below the server's SETTINGS_MAX_CONCURRENT_STREAMS
-	// (250 for net/http): these clients do not wait for a free stream, and
-	// a server refuses the extra ones (Unprocessed). Default 8.
+	// worker. Keep it within the server's SETTINGS_MAX_CONCURRENT_STREAMS
+	// (net/http allows at least 100): these clients do not wait for a free
+	// stream, and a server resets the extra ones (net/http: PROTOCOL_ERROR,
+	// a Reset failure). Default 8.
 	H2Streams int
 	// H2Slow and H2Stream are how many of the H2Streams streams of each
 	// H2TLS and H2C worker ask for GET /slow (SlowTime) and GET /stream
