@@ -1,0 +1,114 @@
+package upgradertest
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"syscall"
+	"time"
+)
+
+// h1Worker is the client of one HTTP/1.1 worker (kinds KeepAliveChecked to
+// Stream): raw HTTP/1.1 over one connection at a time.
+type h1Worker struct {
+	cfg  Config
+	kind Kind
+	conn net.Conn
+	br   *bufio.Reader
+}
+
+func (w *h1Worker) close() {
+	if w.conn != nil {
+		w.conn.Close()
+		w.conn = nil
+	}
+}
+
+func (w *h1Worker) do() (Class, string, error) {
+	reused := false
+	switch w.kind {
+	case NewConn, Stream:
+		w.close()
+	case KeepAliveChecked, Slow:
+		if w.conn != nil && closedByPeer(w.conn) {
+			w.close()
+		}
+	}
+	if w.conn != nil {
+		reused = true
+	} else {
+		c, err := net.DialTimeout(w.cfg.Network, w.cfg.Addr, w.cfg.Timeout)
+		if err != nil {
+			return classify(err, false), "", err
+		}
+		w.conn, w.br = c, bufio.NewReader(c)
+	}
+	_ = w.conn.SetDeadline(time.Now().Add(w.cfg.timeout(opOf(w.kind))))
+	req := "GET " + w.cfg.path(opOf(w.kind)) + " HTTP/1.1\r\nHost: load\r\n"
+	if w.kind == NewConn || w.kind == Stream {
+		req += "Connection: close\r\n"
+	}
+	if _, err := io.WriteString(w.conn, req+"\r\n"); err != nil {
+		w.close()
+		return classify(err, reused), "", err
+	}
+	resp, err := http.ReadResponse(w.br, nil)
+	if err != nil {
+		w.close()
+		return classify(err, reused), "", err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		w.close()
+		if w.kind == Stream {
+			return Truncated, "", err
+		}
+		return classify(err, false), "", err
+	}
+	if resp.Close {
+		w.close()
+	} else {
+		_ = w.conn.SetDeadline(time.Time{})
+	}
+	if resp.StatusCode != http.StatusOK {
+		return Non2xx, "", fmt.Errorf("status %s", resp.Status)
+	}
+	return checkBody(opOf(w.kind), string(body))
+}
+
+// closedByPeer reports whether the server has closed c: a read that returns
+// at once with EOF (or an error) rather than timing out.
+func closedByPeer(c net.Conn) bool {
+	_ = c.SetReadDeadline(time.Now().Add(time.Millisecond))
+	var b [1]byte
+	_, err := c.Read(b[:])
+	_ = c.SetReadDeadline(time.Time{})
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return false
+	}
+	return true // EOF, reset, or unexpected data: do not reuse
+}
+
+func classify(err error, reused bool) Class {
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return Refused
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return Reset
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return Timeout
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		if reused {
+			return EOFReused
+		}
+		return EOF
+	}
+	return Other
+}
