@@ -13,7 +13,8 @@ type EventKind int
 
 // The phases, in the order an upgrade goes through them. The previous
 // generation reports Triggered, Spawned, Accepting, ProbationPassed or
-// ProbationFailed, Committed or RolledBack, DrainStarted and DrainFinished;
+// ProbationFailed, Committed or RolledBack, DrainStarted and DrainFinished
+// (and SuccessorExited, Reclaimed if its successor dies while it drains);
 // the new generation reports Ready (its own start), Committed, and
 // ParentExited. A first generation reports Ready and Committed.
 const (
@@ -53,6 +54,19 @@ const (
 	// was claimed by no Listen or ListenActivated call by the time the
 	// first generation was ready; it is closed. Err names it.
 	EventUnusedSocket
+	// EventForwarded: an upgrade was requested from a generation that had
+	// handed over; the request went to its successor, which carries it
+	// out once this generation has exited. Generation and PID name the
+	// successor.
+	EventForwarded
+	// EventSuccessorExited: seen from a generation that handed over, its
+	// successor ended before this generation's drain did. Err says how:
+	// it died, or it was stopped.
+	EventSuccessorExited
+	// EventReclaimed: after EventSuccessorExited for a successor that
+	// died, this generation took charge again: it accepts, and the PID
+	// file names it. Drain returns ErrReclaimed.
+	EventReclaimed
 )
 
 var kindNames = [...]string{
@@ -69,6 +83,9 @@ var kindNames = [...]string{
 	EventParentExited:    "parent-exited",
 	EventStopping:        "stopping",
 	EventUnusedSocket:    "unused-socket",
+	EventForwarded:       "forwarded",
+	EventSuccessorExited: "successor-exited",
+	EventReclaimed:       "reclaimed",
 }
 
 func (k EventKind) String() string {
@@ -83,8 +100,9 @@ func (k EventKind) String() string {
 type Event struct {
 	Kind EventKind
 	// Generation the event is about: the new one for spawn, accepting,
-	// probation, commit and rollback; this process's own for drain, ready,
-	// parent-exited and stopping.
+	// probation, commit, rollback, forwarded and successor-exited; this
+	// process's own for drain, ready, parent-exited, stopping and
+	// reclaimed.
 	Generation int
 	// PID of the process the event is about.
 	PID int
@@ -120,7 +138,6 @@ func (u *Upgrader) emit(e Event) {
 		}
 	}
 	u.log.LogAttrs(context.Background(), level, "handoff: "+e.Kind.String(), attrs...)
-	u.sdEvent(e)
 	if u.opts.OnEvent != nil {
 		u.opts.OnEvent(e)
 	}

@@ -4,8 +4,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strings"
+	"strconv"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestExitStatus(t *testing.T) {
@@ -20,71 +23,81 @@ func TestExitStatus(t *testing.T) {
 		{"can't start child: fork/exec: no such file", "", -1},
 	} {
 		status, code := exitStatus(tc.msg)
-		if status != tc.status || code != tc.code {
-			t.Errorf("exitStatus(%q) = %q, %d; want %q, %d", tc.msg, status, code, tc.status, tc.code)
-		}
+		assert.Equal(t, tc.status, status, tc.msg)
+		assert.Equal(t, tc.code, code, tc.msg)
 	}
 }
 
-// tableflip's error texts map to our sentinels; "parent hasn't exited"
-// must never read as an exit.
-func TestTableflipErrors(t *testing.T) {
-	a := &attempt{u: &Upgrader{opts: Options{}.withDefaults()}, gen: 2, phase: "spawn"}
-	for msg, want := range map[string]error{
-		"child pid=9 exited: exit status 3":             ErrExited,
-		"child pid=9 exited":                            ErrExited,
-		"new child pid=9 timed out":                     ErrTimeout,
-		"terminating":                                   ErrStopped,
-		"can't start child: fork/exec /x: no such file": ErrSpawn,
-		"parent hasn't exited":                          ErrSpawn,
+// classifyTF reads tableflip's texts; "parent hasn't exited" must never
+// read as an exit. TestTableflipContract drives the real failures.
+func TestClassifyTF(t *testing.T) {
+	for msg, want := range map[string]tfKind{
+		"child pid=9 exited: exit status 3":             tfExited,
+		"child pid=9 exited":                            tfExited,
+		"new child pid=9 timed out":                     tfTimedOut,
+		"terminating":                                   tfTerminating,
+		"can't start child: fork/exec /x: no such file": tfCannotStart,
+		"parent hasn't exited":                          tfParentAlive,
+		"already upgraded":                              tfUpgraded,
+		"upgrade in progress":                           tfBusy,
+		"process is not ready yet":                      tfNotReady,
+		"something else":                                tfOther,
 	} {
-		if err := a.exited(errors.New(msg)); !errors.Is(err, want) {
-			t.Errorf("%q -> %v, want %v", msg, err, want)
-		}
+		e := classifyTF(errors.New(msg))
+		require.NotNil(t, e, msg)
+		assert.Equal(t, want, e.kind, msg)
 	}
+	assert.Nil(t, classifyTF(nil))
 }
 
 func TestUpgradeErrorText(t *testing.T) {
-	e := &UpgradeError{Generation: 3, PID: 42, Phase: "probation", ExitCode: 2, Status: "exit status 2", Err: ErrExited}
-	if got := e.Error(); !strings.Contains(got, "generation 3") || !strings.Contains(got, "probation") || !strings.Contains(got, "pid 42") || !strings.Contains(got, "exit status 2") {
-		t.Errorf("Error() = %q", got)
+	e := &UpgradeError{Generation: 3, PID: 42, Phase: PhaseProbation, ExitCode: 2, Status: "exit status 2", Err: ErrExited}
+	got := e.Error()
+	for _, want := range []string{"generation 3", "probation", "pid 42", "exit status 2"} {
+		assert.Contains(t, got, want)
 	}
-	if !errors.Is(e, ErrExited) {
-		t.Error("errors.Is(ErrExited) is false")
-	}
+	assert.ErrorIs(t, e, ErrExited)
 }
 
+// The PID file's transitions: claim, hand over, reclaim, release.
 func TestPIDFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "app.pid")
-	if err := writePIDFile(path, 123); err != nil {
-		t.Fatal(err)
+	read := func() string {
+		b, err := os.ReadFile(path)
+		require.NoError(t, err)
+		return string(b)
 	}
-	if err := writePIDFile(path, 456); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil || string(b) != "456\n" {
-		t.Fatalf("PID file %q, %v", b, err)
-	}
+	self := strconv.Itoa(os.Getpid())
+	p := pidFile{path: path}
+	require.NoError(t, p.claim())
+	assert.Equal(t, self+"\n", read())
+	require.NoError(t, p.handOver(123))
+	assert.Equal(t, "123\n", read())
+	require.NoError(t, p.reclaim())
+	assert.Equal(t, self+"\n", read())
+	require.NoError(t, p.reclaim(), "reclaiming a file that names us already")
 	ents, _ := os.ReadDir(filepath.Dir(path))
-	if len(ents) != 1 {
-		t.Errorf("temporary files left: %v", ents)
-	}
-	removePIDFile(path, 123) // not ours: kept
-	if _, err := os.Stat(path); err != nil {
-		t.Errorf("removed a PID file naming another pid: %v", err)
-	}
-	removePIDFile(path, 456)
-	if _, err := os.Stat(path); !os.IsNotExist(err) {
-		t.Errorf("PID file not removed: %v", err)
-	}
-	if err := writePIDFile(filepath.Join(t.TempDir(), "missing", "app.pid"), 1); err == nil {
-		t.Error("writing into a missing directory succeeded")
-	}
+	assert.Len(t, ents, 1, "temporary files left")
+
+	require.NoError(t, p.handOver(123))
+	p.release() // names another process: kept
+	assert.Equal(t, "123\n", read())
+	require.NoError(t, p.claim())
+	p.release()
+	_, err := os.Stat(path)
+	assert.True(t, os.IsNotExist(err), "PID file not removed: %v", err)
+
+	bad := pidFile{path: filepath.Join(t.TempDir(), "missing", "app.pid")}
+	err = bad.claim()
+	assert.ErrorIs(t, err, ErrPIDFile)
+	assert.Contains(t, err.Error(), "missing/app.pid")
+
+	var none pidFile
+	assert.NoError(t, none.claim(), "no PID file: a no-op")
 }
 
 func TestOptionsValidation(t *testing.T) {
-	if _, err := newUpgrader(Options{Probation: 2 * DefaultUpgradeTimeout}); err == nil || !strings.Contains(err.Error(), "Probation") {
-		t.Errorf("a probation longer than the timeout: %v", err)
-	}
+	_, err := newUpgrader(Options{Probation: 2 * DefaultUpgradeTimeout})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "Probation")
 }

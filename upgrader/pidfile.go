@@ -2,14 +2,74 @@ package upgrader
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 )
 
-// writePIDFile replaces path atomically with pid: a temporary file in the same
-// directory, synced, then renamed over path. Readers (systemd's PIDFile=)
-// see the old content or the new, never a partial one.
+// pidFile is the one owner of Options.PIDFile in this process. Only the state
+// machine (loop.go) calls its transitions, each at one point of the upgrade:
+//
+//	claim     this generation takes charge: a first start when it is ready,
+//	          a new generation whose parent vanished before the commit
+//	handOver  the commit of an upgrade: the file names the successor (under
+//	          systemd only at the end of this generation's drain, see
+//	          systemd.go), written before the commit is sent, so a failure
+//	          is still a rollback
+//	reclaim   a rollback after handOver, or the successor died while this
+//	          generation drained: the file names this process again
+//	release   a final stop: the file is removed if it names this process
+//
+// The file is written atomically (a temporary file renamed over it), so a
+// reader (systemd's PIDFile=) sees the old content or the new one.
+type pidFile struct {
+	path  string // "" when there is no PID file: every transition is a no-op
+	names int    // the pid this process last wrote, 0 if none
+}
+
+func (p *pidFile) claim() error { return p.write(os.Getpid()) }
+
+func (p *pidFile) handOver(pid int) error { return p.write(pid) }
+
+// reclaim writes this process's pid back if the file was handed to another
+// process; it does nothing if the file already names this one.
+func (p *pidFile) reclaim() error {
+	if p.names == 0 || p.names == os.Getpid() {
+		return nil
+	}
+	return p.write(os.Getpid())
+}
+
+// release removes the file if it names this process (whoever wrote it: after
+// a commit the old generation wrote the new one's pid).
+func (p *pidFile) release() {
+	if p.path == "" {
+		return
+	}
+	b, err := os.ReadFile(p.path)
+	if err != nil {
+		return
+	}
+	if string(bytes.TrimSpace(b)) == strconv.Itoa(os.Getpid()) {
+		_ = os.Remove(p.path)
+	}
+	p.names = 0
+}
+
+func (p *pidFile) write(pid int) error {
+	if p.path == "" {
+		return nil
+	}
+	if err := writePIDFile(p.path, pid); err != nil {
+		return fmt.Errorf("%w %s: %w", ErrPIDFile, p.path, err)
+	}
+	p.names = pid
+	return nil
+}
+
+// writePIDFile replaces path atomically with pid: a temporary file in the
+// same directory, synced, then renamed over path.
 func writePIDFile(path string, pid int) error {
 	dir, base := filepath.Split(path)
 	if dir == "" {
@@ -37,15 +97,4 @@ func writePIDFile(path string, pid int) error {
 		return err
 	}
 	return os.Rename(tmp, path)
-}
-
-// removePIDFile removes path if it still names pid.
-func removePIDFile(path string, pid int) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return
-	}
-	if string(bytes.TrimSpace(b)) == strconv.Itoa(pid) {
-		_ = os.Remove(path)
-	}
 }

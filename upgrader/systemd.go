@@ -21,15 +21,22 @@ import (
 // WATCHDOG_USEC, LISTEN_FDS). The hooks are called by the rest of the
 // package at these points:
 //
-//	sdInit        New, after the sockets were inherited (first start: read LISTEN_FDS)
-//	sdActivated   Listen, before binding: an activated socket for network/addr
-//	sdReady       a first generation committed (READY=1)
-//	sdUpgrading   Upgrade starts (RELOADING=1, MONOTONIC_USEC, EXTEND_TIMEOUT_USEC)
-//	sdEvent       every event (STATUS= lines for the phases of an upgrade)
-//	sdRolledBack  an upgrade failed; this generation stays in charge (READY=1)
-//	sdHandedOver  the new generation committed; this one drains and exits
-//	sdBecameMain  a new generation's parent exited: it is the main process now
-//	sdStopping    Stop (STOPPING=1)
+//	sdInit            New, after the sockets were inherited (first start: read LISTEN_FDS)
+//	sdActivated       Listen, before binding: an activated socket for network/addr
+//	sdReady           a generation took charge without a parent to commit it (READY=1)
+//	sdBeforeUpgrade   an upgrade starts: wait until systemd reaped the ExecReload= process
+//	sdUpgrading       the new process is about to start (RELOADING=1, MONOTONIC_USEC, EXTEND_TIMEOUT_USEC)
+//	sdSpawned, sdAccepting  STATUS= lines for the phases of an upgrade
+//	sdRolledBack      an upgrade failed; this generation stays in charge (READY=1)
+//	sdCommitPIDFile   the commit: the PID file's hand-over (see below)
+//	sdHandedOver      the new generation committed; this one drains and exits
+//	sdFinalHandOver   the end of the drain (or Close): the PID file names the new generation
+//	sdReclaimed       the new generation died while this one drained: in charge again
+//	sdBecameMain      a new generation's parent exited: it is the main process now
+//	sdStopping        Stop (STOPPING=1)
+//
+// The state machine (loop.go) calls them, each at its point; none is a side
+// effect of an event.
 //
 // # Who speaks to systemd
 //
@@ -56,10 +63,12 @@ import (
 // when systemd reaped the kill late, after a fast upgrade had committed, and
 // a second reload during the drain would do it too. So, under systemd, the
 // PID file names N+1 only from the end of N's drain, just before N exits:
-// N+1 writes it when it commits (as without systemd), N puts its own pid
-// back at once (sdHandedOver) and writes N+1's when its drain has finished
-// (sdEvent). And before it spawns N+1, N waits (bounded) until systemd has
-// reaped the process that sent the reload signal (sdWaitControl).
+// at the commit N rewrites its own pid (which proves the file writable, or
+// fails the commit), and it writes N+1's when its drain has finished
+// (sdFinalHandOver, also from Close). If N+1 dies before that, N takes
+// charge again and the file never named N+1. And before it spawns N+1, N
+// waits (bounded) until systemd has reaped the process that sent the reload
+// signal (sdWaitControl).
 //
 // # Socket activation
 //
@@ -99,14 +108,13 @@ type systemd struct {
 	owned      map[string]bool     // unix socket paths owned by the socket unit
 	wdInterval time.Duration       // watchdog interval, 0 when off
 	wdRunning  bool
-	upgradeGen int
-	upgradePID int
+	handedOver bool // sdFinalHandOver wrote the successor's pid
 }
 
 // sdInit reads what systemd passed: on a first start the activated sockets;
 // in every generation the watchdog interval. Errors in the environment are
 // logged, not fatal: the server can run without them.
-func (u *Upgrader) sdInit() error {
+func (u *Upgrader) sdInit() {
 	s := &u.sd
 	s.names = map[string]int{}
 	s.owned = map[string]bool{}
@@ -137,7 +145,6 @@ func (u *Upgrader) sdInit() error {
 	if first && iv > 0 {
 		u.sdStartWatchdog(iv / 2)
 	}
-	return nil
 }
 
 // sdSend sends one message if this process is the main process.
@@ -277,14 +284,7 @@ func (u *Upgrader) ListenActivated(name string) (*listener.Listener, error) {
 	} else {
 		return nil, fmt.Errorf("%w: %q", ErrNotActivated, name)
 	}
-	ln := listener.Wrap(inner, listener.Options{IdleGrace: u.opts.IdleGrace, Logger: u.log})
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if !u.ready {
-		ln.Pause()
-	}
-	u.listeners = append(u.listeners, ln)
-	return ln, nil
+	return u.track(inner), nil
 }
 
 // sdReady: the first generation is ready and in charge.
@@ -301,18 +301,21 @@ func (u *Upgrader) sdReady() {
 	}
 }
 
+// sdBeforeUpgrade runs on the goroutine that prepares an upgrade, before the
+// new process starts: systemd reads the PID file when it reaps the
+// ExecReload= process, which must happen before the commit can touch it.
+func (u *Upgrader) sdBeforeUpgrade() {
+	if sdnotify.Enabled() && u.opts.PIDFile != "" {
+		u.sdWaitControl(controlWaitTimeout)
+	}
+}
+
 // sdUpgrading: an upgrade to generation gen starts.
 func (u *Upgrader) sdUpgrading(gen int) {
 	if u.tf.HasParent() {
 		// Upgrade waited for the parent to exit: this process is main now,
-		// even if watchParent has not said so yet.
+		// even if its report of the exit is still on its way.
 		u.sdBecameMain()
-	}
-	u.sd.mu.Lock()
-	u.sd.upgradeGen, u.sd.upgradePID = gen, 0
-	u.sd.mu.Unlock()
-	if sdnotify.Enabled() && u.opts.PIDFile != "" {
-		u.sdWaitControl(controlWaitTimeout)
 	}
 	msg := []string{sdnotify.Reloading}
 	if m := sdnotify.MonotonicUsec(); m != "" {
@@ -324,39 +327,35 @@ func (u *Upgrader) sdUpgrading(gen int) {
 	u.sdSend(msg...)
 }
 
-// sdEvent turns the phases of an upgrade into STATUS= lines.
-func (u *Upgrader) sdEvent(e Event) {
-	switch e.Kind {
-	case EventSpawned:
-		u.sd.mu.Lock()
-		u.sd.upgradePID = e.PID
-		u.sd.mu.Unlock()
-		u.sdSend(sdnotify.Status(fmt.Sprintf("upgrading: generation %d (pid %d) started, initialising", e.Generation, e.PID)))
-	case EventAccepting:
-		what := "committing"
-		if u.opts.Probation > 0 {
-			what = "on probation for " + u.opts.Probation.String()
-		}
-		u.sdSend(sdnotify.Status(fmt.Sprintf("upgrading: generation %d (pid %d) accepting, %s", e.Generation, e.PID, what)))
-	case EventDrainFinished:
-		u.mu.Lock()
-		upgraded := u.upgraded
-		u.mu.Unlock()
-		if upgraded {
-			u.sd.mu.Lock()
-			gen, pid := u.sd.upgradeGen, u.sd.upgradePID
-			u.sd.mu.Unlock()
-			// Hand the PID file to the new generation now, just before this
-			// process exits (see "The main-PID hand-over").
-			u.sdPIDFile(pid)
-			u.sdSend(sdnotify.Status(fmt.Sprintf("serving: generation %d, pid %d", gen, pid)))
-		}
+// sdSpawned: the new process introduced itself.
+func (u *Upgrader) sdSpawned(gen, pid int) {
+	u.sdSend(sdnotify.Status(fmt.Sprintf("upgrading: generation %d (pid %d) started, initialising", gen, pid)))
+}
+
+// sdAccepting: the new generation accepts.
+func (u *Upgrader) sdAccepting(gen, pid int) {
+	what := "committing"
+	if u.opts.Probation > 0 {
+		what = "on probation for " + u.opts.Probation.String()
 	}
+	u.sdSend(sdnotify.Status(fmt.Sprintf("upgrading: generation %d (pid %d) accepting, %s", gen, pid, what)))
 }
 
 // sdRolledBack: the upgrade to generation gen failed; this one serves on.
 func (u *Upgrader) sdRolledBack(gen int, cause error) {
 	u.sdSend(sdnotify.Ready, sdnotify.Status(fmt.Sprintf("serving: generation %d, pid %d; upgrade to generation %d failed: %v", u.gen, os.Getpid(), gen, cause)))
+}
+
+// sdCommitPIDFile is the PID file's part of the commit to pid. Without
+// systemd the file names the new generation from now on. Under systemd it
+// keeps naming this process until the end of the drain (see "The main-PID
+// hand-over"); rewriting it now proves it writable, so that a file that
+// cannot be written fails the commit rather than the end of the drain.
+func (m *machine) sdCommitPIDFile(pid int) error {
+	if sdnotify.Enabled() && m.pid.path != "" {
+		return m.pid.claim()
+	}
+	return m.pid.handOver(pid)
 }
 
 // sdHandedOver: generation gen (pid) committed; this one drains and exits.
@@ -365,26 +364,36 @@ func (u *Upgrader) sdRolledBack(gen int, cause error) {
 // and systemd moves on to the PID file.
 func (u *Upgrader) sdHandedOver(gen, pid int) {
 	u.sd.mu.Lock()
-	u.sd.upgradeGen, u.sd.upgradePID = gen, pid
 	main := u.sd.main
 	u.sd.mu.Unlock()
-	// Until this process has drained, the PID file names it, the process
-	// systemd supervises (see "The main-PID hand-over").
-	u.sdPIDFile(os.Getpid())
 	u.sdSend(sdnotify.Ready, sdnotify.Status(fmt.Sprintf("generation %d (pid %d) in charge; generation %d draining", gen, pid, u.gen)))
 	if main {
 		u.sdBarrier()
 	}
 }
 
-// sdPIDFile writes pid to the PID file, under systemd only.
-func (u *Upgrader) sdPIDFile(pid int) {
-	if !sdnotify.Enabled() || u.opts.PIDFile == "" || pid <= 0 {
-		return
+// sdFinalHandOver: under systemd, the PID file names the successor from the
+// end of this generation's drain (or Close, if there was no drain), just
+// before this process exits. Not if the successor is gone or stopping: then
+// the service ends with this process. Idempotent.
+func (m *machine) sdFinalHandOver() error {
+	u, s := m.u, m.succ
+	if !sdnotify.Enabled() || m.pid.path == "" || s == nil || s.gone || s.stopping || u.sd.handedOver {
+		return nil
 	}
-	if err := writePIDFile(u.opts.PIDFile, pid); err != nil {
-		u.log.Error("handoff: write PID file", "pid", pid, "error", err)
+	u.sd.handedOver = true
+	if err := m.pid.handOver(s.pid); err != nil {
+		return err
 	}
+	u.sdSend(sdnotify.Status(fmt.Sprintf("serving: generation %d, pid %d", s.gen, s.pid)))
+	return nil
+}
+
+// sdReclaimed: the successor died while this generation drained; it serves
+// again and is still the main process (the PID file never named the
+// successor under systemd).
+func (u *Upgrader) sdReclaimed() {
+	u.sdSend(sdnotify.Ready, sdnotify.Status(fmt.Sprintf("serving: generation %d, pid %d; its successor died", u.gen, os.Getpid())))
 }
 
 // sdBecameMain: this generation's parent exited; systemd has adopted this
@@ -439,7 +448,9 @@ func (u *Upgrader) sdStartWatchdog(first time.Duration) {
 		defer t.Stop()
 		for {
 			select {
-			case <-u.stopC:
+			case <-u.stopped:
+				return
+			case <-u.loopDone:
 				return
 			case <-t.C:
 				u.sdSend(sdnotify.Watchdog)

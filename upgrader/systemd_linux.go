@@ -7,6 +7,8 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/handoff-go/handoff/internal/proc"
 )
 
 // sdWaitControl waits, at most timeout, until no other process that
@@ -48,28 +50,11 @@ func (u *Upgrader) sdWaitControl(timeout time.Duration) {
 func siblingsInCgroup(ppid int, cg []byte) []int {
 	self := os.Getpid()
 	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
+	for _, pid := range proc.Children(ppid) {
+		if pid == self {
 			continue
 		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		i := bytes.LastIndexByte(stat, ')')
-		if i < 0 {
-			continue
-		}
-		f := bytes.Fields(stat[i+1:])
-		if len(f) < 2 {
-			continue
-		}
-		if p, _ := strconv.Atoi(string(f[1])); p != ppid {
-			continue
-		}
-		if c, err := os.ReadFile("/proc/" + e.Name() + "/cgroup"); err == nil && bytes.Equal(c, cg) {
+		if c, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup"); err == nil && bytes.Equal(c, cg) {
 			pids = append(pids, pid)
 		}
 	}

@@ -4,17 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cloudflare/tableflip"
 
-	"github.com/handoff-go/handoff/internal/control"
 	"github.com/handoff-go/handoff/listener"
 )
 
@@ -38,15 +35,17 @@ const (
 // the connections queued in the kernel before it closes a listener.
 const finishTimeout = time.Second
 
-// handshakeTimeout bounds the control hand-shake a new generation makes in New.
+// handshakeTimeout bounds the control hand-shake a new generation makes in
+// New.
 const handshakeTimeout = 10 * time.Second
 
 // Options configure an Upgrader. The zero value means all defaults.
 type Options struct {
 	// UpgradeTimeout bounds an upgrade from the spawn of the new process to
 	// its commit, probation included. A new generation that has not
-	// committed by then is rolled back. Default DefaultUpgradeTimeout. It
-	// must be longer than Probation.
+	// committed by then is rolled back (and killed if it never contacted
+	// this one). Default DefaultUpgradeTimeout. It must be longer than
+	// Probation.
 	UpgradeTimeout time.Duration
 
 	// Probation is how long a new generation serves, health-checked, while
@@ -56,7 +55,7 @@ type Options struct {
 	// shorten the window it is judged by.
 	Probation time.Duration
 
-	// HealthCheck is run by Ready before the new generation accepts
+	// HealthCheck is run by Ready before the generation accepts
 	// connections, and every HealthInterval during probation. A non-nil
 	// error fails the upgrade. Default: always healthy. Listeners do not
 	// accept until the first check passed, so the check must not call the
@@ -77,11 +76,13 @@ type Options struct {
 	// Default listener.DefaultIdleGrace.
 	IdleGrace time.Duration
 
-	// PIDFile, if set, receives this process's pid, written atomically
-	// (temporary file and rename) by the generation that is in charge: a
-	// first generation when it is ready, a new one when it commits, which
-	// is before the previous one exits. A rolled-back upgrade leaves (or
-	// puts back) the previous generation's pid.
+	// PIDFile, if set, names the process in charge of the service,
+	// written atomically (temporary file and rename): a first generation
+	// writes it when it is ready; at a commit the previous generation
+	// writes the new one's pid before it sends the commit (under systemd:
+	// at the end of its drain, see the package documentation); a
+	// rollback, or a successor that dies while the previous generation
+	// drains, puts the previous pid back; a final stop removes it.
 	PIDFile string
 
 	// SaveState, if set, is called by Upgrade before the new process is
@@ -97,7 +98,7 @@ type Options struct {
 	// zero net.ListenConfig.
 	ListenConfig *net.ListenConfig
 
-	// Logger receives a record for every event. Default: discard.
+	// Logger receives a record for every event. Nil means discard.
 	Logger *slog.Logger
 
 	// OnEvent, if set, is called synchronously for every event; it must
@@ -127,43 +128,34 @@ func (o Options) withDefaults() Options {
 // Upgrader hands a process's sockets to the next generation of its binary.
 //
 // All methods are safe for concurrent use. One Upgrader exists per process:
-// see New.
+// see New. Its state is owned by one goroutine (loop.go); the methods send it
+// requests.
 type Upgrader struct {
 	opts    Options
 	log     *slog.Logger
 	tf      *tableflip.Upgrader
 	created time.Time
+	gen     int
+	state   []byte
 
-	gen       int
-	state     []byte
-	parent    *control.Conn // nil on a first start
-	probation time.Duration // held by Ready; set by the parent
-	interval  time.Duration
+	in       chan any      // requests and reports for the state machine
+	loopDone chan struct{} // closed when the state machine has ended
+	stopped  chan struct{} // closed when Stop is first handled
+	wg       sync.WaitGroup
 
+	// mu guards what the methods read without asking the state machine.
 	mu        sync.Mutex
 	listeners []*listener.Listener
-	ready     bool // listeners accept
-	committed bool // this generation is in charge
-	upgraded  bool // a successor took over
-	pidWrite  bool // this process wrote the PID file
+	paused    bool          // listeners do not accept (before Ready, during an upgrade)
+	exitC     chan struct{} // closed when this generation must drain
+	drain     *drainRun     // the drain in progress or done, nil if none
 
-	busy      atomic.Bool
 	readyOnce sync.Once
 	readyErr  error
-	stopOnce  sync.Once
-	stopC     chan struct{}
-	exitOnce  sync.Once
-	exitC     chan struct{}
-	drainOnce sync.Once
-	drainRes  drainResult
-	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
 
-	sd systemd // sd_notify, watchdog and socket activation state (systemd.go)
-}
-
-type drainResult struct {
-	stats listener.DrainStats
-	err   error
+	sd systemd // socket activation, sd_notify and watchdog (systemd.go)
 }
 
 var (
@@ -202,13 +194,14 @@ func newUpgrader(opts Options) (*Upgrader, error) {
 		return nil, err
 	}
 	tf, err := tableflip.New(tableflip.Options{
-		// Our own deadline comes first and rolls back gracefully; this
-		// one only catches a new process that never reaches New.
+		// Our own deadline comes first and rolls back gracefully: a new
+		// generation that serves then drains for up to DrainTimeout.
+		// tableflip's only kills a child whose pid we never learnt.
 		UpgradeTimeout: opts.UpgradeTimeout + opts.DrainTimeout + time.Second,
 		ListenConfig:   opts.ListenConfig,
 	})
 	if err != nil {
-		if errors.Is(err, tableflip.ErrNotSupported) {
+		if errTFNotSupported(err) {
 			return nil, ErrNotSupported
 		}
 		if os.Getenv(sentinelEnv) != "" {
@@ -222,55 +215,29 @@ func newUpgrader(opts Options) (*Upgrader, error) {
 		tf:       tf,
 		created:  time.Now(),
 		gen:      1,
-		stopC:    make(chan struct{}),
+		in:       make(chan any),
+		loopDone: make(chan struct{}),
+		stopped:  make(chan struct{}),
+		paused:   true,
 		exitC:    make(chan struct{}),
-		interval: opts.HealthInterval,
 	}
+	m := &machine{u: u, pid: pidFile{path: opts.PIDFile}}
 	if tf.HasParent() {
-		if err := u.handshake(); err != nil {
+		if err := m.handshake(); err != nil {
 			tf.Stop()
 			return nil, err
 		}
+		// Only the child of tableflip carries the variable; children this
+		// process starts otherwise must not (see findChild).
+		_ = os.Unsetenv(sentinelEnv)
 	}
-	if err := u.sdInit(); err != nil {
-		tf.Stop()
-		return nil, err
+	u.sdInit()
+	go m.run()
+	if m.parent != nil {
+		m.watchParent()
 	}
 	return u, nil
 }
-
-// handshake introduces a new generation to its parent and reads its number,
-// probation and state.
-func (u *Upgrader) handshake() error {
-	c, err := control.Dial(handshakeTimeout)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrMalformedEnvironment, err)
-	}
-	_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
-	if err := c.Send(control.Message{Type: control.TypeHello, PID: os.Getpid()}); err != nil {
-		c.Close()
-		return fmt.Errorf("%w: %w", ErrMalformedEnvironment, err)
-	}
-	m, err := c.Receive()
-	if err != nil || m.Type != control.TypeWelcome {
-		c.Close()
-		if err == nil {
-			err = fmt.Errorf("expected %s, got %q", control.TypeWelcome, m.Type)
-		}
-		return fmt.Errorf("%w: control hand-shake: %w", ErrMalformedEnvironment, err)
-	}
-	_ = c.SetDeadline(time.Time{})
-	u.parent = c
-	u.gen = m.Generation
-	u.state = m.State
-	u.probation = m.Probation
-	if m.Interval > 0 {
-		u.interval = m.Interval
-	}
-	return nil
-}
-
-func (u *Upgrader) closeExit() { u.exitOnce.Do(func() { close(u.exitC) }) }
 
 // Generation is this process's generation: 1 on a first start, its parent's
 // plus one after an upgrade.
@@ -285,39 +252,48 @@ func (u *Upgrader) State() []byte { return u.state }
 
 // Exit returns a channel that is closed when this generation should drain
 // and exit: its successor committed, Stop was called, or (in a new
-// generation) Ready failed or the parent rolled it back.
-func (u *Upgrader) Exit() <-chan struct{} { return u.exitC }
+// generation) Ready failed or the parent rolled it back. After Drain
+// returned ErrReclaimed, Exit returns a new channel: wait for it again.
+func (u *Upgrader) Exit() <-chan struct{} {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.exitC
+}
 
 // Listen returns a tracked listener for network ("tcp", "tcp4", "tcp6",
 // "unix" or "unixpacket") and addr. A socket inherited from the previous
-// generation under the same network and address (port 0 included) is
-// adopted, never bound again; otherwise a new one is created and will be
-// handed to the next generation. The listener does not accept until Ready
-// has run the health check.
+// generation under the same network and address (port 0 included), or passed
+// by systemd's socket activation for that address, is adopted, never bound
+// again; otherwise a new one is created and will be handed to the next
+// generation. The listener does not accept until Ready has run the health
+// check.
 func (u *Upgrader) Listen(network, addr string) (*listener.Listener, error) {
 	switch network {
 	case "tcp", "tcp4", "tcp6", "unix", "unixpacket":
 	default:
 		return nil, fmt.Errorf("upgrader: Listen: unsupported network %q", network)
 	}
-	var inner net.Listener
-	var err error
 	if ln, ok := u.sdActivated(network, addr); ok {
-		inner = ln
-	} else {
-		inner, err = u.tf.Listen(network, addr)
+		return u.track(ln), nil
 	}
+	inner, err := u.tf.Listen(network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("upgrader: listen %s %s: %w", network, addr, err)
 	}
+	return u.track(inner), nil
+}
+
+// track wraps a listener of this generation and registers it: it accepts
+// only while this generation does.
+func (u *Upgrader) track(inner net.Listener) *listener.Listener {
 	ln := listener.Wrap(inner, listener.Options{IdleGrace: u.opts.IdleGrace, Logger: u.log})
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if !u.ready {
+	if u.paused {
 		ln.Pause()
 	}
 	u.listeners = append(u.listeners, ln)
-	return ln, nil
+	return ln
 }
 
 // ListenPacket returns a packet socket for network ("udp", "udp4", "udp6",
@@ -361,15 +337,20 @@ func (u *Upgrader) File(name string, open func() (*os.File, error)) (*os.File, e
 	return f, nil
 }
 
-// Listeners returns the tracked listeners created by Listen.
+// Listeners returns the tracked listeners created by Listen and
+// ListenActivated.
 func (u *Upgrader) Listeners() []*listener.Listener {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return append([]*listener.Listener(nil), u.listeners...)
 }
 
+// setPaused pauses or resumes every listener, and the ones Listen adds later.
 func (u *Upgrader) setPaused(paused bool) {
-	for _, ln := range u.Listeners() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.paused = paused
+	for _, ln := range u.listeners {
 		if paused {
 			ln.Pause()
 		} else {
@@ -378,42 +359,40 @@ func (u *Upgrader) setPaused(paused bool) {
 	}
 }
 
-// Ready runs the health check, starts accepting on every listener and, in a
-// new generation, holds the probation window, then commits: it writes the PID
-// file and tells the previous generation to drain. It blocks until then.
-//
-// In a new generation a failed health check, a rollback by the parent, or ctx
-// ending returns an error and closes Exit: the process should drain and
-// exit. Only the first call does the work; later calls return its result.
-func (u *Upgrader) Ready(ctx context.Context) error {
-	u.readyOnce.Do(func() {
-		u.readyErr = u.doReady(ctx)
-		if u.readyErr != nil {
-			u.closeExit()
-		}
-	})
-	return u.readyErr
+// closeExit closes the current exit channel.
+func (u *Upgrader) closeExit() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	select {
+	case <-u.exitC:
+	default:
+		close(u.exitC)
+	}
 }
 
-func (u *Upgrader) doReady(ctx context.Context) error {
-	start := time.Now()
-	if err := u.check(ctx); err != nil {
-		if u.parent != nil {
-			// The parent wraps the reason in its own ErrUnhealthy.
-			_ = u.parent.Send(control.Message{Type: control.TypeUnhealthy, Reason: "health check failed: " + err.Error()})
-			u.parent.Close()
+// Ready runs the health check and starts accepting on every listener. On a
+// first start it then writes the PID file and returns: this generation is in
+// charge. In a new generation it waits for the previous one to let it accept,
+// holds the probation window under periodic health checks, and returns once
+// the previous generation has committed to it (or, if the previous one
+// vanished, once it has taken charge itself).
+//
+// In a new generation a failed health check, a rollback by the parent, Stop,
+// or ctx ending returns an error (wrapping ErrUnhealthy, ErrRolledBack or
+// ErrStopped) and closes Exit: the process should drain and exit. It never
+// touches what the generation in charge owns (sockets, PID file, systemd).
+// Only the first call does the work; later calls return its result.
+func (u *Upgrader) Ready(ctx context.Context) error {
+	u.readyOnce.Do(func() {
+		health := u.check(ctx)
+		reply := make(chan error, 1)
+		if !u.send(&readyReq{ctx: ctx, health: health, reply: reply}) {
+			u.readyErr = ErrStopped
+			return
 		}
-		return fmt.Errorf("%w: %w", ErrUnhealthy, err)
-	}
-	u.mu.Lock()
-	u.ready = true
-	u.mu.Unlock()
-	u.setPaused(false)
-	u.emit(Event{Kind: EventReady, Generation: u.gen, PID: os.Getpid(), Duration: time.Since(u.created)})
-	if u.parent == nil {
-		return u.commit(start)
-	}
-	return u.probate(ctx, start)
+		u.readyErr = <-reply
+	})
+	return u.readyErr
 }
 
 func (u *Upgrader) check(ctx context.Context) error {
@@ -423,271 +402,99 @@ func (u *Upgrader) check(ctx context.Context) error {
 	return u.opts.HealthCheck(ctx)
 }
 
-// probate runs in a new generation: it tells the parent it accepts, holds
-// the probation window with periodic health checks, and commits when the
-// parent agrees.
-func (u *Upgrader) probate(ctx context.Context, start time.Time) error {
-	p := u.parent
-	defer p.Close()
-	msgs := make(chan control.Message, 4)
-	readErr := make(chan error, 1)
+// Upgrade starts the binary at os.Args[0] as the next generation, hands it
+// every socket and file and the state blob, and waits until it has committed
+// or failed. It returns nil once the new generation is in charge (Exit is
+// then closed: drain and exit). Any other outcome leaves this generation
+// serving, accepting again and able to upgrade again, with nothing the
+// upgrade started left running, and returns an *UpgradeError (exited with its
+// status, timed out, unhealthy, PID file, stopped, canceled) or a refusal
+// (ErrStateTooLarge, ErrStopped, ErrRolledBack, ErrUpgraded).
+//
+// Upgrade requests never overlap and are never lost: a call made while an
+// upgrade runs waits for it and joins the one follow-up upgrade that starts
+// after it, on the binary then at os.Args[0] (every call made meanwhile
+// shares that follow-up and its result). If the running upgrade commits, the
+// follow-up is handed to the new generation, which carries it out once this
+// one has exited, and the call returns nil (EventForwarded). A call made in a
+// generation that has not taken charge yet (a new one on probation, or one
+// whose parent has not exited) waits until it has; in a generation that
+// handed over it is forwarded to the successor the same way.
+//
+// Cancelling ctx stops the waiting; it rolls back the upgrade only if no
+// other call shares it, and only before the commit. The commit is one-way:
+// once this generation has sent it, no cancellation, Stop or timeout undoes
+// it.
+func (u *Upgrader) Upgrade(ctx context.Context) error {
+	reply := make(chan error, 1)
+	if !u.send(&upgradeReq{ctx: ctx, reply: reply}) {
+		return ErrStopped
+	}
+	return <-reply
+}
+
+// Stop ends this generation without an upgrade and closes Exit: the caller
+// then drains (Drain) and exits. When this generation is in charge it is a
+// final stop: an upgrade in progress is rolled back first (before its commit;
+// the new process is ended, gracefully if it already serves), no other
+// starts, and once the new process is gone unix socket files are removed and
+// the PID file too if it names this process. A new generation that has not
+// committed tells its parent, which rolls the upgrade back and serves on; a
+// generation that handed over just finishes its drain: the successor serves.
+// Stop is idempotent and does not block on the drain.
+func (u *Upgrader) Stop() {
+	done := make(chan struct{})
+	if u.send(&stopReq{done: done}) {
+		<-done
+	}
+}
+
+// Retire tells the Upgrader that this generation's servers are shutting down
+// in a way that cannot be undone (http.Server.Shutdown, grpc.Server's
+// GracefulStop): from now on the death of a successor is reported, but this
+// generation does not take charge again. Drain retires when it ends.
+// Idempotent.
+func (u *Upgrader) Retire() {
+	done := make(chan struct{})
+	if u.send(&retireReq{done: done}) {
+		<-done
+	}
+}
+
+// Close stops the Upgrader (see Stop), waits until nothing an upgrade started
+// is left running, hands the PID file over if the drain did not, and waits for
+// its goroutines. It does not drain; call Drain first. It returns what it
+// could not do (the PID file hand-over). Idempotent: later calls return the
+// first one's result.
+func (u *Upgrader) Close() error {
+	u.closeOnce.Do(func() {
+		u.Stop()
+		reply := make(chan error, 1)
+		if u.send(&closeReq{reply: reply}) {
+			u.closeErr = <-reply
+		}
+		<-u.loopDone
+		u.wg.Wait()
+	})
+	return u.closeErr
+}
+
+// send hands a request to the state machine; false once it has ended.
+func (u *Upgrader) send(req any) bool {
+	select {
+	case u.in <- req:
+		return true
+	case <-u.loopDone:
+		return false
+	}
+}
+
+// goReport runs f on a goroutine owned by the Upgrader and hands its report
+// to the state machine (dropped once the machine has ended).
+func (u *Upgrader) goReport(f func() any) {
 	u.wg.Add(1)
 	go func() {
 		defer u.wg.Done()
-		for {
-			m, err := p.Receive()
-			if err != nil {
-				readErr <- err
-				return
-			}
-			msgs <- m
-			if m.Type == control.TypeCommit || m.Type == control.TypeRollback {
-				return
-			}
-		}
+		u.send(f())
 	}()
-	rolledBack := func(reason string) error {
-		u.setPaused(true)
-		return fmt.Errorf("%w: %s", ErrRolledBack, reason)
-	}
-	// parentGone handles the parent vanishing mid-upgrade: nobody else
-	// serves, so this generation takes charge.
-	parentGone := func(err error) error {
-		u.log.Warn("handoff: previous generation went away during the upgrade; taking charge", "error", err)
-		return u.commit(start)
-	}
-
-	if err := p.Send(control.Message{Type: control.TypeAccepting}); err != nil {
-		return parentGone(err)
-	}
-	end := time.NewTimer(u.probation)
-	defer end.Stop()
-	tick := time.NewTicker(u.interval)
-	defer tick.Stop()
-	inProbation := true
-	for {
-		select {
-		case <-ctx.Done():
-			u.setPaused(true)
-			_ = p.Send(control.Message{Type: control.TypeUnhealthy, Reason: "new generation's Ready context ended: " + context.Cause(ctx).Error()})
-			return fmt.Errorf("upgrader: Ready: %w", context.Cause(ctx))
-		case err := <-readErr:
-			return parentGone(err)
-		case m := <-msgs:
-			switch m.Type {
-			case control.TypeRollback:
-				return rolledBack(m.Reason)
-			case control.TypeCommit:
-				return u.commit(start)
-			}
-		case <-tick.C:
-			if !inProbation {
-				continue
-			}
-			if err := u.check(ctx); err != nil {
-				reason := fmt.Sprintf("health check failed during probation: %v", err)
-				if serr := p.Send(control.Message{Type: control.TypeUnhealthy, Reason: reason}); serr != nil {
-					return parentGone(serr)
-				}
-				inProbation = false // wait for the parent's rollback
-			}
-		case <-end.C:
-			if !inProbation {
-				continue
-			}
-			if err := u.check(ctx); err != nil {
-				reason := fmt.Sprintf("health check failed at the end of probation: %v", err)
-				if serr := p.Send(control.Message{Type: control.TypeUnhealthy, Reason: reason}); serr != nil {
-					return parentGone(serr)
-				}
-				inProbation = false
-				continue
-			}
-			inProbation = false
-			if err := p.Send(control.Message{Type: control.TypeProbationPassed}); err != nil {
-				return parentGone(err)
-			}
-		}
-	}
 }
-
-// commit makes this generation the one in charge: PID file, then tableflip's
-// readiness, which lets the parent go.
-func (u *Upgrader) commit(start time.Time) error {
-	if err := u.writePIDFile(); err != nil {
-		return err
-	}
-	if err := u.tf.Ready(); err != nil && u.parent == nil {
-		return fmt.Errorf("upgrader: %w", err)
-	}
-	u.mu.Lock()
-	u.committed = true
-	u.mu.Unlock()
-	if u.parent == nil {
-		u.sdReady()
-	}
-	u.emit(Event{Kind: EventCommitted, Generation: u.gen, PID: os.Getpid(), Duration: time.Since(start)})
-	if u.parent != nil {
-		u.wg.Add(1)
-		go u.watchParent()
-	}
-	return nil
-}
-
-// watchParent reports when the previous generation has exited.
-func (u *Upgrader) watchParent() {
-	defer u.wg.Done()
-	committed := time.Now()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-u.stopC:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	if err := u.tf.WaitForParent(ctx); err != nil && ctx.Err() != nil {
-		return
-	}
-	u.sdBecameMain()
-	u.emit(Event{Kind: EventParentExited, Generation: u.gen, PID: os.Getpid(), Duration: time.Since(committed)})
-}
-
-func (u *Upgrader) writePIDFile() error {
-	if u.opts.PIDFile == "" {
-		return nil
-	}
-	if err := writePIDFile(u.opts.PIDFile, os.Getpid()); err != nil {
-		return fmt.Errorf("upgrader: write PID file: %w", err)
-	}
-	u.mu.Lock()
-	u.pidWrite = true
-	u.mu.Unlock()
-	return nil
-}
-
-// Stop ends this generation without an upgrade: a running upgrade is
-// interrupted and rolled back, no new one starts, and Exit is closed. The
-// caller then drains (Drain) and exits. When this generation is the one in
-// charge, unix socket files are removed, and the PID file if it still holds
-// this pid; a new generation that never committed leaves them to the
-// generation in charge. Stop is idempotent and does not block on the drain.
-func (u *Upgrader) Stop() {
-	u.stopOnce.Do(func() {
-		close(u.stopC)
-		u.mu.Lock()
-		final, wrote := u.finalLocked(), u.pidWrite
-		u.mu.Unlock()
-		if final {
-			u.emit(Event{Kind: EventStopping, Generation: u.gen, PID: os.Getpid()})
-			u.sdStopping()
-			u.tf.Stop()
-			u.removeSocketFiles()
-			if wrote {
-				removePIDFile(u.opts.PIDFile, os.Getpid())
-			}
-		}
-		u.closeExit()
-	})
-}
-
-// finalLocked reports whether stopping this generation stops the service:
-// it is in charge (committed, or a first start) and no successor has taken
-// over. A new generation that never committed (rolled back, unhealthy)
-// shares the sockets with the generation in charge and must leave them, the
-// unix socket files and the PID file alone.
-func (u *Upgrader) finalLocked() bool {
-	return !u.upgraded && (u.committed || u.parent == nil)
-}
-
-// removeSocketFiles unlinks the files of unix listeners on a final stop, as
-// tableflip does asynchronously: done here, it is done before the process
-// can exit.
-func (u *Upgrader) removeSocketFiles() {
-	for _, ln := range u.Listeners() {
-		a, ok := ln.Addr().(*net.UnixAddr)
-		if !ok || a.Name == "" || a.Name[0] == '@' || u.sdOwnsPath(a.Name) {
-			continue // abstract, or owned by the socket unit
-		}
-		if fi, err := os.Lstat(a.Name); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			_ = os.Remove(a.Name)
-		}
-	}
-}
-
-// Drain stops accepting on every listener, lets keep-alive clients finish
-// (their next response says Connection: close), waits for in-flight
-// requests, streams and hijacked connections, force-closes what remains when
-// ctx ends (or after Options.DrainTimeout if ctx has no deadline), and closes
-// the listeners. Call it once Exit is closed, then Shutdown your http.Server,
-// which finds no connection left. Drain is idempotent: later calls wait for
-// and return the first one's result.
-//
-// After a committed upgrade the listeners are paused, so the connections the
-// kernel queues go to the new generation. On a final stop (Stop, no
-// successor) each listener first takes what the kernel has already queued
-// and then closes (listener.Finish), so new connections are refused cleanly
-// instead of queued connections being reset.
-func (u *Upgrader) Drain(ctx context.Context) (listener.DrainStats, error) {
-	u.drainOnce.Do(func() {
-		if _, ok := ctx.Deadline(); !ok {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, u.opts.DrainTimeout)
-			defer cancel()
-		}
-		u.drainRes = u.drain(ctx)
-	})
-	return u.drainRes.stats, u.drainRes.err
-}
-
-func (u *Upgrader) drain(ctx context.Context) drainResult {
-	lns := u.Listeners()
-	start := time.Now()
-	u.mu.Lock()
-	final := u.finalLocked()
-	u.mu.Unlock()
-	u.emit(Event{Kind: EventDrainStarted, Generation: u.gen, PID: os.Getpid()})
-	results := make([]drainResult, len(lns))
-	var wg sync.WaitGroup
-	for i, ln := range lns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if final {
-				// No successor shares the socket: serve what the kernel
-				// has queued, then close, rather than reset it.
-				fctx, cancel := context.WithTimeout(ctx, finishTimeout)
-				_ = ln.Finish(fctx)
-				cancel()
-			}
-			s, err := ln.Drain(ctx)
-			results[i] = drainResult{s, err}
-		}()
-	}
-	wg.Wait()
-	var total drainResult
-	for i, r := range results {
-		_ = lns[i].Close()
-		total.stats.Conns += r.stats.Conns
-		total.stats.ClosedIdle += r.stats.ClosedIdle
-		total.stats.ClosedByPeerOrServer += r.stats.ClosedByPeerOrServer
-		total.stats.Forced += r.stats.Forced
-		if r.err != nil && total.err == nil {
-			total.err = r.err
-		}
-	}
-	total.stats.Duration = time.Since(start)
-	u.emit(Event{Kind: EventDrainFinished, Generation: u.gen, PID: os.Getpid(), Duration: total.stats.Duration, Drain: total.stats, Err: total.err})
-	return total
-}
-
-// Close stops the upgrader (see Stop) and waits for its goroutines. It does
-// not drain; call Drain first. Idempotent.
-func (u *Upgrader) Close() error {
-	u.Stop()
-	u.wg.Wait()
-	return nil
-}
-
-var _ io.Closer = (*Upgrader)(nil)

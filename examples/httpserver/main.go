@@ -1,21 +1,23 @@
-// Command httpserver is an HTTP server that upgrades itself in place on
-// SIGHUP with no failed request, drains on SIGTERM, and rolls back a broken
-// new binary on its own. Copy it as the start of your own server.
+// Command httpserver is an HTTP (and optionally gRPC) server that upgrades
+// itself in place on SIGHUP with no failed request, drains on SIGTERM, and
+// rolls back a broken new binary on its own. It is examples/quickstart with
+// every knob exposed, and the server the project's tests and demo upgrade.
 //
 //	go build -o /tmp/httpserver ./examples/httpserver
 //	/tmp/httpserver -addr 127.0.0.1:8080 -pidfile /tmp/httpserver.pid &
-//	curl 127.0.0.1:8080/            # pid 4711 generation 1 ...
+//	curl 127.0.0.1:8080/            # pid 4711 generation 1
 //	go build -o /tmp/httpserver ./examples/httpserver   # a new binary
 //	kill -HUP $(cat /tmp/httpserver.pid)
-//	curl 127.0.0.1:8080/            # pid 4790 generation 2 ...
+//	curl 127.0.0.1:8080/            # pid 4790 generation 2
 //
-// Endpoints: / (pid and generation), /pid (the pid alone), /slow?ms=N,
-// /stream?s=N (a line every 100 ms, then a last line "done"), /state (the
-// state blob the previous generation handed over), /healthz.
+// Endpoints (upgradertest.Handler): / (pid and generation), /pid,
+// /slow?ms=N, /stream?s=N (a line every 100 ms, then "done"), /healthz; and
+// /state, the state blob the previous generation handed over.
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,22 +25,27 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/handoff-go/handoff"
 	"github.com/handoff-go/handoff/listener"
-	"github.com/handoff-go/handoff/signal"
 	"github.com/handoff-go/handoff/upgrader"
+	"github.com/handoff-go/handoff/upgrader/upgradertest"
+	"github.com/handoff-go/handoff/upgrader/upgradertest/grpcload"
 )
 
 // breakMode builds a deliberately broken binary, for the demo and the tests:
 // go build -ldflags "-X main.breakMode=MODE". MODE is one of exit (exits
 // with status 3 before it is ready), hang (never becomes ready), unhealthy
 // (fails its first health check), probation-unhealthy (fails a health check
-// during probation), crash (exits with status 2 during probation).
+// during probation), crash (exits with status 2 during probation), no-new (a
+// binary that never contacts the previous generation: it sleeps).
 var breakMode string
 
 func main() { os.Exit(run()) }
@@ -48,6 +55,10 @@ func run() int {
 		addr           = flag.String("addr", "127.0.0.1:8080", "TCP address to serve HTTP on")
 		unixPath       = flag.String("unix", "", "also serve HTTP on this unix socket path")
 		udpAddr        = flag.String("udp", "", "also answer UDP datagrams on this address (echo with pid)")
+		grpcAddr       = flag.String("grpc", "", "also serve gRPC (a test service and health) on this address")
+		tlsCert        = flag.String("tls-cert", "", "serve HTTPS (HTTP/1.1 and HTTP/2) on -addr with this certificate")
+		tlsKey         = flag.String("tls-key", "", "the key of -tls-cert")
+		h2c            = flag.Bool("h2c", false, "also accept HTTP/2 without TLS (prior knowledge) on -addr and -unix")
 		pidFile        = flag.String("pidfile", "", "write the pid of the generation in charge here")
 		drainTimeout   = flag.Duration("drain-timeout", 30*time.Second, "how long the old generation may drain before it force-closes connections")
 		probation      = flag.Duration("probation", 0, "how long a new generation serves under watch before it commits")
@@ -64,15 +75,67 @@ func run() int {
 		handler = slog.NewJSONHandler(os.Stderr, nil)
 	}
 	log := slog.New(handler).With("pid", os.Getpid())
+	if breakMode == "no-new" {
+		log.Error("deliberately broken binary: never contacting the previous generation")
+		time.Sleep(time.Hour)
+		return 3
+	}
+	if breakMode == "exit" {
+		log.Error("deliberately broken binary: exiting before ready")
+		return 3
+	}
 
 	var served atomic.Uint64
+	mux := http.NewServeMux()
+	mux.Handle("/", counting(&served, upgradertest.Handler()))
+	mux.HandleFunc("/state", func(w http.ResponseWriter, r *http.Request) {
+		var state []byte
+		if u, ok := upgrader.FromContext(r.Context()); ok {
+			state = u.State()
+		}
+		fmt.Fprintf(w, "%s\n", strings.TrimRight(string(state), " "))
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if *h2c {
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetHTTP1(true)
+		srv.Protocols.SetUnencryptedHTTP2(true)
+	}
+	if *tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			log.Error("cannot load the certificate", "error", err)
+			return 1
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+		if *h2c {
+			srv.Protocols.SetHTTP2(true)
+		}
+	}
+	addrs := []string{*addr}
+	if *activatedName != "" {
+		// Under socket activation a plain address adopts the passed
+		// socket whose address matches; "systemd:NAME" takes one by name.
+		addrs = []string{"systemd:" + *activatedName}
+	}
+	if *unixPath != "" {
+		addrs = append(addrs, "unix:"+*unixPath)
+	}
+	servers := []handoff.Server{handoff.HTTP(srv, addrs...)}
+	if *grpcAddr != "" {
+		gs := grpc.NewServer()
+		grpcload.Register(gs)
+		healthpb.RegisterHealthServer(gs, health.NewServer())
+		servers = append(servers, handoff.GRPC(gs, *grpcAddr))
+	}
+
 	healthChecks := 0
-	upg, err := upgrader.New(upgrader.Options{
+	err := handoff.Run(context.Background(), handoff.Options{
+		PIDFile:        *pidFile,
 		UpgradeTimeout: *upgradeTimeout,
 		Probation:      *probation,
 		DrainTimeout:   *drainTimeout,
 		IdleGrace:      *idleGrace,
-		PIDFile:        *pidFile,
 		Logger:         log,
 		HealthCheck: func(ctx context.Context) error {
 			healthChecks++
@@ -82,192 +145,43 @@ func run() int {
 			s := fmt.Sprintf("from pid %d, served %d", os.Getpid(), served.Load())
 			return []byte(s + strings.Repeat(" ", *statePad)), nil
 		},
-	})
-	if err != nil {
-		log.Error("cannot start", "error", err)
-		return 1
-	}
-	defer upg.Close()
-	log = log.With("generation", upg.Generation())
-	if breakMode == "exit" {
-		log.Error("deliberately broken binary: exiting before ready")
-		return 3
-	}
-
-	// Under socket activation, Listen adopts the passed socket whose
-	// address matches; ListenActivated takes one by name.
-	var ln *listener.Listener
-	if *activatedName != "" {
-		ln, err = upg.ListenActivated(*activatedName)
-	} else {
-		ln, err = upg.Listen("tcp", *addr)
-	}
-	if err != nil {
-		log.Error("cannot listen", "error", err)
-		return 1
-	}
-	srv := &http.Server{Handler: routes(upg, &served), ReadHeaderTimeout: 10 * time.Second}
-	listener.ConfigureServer(srv)
-	var serving sync.WaitGroup
-	serve := func(l net.Listener) {
-		serving.Add(1)
-		go func() {
-			defer serving.Done()
-			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-				log.Error("serve", "error", err)
+		Setup: func(u *upgrader.Upgrader) error {
+			if breakMode == "hang" {
+				log.Error("deliberately broken binary: hanging before ready")
+				select {}
 			}
-		}()
-	}
-	serve(ln)
-	if *unixPath != "" {
-		uln, err := upg.Listen("unix", *unixPath)
-		if err != nil {
-			log.Error("cannot listen", "error", err)
-			return 1
-		}
-		serve(uln)
-	}
-	if *udpAddr != "" {
-		pc, err := upg.ListenPacket("udp", *udpAddr)
-		if err != nil {
-			log.Error("cannot listen", "error", err)
-			return 1
-		}
-		serving.Add(1)
-		go func() { defer serving.Done(); udpEcho(pc, upg) }()
-	}
-	if breakMode == "hang" {
-		log.Error("deliberately broken binary: hanging before ready")
-		select {}
-	}
-
-	// shutdown drains and stops the server once, whoever asks first.
-	var shutdownOnce sync.Once
-	shutdown := func(ctx context.Context) {
-		shutdownOnce.Do(func() {
-			ctx, cancel := context.WithTimeout(ctx, *drainTimeout)
-			defer cancel()
-			stats, err := upg.Drain(ctx)
-			if err != nil {
-				log.Warn("drain ended at its deadline", "error", err, "forced", stats.Forced)
-			}
-			_ = srv.Shutdown(ctx)
-			serving.Wait()
-		})
-	}
-
-	// Handle signals before the PID file names this process (Ready writes
-	// it), so that no SIGHUP finds the default disposition.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sigReady := make(chan struct{})
-	sigDone := make(chan error, 1)
-	go func() {
-		sigDone <- signal.Run(ctx, signal.Actions{
-			Upgrade: func(ctx context.Context) error {
-				err := upg.Upgrade(ctx)
+			if *udpAddr != "" {
+				pc, err := u.ListenPacket("udp", *udpAddr)
 				if err != nil {
-					log.Error("upgrade failed", "error", err)
+					return err
 				}
-				return err
-			},
-			Stop: func(ctx context.Context, cause error) error {
-				log.Info("stopping", "cause", cause)
-				upg.Stop()
-				shutdown(ctx)
-				return nil
-			},
-			Kill: func(cause error) {
-				log.Warn("stopping at once", "cause", cause)
-				os.Exit(1)
-			},
-		}, signal.Options{Logger: log, OnEvent: func(e signal.Event) {
-			if e.Kind == signal.EventReady {
-				close(sigReady)
+				go udpEcho(pc, u)
 			}
-		}})
-	}()
-	<-sigReady
-
-	if err := upg.Ready(ctx); err != nil {
-		log.Error("not ready", "error", err)
-		shutdown(context.Background())
-		cancel()
-		<-sigDone
+			return nil
+		},
+	}, servers...)
+	if err != nil {
+		if !errors.Is(err, upgrader.ErrRolledBack) {
+			log.Error("exiting", "error", err)
+		}
 		return 1
 	}
-	log.Info("serving", "addr", ln.Addr().String(), "state", string(upg.State()))
-
-	select {
-	case <-upg.Exit():
-		shutdown(context.Background())
-		cancel()
-		<-sigDone
-	case <-sigDone:
-		shutdown(context.Background())
-	}
-	log.Info("exiting")
 	return 0
 }
 
-func routes(upg *upgrader.Upgrader, served *atomic.Uint64) http.Handler {
-	pid := os.Getpid()
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		served.Add(1)
-		fmt.Fprintf(w, "pid %d generation %d\n", pid, upg.Generation())
+// counting counts the requests h serves, for the state blob.
+func counting(n *atomic.Uint64, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		h.ServeHTTP(w, r)
 	})
-	mux.HandleFunc("/pid", func(w http.ResponseWriter, r *http.Request) {
-		served.Add(1)
-		fmt.Fprintf(w, "%d\n", pid)
-	})
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("/state", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "%s\n", strings.TrimRight(string(upg.State()), " "))
-	})
-	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
-		served.Add(1)
-		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
-		ms = min(max(ms, 0), 60_000)
-		select {
-		case <-time.After(time.Duration(ms) * time.Millisecond):
-		case <-r.Context().Done():
-			return
-		}
-		fmt.Fprintf(w, "slow %d ms pid %d\n", ms, pid)
-	})
-	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
-		served.Add(1)
-		s, _ := strconv.ParseFloat(r.URL.Query().Get("s"), 64)
-		s = min(max(s, 0), 600)
-		flusher, _ := w.(http.Flusher)
-		w.Header().Set("Content-Type", "text/plain")
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		end := time.Now().Add(time.Duration(s * float64(time.Second)))
-		for i := 0; time.Now().Before(end); i++ {
-			fmt.Fprintf(w, "line %d pid %d\n", i, pid)
-			if flusher != nil {
-				flusher.Flush()
-			}
-			select {
-			case <-tick.C:
-			case <-r.Context().Done():
-				return
-			}
-		}
-		fmt.Fprintln(w, "done")
-	})
-	return mux
 }
 
 // udpEcho answers each datagram with the pid and the datagram, until the
 // generation must exit.
-func udpEcho(pc net.PacketConn, upg *upgrader.Upgrader) {
+func udpEcho(pc net.PacketConn, u *upgrader.Upgrader) {
 	go func() {
-		<-upg.Exit()
+		<-u.Exit()
 		pc.Close()
 	}()
 	buf := make([]byte, 64<<10)

@@ -10,30 +10,42 @@ import (
 	"time"
 )
 
-// Version is the protocol version spoken by this package.
-const Version = 1
+// Version is the protocol version spoken by this package. Version 2 added
+// the accept step (the new generation accepts only once the old one said
+// so), stopping, and upgrade requests forwarded to a committed successor.
+const Version = 2
 
 // MaxMessageSize bounds one encoded message (state blob included).
 const MaxMessageSize = 64 << 20
 
-// Message types.
+// Message types, in the order an upgrade uses them. N is the old
+// generation (it listens), N+1 the new one (it dials).
 const (
-	// TypeHello is the new generation's first message: its pid.
+	// TypeHello is N+1's first message: its pid.
 	TypeHello = "hello"
-	// TypeWelcome is the old generation's answer: the new generation's
-	// number, the probation to hold and the state blob.
+	// TypeWelcome is N's answer: N+1's generation number, the probation
+	// to hold, the health-check interval and the state blob.
 	TypeWelcome = "welcome"
-	// TypeAccepting says the new generation passed its health check and
-	// accepts connections.
-	TypeAccepting = "accepting"
-	// TypeUnhealthy says a health check of the new generation failed.
+	// TypeHealthy says N+1 passed its first health check and waits for
+	// TypeAccept before it accepts connections.
+	TypeHealthy = "healthy"
+	// TypeAccept lets N+1 accept connections; N stops accepting.
+	TypeAccept = "accept"
+	// TypeUnhealthy says a health check of N+1 failed (Reason says how).
 	TypeUnhealthy = "unhealthy"
-	// TypeProbationPassed says the new generation held its probation.
+	// TypeProbationPassed says N+1 held its probation, healthy.
 	TypeProbationPassed = "probation-passed"
-	// TypeCommit tells the new generation that it is now in charge.
+	// TypeCommit tells N+1 that it is now in charge. It is one-way: N
+	// sends nothing after it but TypeUpgrade.
 	TypeCommit = "commit"
-	// TypeRollback tells the new generation to drain and exit.
+	// TypeRollback tells N+1 to stop accepting, drain and exit.
 	TypeRollback = "rollback"
+	// TypeStopping says N+1 was stopped (Reason says why): before the
+	// commit it is a rollback; after it, N+1's end is not a failure.
+	TypeStopping = "stopping"
+	// TypeUpgrade asks a committed N+1 to upgrade in turn (a request N
+	// received after it handed over), once N has exited.
+	TypeUpgrade = "upgrade"
 )
 
 // ErrVersion is returned when the peer speaks another protocol version.

@@ -3,13 +3,14 @@
 package control
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/handoff-go/handoff/internal/proc"
 )
 
 func getpid() int  { return os.Getpid() }
@@ -46,9 +47,9 @@ func checkChild(c *net.UnixConn) (int, error) {
 	if int(cred.Uid) != os.Getuid() {
 		return 0, fmt.Errorf("control: peer pid %d runs as uid %d, not %d", cred.Pid, cred.Uid, os.Getuid())
 	}
-	ppid, err := parentOf(int(cred.Pid))
+	ppid, err := proc.ParentPID(int(cred.Pid))
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("control: read parent of %d: %w", cred.Pid, err)
 	}
 	if ppid != os.Getpid() {
 		return 0, fmt.Errorf("control: peer pid %d is not a child of %d", cred.Pid, os.Getpid())
@@ -65,22 +66,4 @@ func checkParent(c *net.UnixConn, ppid int) error {
 		return fmt.Errorf("control: listener is pid %d uid %d, expected parent %d uid %d", cred.Pid, cred.Uid, ppid, os.Getuid())
 	}
 	return nil
-}
-
-// parentOf reads the parent pid of pid from /proc.
-func parentOf(pid int) (int, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, fmt.Errorf("control: read parent of %d: %w", pid, err)
-	}
-	// The command name (field 2) is in parentheses and may contain spaces.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("control: malformed /proc/%d/stat", pid)
-	}
-	f := bytes.Fields(b[i+1:])
-	if len(f) < 2 {
-		return 0, fmt.Errorf("control: malformed /proc/%d/stat", pid)
-	}
-	return strconv.Atoi(string(f[1]))
 }

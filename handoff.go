@@ -1,0 +1,405 @@
+package handoff
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/handoff-go/handoff/signal"
+	"github.com/handoff-go/handoff/upgrader"
+)
+
+// Options configure Run. The zero value means all defaults. Each field means
+// what the field of the same name in upgrader.Options or signal.Options
+// means; they are repeated here so that one struct sets everything.
+type Options struct {
+	// PIDFile names the generation in charge (upgrader.Options.PIDFile).
+	// Under systemd set it to the unit's PIDFile=.
+	PIDFile string
+
+	// UpgradeTimeout bounds an upgrade from spawn to commit. Default
+	// upgrader.DefaultUpgradeTimeout.
+	UpgradeTimeout time.Duration
+	// Probation is how long a new generation serves under watch before it
+	// commits. Default 0: commit once ready.
+	Probation time.Duration
+	// HealthCheck is the readiness check of a generation: before it
+	// accepts, and during probation. Default: always healthy.
+	HealthCheck func(ctx context.Context) error
+	// HealthInterval is the period of health checks during probation.
+	// Default upgrader.DefaultHealthInterval.
+	HealthInterval time.Duration
+	// DrainTimeout bounds a generation's drain, after an upgrade or on a
+	// stop; connections left then are closed. Default
+	// upgrader.DefaultDrainTimeout.
+	DrainTimeout time.Duration
+	// IdleGrace: while draining, an idle HTTP/1 keep-alive connection is
+	// closed once it has been idle this long. Default
+	// listener.DefaultIdleGrace.
+	IdleGrace time.Duration
+	// SaveState returns a blob for the next generation, read there with
+	// upgrader.FromContext(ctx).State() or the Upgrader's State. Default:
+	// none.
+	SaveState func() ([]byte, error)
+	// MaxStateSize bounds the blob. Default upgrader.DefaultMaxStateSize.
+	MaxStateSize int
+	// ListenConfig creates the sockets that are not inherited.
+	ListenConfig *net.ListenConfig
+
+	// Setup, if set, is called once the Upgrader exists and before Run
+	// listens: open packet sockets (ListenPacket) or files (File) to hand
+	// over, read the State. An error stops Run before it serves.
+	Setup func(u *upgrader.Upgrader) error
+
+	// Reload, if set, is called for SIGUSR2 (hot swaps of bundles, flags,
+	// plugins), coalesced as signal.Run does. Default: SIGUSR2 is not
+	// handled.
+	Reload func(ctx context.Context) error
+
+	// UpgradeSignals, ReloadSignals, StopSignals and KillSignals replace the
+	// default signal lists (SIGHUP; SIGUSR2; SIGTERM and SIGINT; SIGQUIT).
+	UpgradeSignals, ReloadSignals, StopSignals, KillSignals []os.Signal
+
+	// Logger receives every event of the upgrader and the signals, and
+	// Run's own records. Nil means discard.
+	Logger *slog.Logger
+	// OnEvent, if set, is called for every upgrader event; it must not
+	// block.
+	OnEvent func(upgrader.Event)
+	// OnSignal, if set, is called for every signal event; it must not
+	// block.
+	OnSignal func(signal.Event)
+}
+
+// ListenAndServe serves srv on srv.Addr with every guarantee of Run. It is
+// Run(context.Background(), opts, HTTP(srv)).
+func ListenAndServe(srv *http.Server, opts Options) error {
+	return Run(context.Background(), opts, HTTP(srv))
+}
+
+// Run serves every server on its addresses and upgrades, drains and stops the
+// process when it is told to, losing no request:
+//
+//   - it listens on each address, or adopts the socket the previous
+//     generation or systemd's socket activation passed for it;
+//   - it handles signals from before the generation is ready: SIGHUP
+//     upgrades (to the binary at os.Args[0]), SIGUSR2 calls Options.Reload,
+//     SIGTERM or SIGINT (or ctx ending) stop gracefully, and a second one,
+//     or SIGQUIT, stops at once;
+//   - it runs the health check, starts accepting, holds the probation of a
+//     new generation, and takes charge (PID file, systemd's READY=1);
+//   - when a successor commits or a stop arrives, it drains every server
+//     (HTTP/1 connections end without losing a request, HTTP/2 and gRPC
+//     connections get a GOAWAY) and returns.
+//
+// Run returns nil after a graceful stop or once a successor has taken over:
+// the process should then exit 0. It returns an error if it could not start
+// (New, listening), if this generation failed before it took charge (a
+// failed health check, or a rollback by the previous generation, which keeps
+// serving), if a server failed, or, after an immediate stop, the
+// *signal.SignalError that caused it. Run is meant to be called once per
+// process (see upgrader.New).
+func Run(ctx context.Context, opts Options, servers ...Server) error {
+	if len(servers) == 0 {
+		return errors.New("handoff: Run needs a Server")
+	}
+	for _, s := range servers {
+		if s.serve == nil {
+			return errors.New("handoff: a Server must come from HTTP or GRPC")
+		}
+		if len(s.addrs) == 0 {
+			return fmt.Errorf("handoff: a %s Server has no address", s.name)
+		}
+	}
+	r := &runner{opts: opts, servers: append([]Server(nil), servers...), log: opts.Logger, drained: make(chan struct{})}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	r.drainTimeout = opts.DrainTimeout
+	if r.drainTimeout <= 0 {
+		r.drainTimeout = upgrader.DefaultDrainTimeout
+	}
+	return r.run(ctx)
+}
+
+// runner is one Run.
+type runner struct {
+	opts         Options
+	servers      []Server
+	log          *slog.Logger
+	drainTimeout time.Duration
+	upg          *upgrader.Upgrader
+
+	serving  sync.WaitGroup
+	serveErr chan error
+
+	kill       context.Context // cancelled, with the signal as cause, by an immediate stop
+	cancelKill context.CancelCauseFunc
+	drained    chan struct{} // closed once the last drain is over
+
+	cancelSignals context.CancelFunc
+	signalsDone   chan error
+}
+
+func (r *runner) run(ctx context.Context) (err error) {
+	upg, err := upgrader.New(upgrader.Options{
+		UpgradeTimeout: r.opts.UpgradeTimeout,
+		Probation:      r.opts.Probation,
+		HealthCheck:    r.opts.HealthCheck,
+		HealthInterval: r.opts.HealthInterval,
+		DrainTimeout:   r.opts.DrainTimeout,
+		IdleGrace:      r.opts.IdleGrace,
+		PIDFile:        r.opts.PIDFile,
+		SaveState:      r.opts.SaveState,
+		MaxStateSize:   r.opts.MaxStateSize,
+		ListenConfig:   r.opts.ListenConfig,
+		Logger:         r.log,
+		OnEvent:        r.opts.OnEvent,
+	})
+	if err != nil {
+		return err
+	}
+	r.upg = upg
+	r.log = r.log.With("generation", upg.Generation())
+	defer func() { err = errors.Join(err, upg.Close()) }()
+	r.kill, r.cancelKill = context.WithCancelCause(context.Background())
+	defer r.cancelKill(nil)
+
+	if r.opts.Setup != nil {
+		err = r.opts.Setup(upg)
+	}
+	var addrs []string
+	if err == nil {
+		addrs, err = r.listen()
+	}
+	if err == nil {
+		r.serve()
+		err = r.startSignals()
+	}
+	if err != nil {
+		upg.Stop()
+		_ = r.drain()
+		r.serving.Wait()
+		return err
+	}
+	defer r.stopSignals()
+
+	readyErr := upg.Ready(ctx)
+	if readyErr == nil {
+		r.log.Info("handoff: serving", "addr", addrs[0], "addrs", addrs)
+	} else {
+		r.log.Error("handoff: not ready", "error", readyErr)
+	}
+	var serveErr error
+	done, killed := ctx.Done(), r.kill.Done()
+	for {
+		select {
+		case <-upg.Exit():
+		case <-done:
+			done = nil
+			r.log.Info("handoff: stopping", "cause", context.Cause(ctx))
+			upg.Stop()
+			continue
+		case err := <-r.serveErr:
+			if serveErr == nil {
+				serveErr = err
+				r.log.Error("handoff: a server failed; stopping", "error", err)
+			}
+			upg.Stop()
+			continue
+		case <-killed:
+			killed = nil
+			upg.Stop()
+			continue
+		}
+		if err := r.drain(); errors.Is(err, upgrader.ErrReclaimed) {
+			r.log.Warn("handoff: the new generation died while this one drained; serving again")
+			continue
+		}
+		break
+	}
+	close(r.drained)
+	r.serving.Wait()
+	r.log.Info("handoff: exiting")
+	var se *signal.SignalError
+	switch {
+	case errors.As(context.Cause(r.kill), &se):
+		return se
+	case serveErr != nil:
+		return serveErr
+	case readyErr != nil && !errors.Is(readyErr, upgrader.ErrStopped):
+		return readyErr
+	}
+	return nil
+}
+
+// listen opens every server's sockets (or adopts inherited ones).
+func (r *runner) listen() (addrs []string, err error) {
+	for i := range r.servers {
+		s := &r.servers[i]
+		s.setup(r.upg)
+		for _, a := range s.addrs {
+			ln, err := listen(r.upg, a)
+			if err != nil {
+				return nil, fmt.Errorf("handoff: %s server: %w", s.name, err)
+			}
+			s.lns = append(s.lns, ln)
+			addrs = append(addrs, ln.Addr().String())
+		}
+	}
+	return addrs, nil
+}
+
+// serve starts every server on its listeners.
+func (r *runner) serve() {
+	n := 0
+	for _, s := range r.servers {
+		n += len(s.lns)
+	}
+	r.serveErr = make(chan error, n)
+	for _, s := range r.servers {
+		for _, ln := range s.lns {
+			r.serving.Add(1)
+			go func() {
+				defer r.serving.Done()
+				if err := s.serve(ln); !s.closed(err) {
+					r.serveErr <- fmt.Errorf("handoff: %s server on %s: %w", s.name, ln.Addr(), err)
+				}
+			}()
+		}
+	}
+}
+
+// drain ends this generation's connections: see Run.
+func (r *runner) drain() error {
+	ctx, cancel := context.WithTimeout(r.kill, r.drainTimeout)
+	defer cancel()
+	var early sync.WaitGroup
+	for _, s := range r.servers {
+		if !s.early {
+			continue
+		}
+		// Its stop cannot be undone: no taking charge again.
+		r.upg.Retire()
+		early.Add(1)
+		go func() {
+			defer early.Done()
+			r.upg.StopAccepting(ctx)
+			if err := s.stop(ctx); err != nil {
+				r.log.Warn("handoff: drain", "server", s.name, "error", err)
+			}
+		}()
+	}
+	stats, err := r.upg.Drain(ctx)
+	if errors.Is(err, upgrader.ErrReclaimed) {
+		return err
+	}
+	if err != nil {
+		r.log.Warn("handoff: drain ended at its deadline", "error", err, "forced", stats.Forced)
+	}
+	var late sync.WaitGroup
+	for _, s := range r.servers {
+		if s.early {
+			continue
+		}
+		late.Add(1)
+		go func() {
+			defer late.Done()
+			if err := s.stop(ctx); err != nil {
+				r.log.Warn("handoff: drain", "server", s.name, "error", err)
+			}
+		}()
+	}
+	late.Wait()
+	early.Wait()
+	return nil
+}
+
+// startSignals subscribes to the signals and returns once they are handled,
+// before the generation is ready: no signal finds its default disposition
+// once the PID file names this process.
+func (r *runner) startSignals() error {
+	ready := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancelSignals = cancel
+	r.signalsDone = make(chan error, 1)
+	on := r.opts.OnSignal
+	go func() {
+		r.signalsDone <- signal.Run(ctx, signal.Actions{
+			Upgrade: r.upgrade,
+			Reload:  r.opts.Reload,
+			Stop:    r.stop,
+			Kill:    r.immediate,
+		}, signal.Options{
+			Logger: r.log,
+			OnEvent: func(e signal.Event) {
+				if e.Kind == signal.EventReady {
+					close(ready)
+				}
+				if on != nil {
+					on(e)
+				}
+			},
+			UpgradeSignals: r.opts.UpgradeSignals,
+			ReloadSignals:  r.opts.ReloadSignals,
+			StopSignals:    r.opts.StopSignals,
+			KillSignals:    r.opts.KillSignals,
+		})
+	}()
+	select {
+	case <-ready:
+		return nil
+	case err := <-r.signalsDone:
+		cancel()
+		return err
+	}
+}
+
+func (r *runner) stopSignals() {
+	r.cancelSignals()
+	<-r.signalsDone
+}
+
+// upgrade is the upgrade signal's action. A stop signal cancels ctx: the
+// upgrade, if it has not committed, is rolled back at once by the stop (its
+// new process killed if it never served) rather than when it next answers.
+func (r *runner) upgrade(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() {
+		var se *signal.SignalError
+		if errors.As(context.Cause(ctx), &se) {
+			r.upg.Stop()
+		}
+	})
+	defer stop()
+	err := r.upg.Upgrade(ctx)
+	if err != nil {
+		r.log.Error("handoff: upgrade failed", "error", err)
+	}
+	return err
+}
+
+// stop is the graceful stop: it returns once the drain is over. An
+// immediate stop cancels ctx.
+func (r *runner) stop(ctx context.Context, cause error) error {
+	r.log.Info("handoff: stopping", "cause", cause)
+	r.upg.Stop()
+	select {
+	case <-r.drained:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// immediate is the immediate stop: every connection is closed now and Run
+// returns cause.
+func (r *runner) immediate(cause error) {
+	r.log.Warn("handoff: stopping at once", "cause", cause)
+	r.cancelKill(cause)
+}

@@ -1,0 +1,364 @@
+package upgrader
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/handoff-go/handoff/internal/control"
+)
+
+// The new generation's side of an upgrade (N+1, started by N):
+//
+//	New        dial N's control address: hello → welcome (generation,
+//	           probation, health interval, state blob)
+//	Ready      first health check → healthy; wait for accept; accept
+//	           connections; hold the probation under periodic health checks
+//	           → probation-passed; wait for commit: in charge
+//	           (unhealthy or stopping instead, when a check fails or Stop is
+//	           called; rollback from N ends it)
+//	after      the channel stays open: N may forward upgrade requests; its
+//	           EOF, confirmed by tableflip's pipe, is N's exit
+//
+// A new generation takes charge without a commit only when its parent is
+// known to be gone (tableflip's pipe from it reached EOF): then nobody else
+// serves. A broken channel with a live parent is a rollback.
+
+// parentGoneWait bounds the wait for tableflip's pipe to confirm that the
+// parent exited after the control channel broke: both close when the parent
+// process ends, a moment apart.
+const parentGoneWait = 2 * time.Second
+
+// Reports to the state machine.
+type (
+	parentMsg struct {
+		m   control.Message
+		err error
+	}
+	parentExited struct{}
+	probeDone    struct {
+		seq   uint64
+		err   error
+		atEnd bool
+	}
+	waitTimer struct {
+		seq  uint64
+		kind timerKind
+	}
+)
+
+type timerKind int
+
+const (
+	timerProbeTick timerKind = iota
+	timerProbationEnd
+	timerParentGone
+)
+
+// probeState is the probation's health checking.
+type probeState struct {
+	tick, end *time.Timer
+	running   bool // a check runs
+	endDue    bool // the window ended: the next check is the last
+	failed    bool // a check failed: wait for the rollback
+	passed    bool // probation-passed was sent
+}
+
+func (p *probeState) stop() {
+	if p.tick != nil {
+		p.tick.Stop()
+	}
+	if p.end != nil {
+		p.end.Stop()
+	}
+}
+
+// handshake introduces a new generation to its parent and reads its number,
+// probation and state. It runs in New, before the state machine starts.
+func (m *machine) handshake() error {
+	u := m.u
+	c, err := control.Dial(handshakeTimeout)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrMalformedEnvironment, err)
+	}
+	_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
+	if err := c.Send(control.Message{Type: control.TypeHello, PID: os.Getpid()}); err != nil {
+		c.Close()
+		return fmt.Errorf("%w: %w", ErrMalformedEnvironment, err)
+	}
+	msg, err := c.Receive()
+	if err == nil && msg.Type != control.TypeWelcome {
+		err = fmt.Errorf("expected %s, got %q", control.TypeWelcome, msg.Type)
+	}
+	if err != nil {
+		c.Close()
+		return fmt.Errorf("%w: control hand-shake: %w", ErrMalformedEnvironment, err)
+	}
+	_ = c.SetDeadline(time.Time{})
+	m.parent = c
+	u.gen = msg.Generation
+	u.state = msg.State
+	m.probation = msg.Probation
+	m.interval = u.opts.HealthInterval
+	if msg.Interval > 0 {
+		m.interval = msg.Interval
+	}
+	return nil
+}
+
+// watchParent starts the goroutines that report the parent's messages and
+// its exit.
+func (m *machine) watchParent() {
+	u := m.u
+	ctx, cancel := context.WithCancel(context.Background())
+	m.stopParent = cancel
+	p := m.parent
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		for {
+			msg, err := p.Receive()
+			if !u.send(parentMsg{m: msg, err: err}) || err != nil {
+				return
+			}
+		}
+	}()
+	u.goReport(func() any {
+		if err := u.tf.WaitForParent(ctx); err != nil && ctx.Err() != nil {
+			return nil // the machine ended first
+		}
+		return parentExited{}
+	})
+}
+
+func (m *machine) sendParent(msg control.Message) {
+	if m.parent == nil || m.parentGone || m.chanBroken {
+		return
+	}
+	if err := m.parent.Send(msg); err != nil {
+		m.u.log.Warn("handoff: control channel to the previous generation", "error", err)
+	}
+}
+
+// onReady: see Upgrader.Ready.
+func (m *machine) onReady(r *readyReq) {
+	u := m.u
+	if m.phase != phaseStarting {
+		r.reply <- m.refusal()
+		return
+	}
+	if r.health != nil {
+		err := fmt.Errorf("%w: %w", ErrUnhealthy, r.health)
+		if m.parent != nil {
+			m.sendParent(control.Message{Type: control.TypeUnhealthy, Reason: "health check failed: " + r.health.Error()})
+			m.retire(false, err)
+		} else {
+			m.retire(true, err)
+			m.finalStop()
+		}
+		r.reply <- err
+		return
+	}
+	if m.parent == nil || m.parentGone {
+		m.takeCharge(r)
+		return
+	}
+	if m.chanBroken {
+		// The parent lives on but its channel broke: it rolls back.
+		m.ready = r
+		m.retire(false, fmt.Errorf("%w: the control channel to the previous generation broke", ErrRolledBack))
+		return
+	}
+	m.ready = r
+	context.AfterFunc(r.ctx, func() { u.send(readyCtxDone{}) })
+	m.sendParent(control.Message{Type: control.TypeHealthy})
+}
+
+// takeCharge makes this generation the one in charge without a parent to
+// commit it: a first start, or a new generation whose parent vanished.
+func (m *machine) takeCharge(r *readyReq) {
+	u := m.u
+	start := time.Now()
+	if err := m.pid.claim(); err != nil {
+		if r != nil {
+			m.ready = r
+		}
+		m.retire(true, err)
+		m.finalStop()
+		return
+	}
+	if m.parent != nil {
+		// tableflip's readiness; the parent is gone, so an error writing
+		// to it means nothing.
+		_ = u.tf.Ready()
+		u.log.Warn("handoff: the previous generation went away during the upgrade; this generation takes charge", "generation", u.gen)
+	} else if err := u.tf.Ready(); err != nil {
+		u.log.Warn("handoff: tableflip readiness", "error", err)
+	}
+	m.probe.stop()
+	m.timerSeq++
+	u.setPaused(false)
+	if m.phase == phaseStarting {
+		u.emit(Event{Kind: EventReady, Generation: u.gen, PID: os.Getpid(), Duration: time.Since(u.created)})
+	}
+	m.phase = phaseInCharge
+	if m.parent != nil {
+		u.sdBecameMain()
+	}
+	u.sdReady()
+	u.emit(Event{Kind: EventCommitted, Generation: u.gen, PID: os.Getpid(), Duration: time.Since(start)})
+	if r == nil {
+		r, m.ready = m.ready, nil
+	}
+	if r != nil {
+		r.reply <- nil
+	}
+	m.releaseWaiting()
+}
+
+func (m *machine) onReadyCtxDone() {
+	if m.ready == nil || (m.phase != phaseStarting && m.phase != phaseProbation) {
+		return
+	}
+	cause := context.Cause(m.ready.ctx)
+	m.sendParent(control.Message{Type: control.TypeUnhealthy, Reason: "the new generation's Ready context ended: " + cause.Error()})
+	m.retire(false, fmt.Errorf("%w: Ready: %w", ErrRolledBack, cause))
+}
+
+// onParentMsg handles a message (or the end) of the control channel.
+func (m *machine) onParentMsg(r parentMsg) {
+	u := m.u
+	if r.err != nil {
+		if m.phase == phaseInCharge || m.phase == phaseRetired || m.parentGone {
+			return // the parent exits; tableflip's pipe will say so
+		}
+		// Before the commit: take charge only once the parent is known
+		// to be gone.
+		m.chanBroken = true
+		m.timerSeq++
+		m.after(parentGoneWait, waitTimer{seq: m.timerSeq, kind: timerParentGone})
+		u.log.Warn("handoff: control channel to the previous generation broke before the commit", "error", r.err)
+		return
+	}
+	switch r.m.Type {
+	case control.TypeAccept:
+		if m.phase != phaseStarting || m.ready == nil {
+			return
+		}
+		u.setPaused(false)
+		m.phase = phaseProbation
+		u.emit(Event{Kind: EventReady, Generation: u.gen, PID: os.Getpid(), Duration: time.Since(u.created)})
+		m.timerSeq++
+		m.probe = probeState{
+			tick: m.after(m.interval, waitTimer{seq: m.timerSeq, kind: timerProbeTick}),
+			end:  m.after(m.probation, waitTimer{seq: m.timerSeq, kind: timerProbationEnd}),
+		}
+	case control.TypeCommit:
+		if m.phase != phaseProbation {
+			return
+		}
+		// The point of no return for this generation: it is in charge.
+		m.probe.stop()
+		m.timerSeq++
+		if err := u.tf.Ready(); err != nil {
+			u.log.Warn("handoff: tableflip readiness after the commit", "error", err)
+		}
+		m.phase = phaseInCharge
+		u.emit(Event{Kind: EventCommitted, Generation: u.gen, PID: os.Getpid(), Duration: time.Since(u.created)})
+		if m.ready != nil {
+			m.ready.reply <- nil
+			m.ready = nil
+		}
+		m.releaseWaiting()
+	case control.TypeRollback:
+		if m.phase == phaseInCharge || m.phase == phaseRetired {
+			return
+		}
+		m.retire(false, fmt.Errorf("%w: %s", ErrRolledBack, r.m.Reason))
+	case control.TypeUpgrade:
+		// A request the parent received after it handed over.
+		m.onUpgrade(&upgradeReq{})
+	default:
+		u.log.Warn("handoff: unexpected control message from the previous generation", "type", r.m.Type)
+	}
+}
+
+// onParentExited: tableflip's pipe from the parent reached EOF.
+func (m *machine) onParentExited() {
+	u := m.u
+	m.parentGone = true
+	switch m.phase {
+	case phaseInCharge:
+		u.sdBecameMain()
+		u.emit(Event{Kind: EventParentExited, Generation: u.gen, PID: os.Getpid()})
+		m.releaseWaiting()
+	case phaseProbation:
+		m.takeCharge(nil)
+	case phaseStarting:
+		if m.ready != nil {
+			m.takeCharge(nil)
+		}
+		// Otherwise Ready takes charge when it passes its health check.
+	}
+}
+
+func (m *machine) onWaitTimer(t waitTimer) {
+	if t.seq != m.timerSeq {
+		return
+	}
+	switch t.kind {
+	case timerProbeTick:
+		m.startProbe(false)
+	case timerProbationEnd:
+		m.probe.tick.Stop()
+		m.probe.endDue = true
+		m.startProbe(true)
+	case timerParentGone:
+		if m.parentGone || m.phase == phaseInCharge || m.phase == phaseRetired {
+			return
+		}
+		m.retire(false, fmt.Errorf("%w: the control channel broke and the previous generation still runs", ErrRolledBack))
+	}
+}
+
+// startProbe runs a probation health check on a goroutine.
+func (m *machine) startProbe(atEnd bool) {
+	if m.phase != phaseProbation || m.probe.failed || m.probe.passed {
+		return
+	}
+	if m.probe.running {
+		return // onProbeDone starts the last check if the window ended
+	}
+	m.probe.running = true
+	u, seq, ctx := m.u, m.timerSeq, m.bg
+	u.goReport(func() any { return probeDone{seq: seq, err: u.check(ctx), atEnd: atEnd} })
+}
+
+func (m *machine) onProbeDone(r probeDone) {
+	if r.seq != m.timerSeq {
+		return
+	}
+	m.probe.running = false
+	if m.phase != phaseProbation || m.probe.failed {
+		return
+	}
+	switch {
+	case r.err != nil:
+		m.probe.failed = true
+		m.probe.stop()
+		when := "during probation"
+		if r.atEnd {
+			when = "at the end of probation"
+		}
+		m.sendParent(control.Message{Type: control.TypeUnhealthy, Reason: fmt.Sprintf("health check failed %s: %v", when, r.err)})
+	case r.atEnd:
+		m.probe.passed = true
+		m.sendParent(control.Message{Type: control.TypeProbationPassed})
+	case m.probe.endDue:
+		// The window ended while this check ran: one more, the last.
+		m.startProbe(true)
+	default:
+		m.probe.tick = m.after(m.interval, waitTimer{seq: m.timerSeq, kind: timerProbeTick})
+	}
+}

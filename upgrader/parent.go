@@ -1,0 +1,599 @@
+package upgrader
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/handoff-go/handoff/internal/control"
+)
+
+// The old generation's side of an upgrade (N starts N+1):
+//
+//	spawn      SaveState (checked against MaxStateSize); listen on the
+//	           control address; tableflip execs os.Args[0] with the fds;
+//	           N+1 says hello, N answers welcome
+//	init       N+1 initialises and runs its first health check → healthy;
+//	           N answers accept and pauses its own listeners
+//	probation  N+1 serves under health checks → probation-passed
+//	commit     N hands the PID file over, then sends commit: the point of
+//	           no return. N drains and exits; until its drain ends it
+//	           watches N+1 (successor) and takes charge again if N+1 dies.
+//
+// Any failure before the commit (N+1 exits, is unhealthy, stops, times out;
+// Stop or the caller's context in N) is a rollback: N resumes accepting first,
+// takes the PID file back, then ends N+1, gracefully if it serves (rollback,
+// then SIGKILL after DrainTimeout), at once otherwise. Upgrade returns only
+// once tableflip has reaped N+1: nothing an upgrade started outlives it.
+
+// attempt is one upgrade, from its trigger until its child is gone (after a
+// rollback) or has committed.
+type attempt struct {
+	id      int
+	callers []*upgradeReq
+	start   time.Time
+	gen     int
+	phase   Phase
+	state   []byte
+
+	ctl      *control.Listener
+	conn     *control.Conn
+	pid      int
+	accepted bool // accept was sent: the child may hold connections
+
+	deadline *time.Timer
+	kill     *time.Timer
+	search   *time.Timer
+
+	gone      chan struct{} // closed when the attempt ends without a commit: its child is gone
+	failed    bool
+	err       *UpgradeError
+	committed bool
+	tfDone    bool // tableflip's Upgrade returned
+	dying     bool // tableflip killed the child; waiting for it to be gone
+	chanErr   error
+}
+
+// successor is the generation this one committed to.
+type successor struct {
+	conn     *control.Conn
+	pid      int
+	gen      int
+	attempt  int  // the attempt that started it: its reader reports under that id
+	stopping bool // it said it stops: its end is not a death
+	gone     bool
+}
+
+// Reports from the goroutines of an attempt.
+type attemptReport struct {
+	id   int
+	kind reportKind
+	// stateSaved
+	state []byte
+	err   error
+	// hello
+	conn *control.Conn
+	pid  int
+	// childMsg
+	msg control.Message
+	// tfResult
+	tf *tfError
+}
+
+type reportKind int
+
+const (
+	repStateSaved reportKind = iota
+	repHello
+	repChildMsg
+	repTF
+	repDeadline
+	repKill
+	repSearch
+	repChanTimeout
+	repGone
+)
+
+// succReport is a message (or the end) of a committed successor's channel,
+// or tableflip's late word on it.
+type succReport struct {
+	msg control.Message
+	err error
+	tf  bool // from tableflip: the child exited after the commit
+}
+
+// goneTimeout bounds the wait for a killed child to be gone.
+const goneTimeout = 5 * time.Second
+
+// chanGrace is how long a broken control channel waits for tableflip to
+// report the child's exit, which explains more than the broken channel.
+const chanGrace = time.Second
+
+// startAttempt begins an upgrade for callers: SaveState runs on a goroutine,
+// then spawn.
+func (m *machine) startAttempt(callers []*upgradeReq) {
+	u := m.u
+	m.seq++
+	a := &attempt{id: m.seq, callers: callers, start: time.Now(), gen: u.gen + 1, phase: PhaseSpawn, gone: make(chan struct{})}
+	m.att = a
+	id := a.id
+	u.goReport(func() any {
+		// systemd reads the PID file when it reaps the ExecReload=
+		// process; let it do so before this upgrade can write the file.
+		u.sdBeforeUpgrade()
+		var state []byte
+		var err error
+		if u.opts.SaveState != nil {
+			if state, err = u.opts.SaveState(); err != nil {
+				err = fmt.Errorf("upgrader: SaveState: %w", err)
+			} else if len(state) > u.opts.MaxStateSize {
+				err = fmt.Errorf("%w: %d bytes, limit %d (Options.MaxStateSize)", ErrStateTooLarge, len(state), u.opts.MaxStateSize)
+			}
+		}
+		return attemptReport{id: id, kind: repStateSaved, state: state, err: err}
+	})
+}
+
+func (m *machine) onAttemptReport(r attemptReport) {
+	a := m.att
+	if r.kind == repChildMsg && m.succ != nil && r.id == m.succ.attempt {
+		m.onSuccReport(succReport{msg: r.msg, err: r.err})
+		return
+	}
+	if a == nil || r.id != a.id {
+		// A late report of a finished attempt: only its resources matter.
+		if r.conn != nil {
+			r.conn.Close()
+		}
+		return
+	}
+	switch r.kind {
+	case repStateSaved:
+		m.spawn(a, r)
+	case repHello:
+		m.onHello(a, r)
+	case repChildMsg:
+		m.onChildMsg(a, r)
+	case repTF:
+		m.onTF(a, r.tf)
+	case repDeadline:
+		if a.committed || a.failed {
+			return
+		}
+		if a.conn == nil {
+			m.fail(ErrTimeout, fmt.Sprintf("no contact within %s (Options.UpgradeTimeout): the new binary did not call upgrader.New", m.u.opts.UpgradeTimeout))
+		} else {
+			m.fail(ErrTimeout, fmt.Sprintf("not committed within %s (Options.UpgradeTimeout)", m.u.opts.UpgradeTimeout))
+		}
+	case repKill:
+		if !a.tfDone && a.pid != 0 {
+			m.u.log.Warn("handoff: new generation did not exit after the rollback; killing it", "generation", a.gen, "pid", a.pid)
+			_ = syscall.Kill(a.pid, syscall.SIGKILL)
+		}
+	case repSearch:
+		m.searchChild(a)
+	case repChanTimeout:
+		if !a.failed && !a.committed && a.chanErr != nil {
+			m.fail(ErrUnhealthy, "control channel: "+a.chanErr.Error())
+		}
+	case repGone:
+		m.finishAttempt(a.err)
+	}
+}
+
+// spawn starts the new process once the state is saved.
+func (m *machine) spawn(a *attempt, r attemptReport) {
+	u := m.u
+	if r.err == nil && (m.stopping || a.failed) {
+		r.err = ErrStopped
+	}
+	if r.err == nil {
+		a.ctl, r.err = control.Listen()
+		if r.err != nil {
+			r.err = fmt.Errorf("upgrader: %w", r.err)
+		}
+	}
+	if r.err != nil {
+		// Refused before anything started.
+		m.finishAttempt(r.err)
+		return
+	}
+	a.state = r.state
+	u.emit(Event{Kind: EventTriggered, Generation: a.gen, PID: os.Getpid()})
+	u.sdUpgrading(a.gen)
+	deadline := a.start.Add(u.opts.UpgradeTimeout)
+	a.deadline = m.after(time.Until(deadline), attemptReport{id: a.id, kind: repDeadline})
+	id, ctl, state, gen := a.id, a.ctl, a.state, a.gen
+	u.goReport(func() any { return attemptReport{id: id, kind: repTF, tf: tfUpgrade(u.tf)} })
+	u.goReport(func() any {
+		c, err := ctl.Accept(deadline)
+		if err != nil {
+			return attemptReport{id: id, kind: repHello, err: err}
+		}
+		pid := c.PeerPID
+		_ = c.SetDeadline(deadline)
+		msg, err := c.Receive()
+		if err == nil && msg.Type != control.TypeHello {
+			err = fmt.Errorf("expected %s, got %q", control.TypeHello, msg.Type)
+		}
+		if pid == 0 {
+			pid = msg.PID
+		}
+		if err == nil {
+			err = c.Send(control.Message{Type: control.TypeWelcome, Generation: gen,
+				Probation: u.opts.Probation, Interval: u.opts.HealthInterval, State: state})
+		}
+		_ = c.SetDeadline(time.Time{})
+		return attemptReport{id: id, kind: repHello, conn: c, pid: pid, err: err}
+	})
+}
+
+func (m *machine) onHello(a *attempt, r attemptReport) {
+	u := m.u
+	a.ctl.Close()
+	if r.conn == nil {
+		// Accept ended: our deadline (reported on its own) or the
+		// attempt's end closed the listener.
+		return
+	}
+	a.conn, a.pid = r.conn, r.pid
+	if r.err != nil {
+		if !a.failed {
+			m.fail(ErrUnhealthy, "control hand-shake: "+r.err.Error())
+		} else {
+			m.endChild(a)
+		}
+		return
+	}
+	if a.failed {
+		// Rolled back before it introduced itself: end it now.
+		m.endChild(a)
+		return
+	}
+	a.phase = PhaseInit
+	u.emit(Event{Kind: EventSpawned, Generation: a.gen, PID: a.pid, Duration: time.Since(a.start)})
+	u.sdSpawned(a.gen, a.pid)
+	c, id := a.conn, a.id
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		for {
+			msg, err := c.Receive()
+			if !u.send(attemptReport{id: id, kind: repChildMsg, msg: msg, err: err}) || err != nil {
+				return
+			}
+		}
+	}()
+}
+
+func (m *machine) onChildMsg(a *attempt, r attemptReport) {
+	u := m.u
+	if a.failed {
+		return
+	}
+	if r.err != nil {
+		// The child's exit (tableflip) explains more than a broken
+		// channel; give it a moment.
+		a.chanErr = r.err
+		m.after(chanGrace, attemptReport{id: a.id, kind: repChanTimeout})
+		return
+	}
+	switch r.msg.Type {
+	case control.TypeHealthy:
+		if err := a.conn.Send(control.Message{Type: control.TypeAccept}); err != nil {
+			m.fail(ErrUnhealthy, "control channel: "+err.Error())
+			return
+		}
+		// From here the child may hold connections.
+		a.accepted = true
+		u.setPaused(true)
+		a.phase = PhaseProbation
+		u.emit(Event{Kind: EventAccepting, Generation: a.gen, PID: a.pid, Duration: time.Since(a.start)})
+		u.sdAccepting(a.gen, a.pid)
+	case control.TypeUnhealthy:
+		if a.phase == PhaseProbation {
+			u.emit(Event{Kind: EventProbationFailed, Generation: a.gen, PID: a.pid, Err: fmt.Errorf("%w: %s", ErrUnhealthy, r.msg.Reason)})
+		}
+		m.fail(ErrUnhealthy, r.msg.Reason)
+	case control.TypeStopping:
+		m.fail(ErrStopped, "the new generation was stopped: "+r.msg.Reason)
+	case control.TypeProbationPassed:
+		u.emit(Event{Kind: EventProbationPassed, Generation: a.gen, PID: a.pid, Duration: u.opts.Probation})
+		m.commit(a)
+	default:
+		m.fail(ErrUnhealthy, fmt.Sprintf("unexpected control message %q", r.msg.Type))
+	}
+}
+
+// commit hands over to the new generation.
+func (m *machine) commit(a *attempt) {
+	u := m.u
+	a.phase = PhaseCommit
+	if err := m.sdCommitPIDFile(a.pid); err != nil {
+		m.fail(ErrPIDFile, err.Error())
+		return
+	}
+	if err := a.conn.Send(control.Message{Type: control.TypeCommit}); err != nil {
+		m.fail(ErrExited, "the commit could not be sent: "+err.Error())
+		return
+	}
+	// The point of no return: from here no timer, context, Stop or
+	// rollback acts on this upgrade. If the new generation dies now, that
+	// is a successor's death (onSuccReport), not a rollback.
+	a.committed = true
+	a.deadline.Stop()
+	m.phase = phaseHandedOver
+	m.succ = &successor{conn: a.conn, pid: a.pid, gen: a.gen, attempt: a.id}
+	u.emit(Event{Kind: EventCommitted, Generation: a.gen, PID: a.pid, Duration: time.Since(a.start)})
+	u.sdHandedOver(a.gen, a.pid)
+	u.closeExit()
+	for _, r := range a.callers {
+		m.reply(r, nil)
+	}
+	a.callers = nil
+	follow := m.follow
+	m.follow = nil
+	for _, r := range follow {
+		m.forward(r)
+	}
+	m.releaseWaiting()
+	if a.tfDone {
+		m.att = nil
+	}
+}
+
+// forward hands an upgrade request to the committed successor.
+func (m *machine) forward(r *upgradeReq) {
+	s := m.succ
+	if s == nil || s.gone || s.stopping {
+		m.reply(r, fmt.Errorf("%w: the new generation is gone or stopping", ErrUpgraded))
+		return
+	}
+	if err := s.conn.Send(control.Message{Type: control.TypeUpgrade}); err != nil {
+		m.reply(r, fmt.Errorf("%w: forwarding the request to generation %d: %w", ErrUpgraded, s.gen, err))
+		return
+	}
+	m.u.emit(Event{Kind: EventForwarded, Generation: s.gen, PID: s.pid})
+	m.reply(r, nil)
+}
+
+// onTF handles tableflip's end of the upgrade.
+func (m *machine) onTF(a *attempt, e *tfError) {
+	a.tfDone = true
+	if e != nil && (e.kind == tfTerminating || e.kind == tfTimedOut) && !a.committed {
+		// tableflip sent SIGKILL and returned: the child may still hold
+		// the sockets for a moment. The attempt ends when it is gone.
+		a.dying = true
+		if !a.failed {
+			m.failTF(a, e)
+		}
+		pid := a.pid
+		if pid == 0 {
+			pid = findChild()
+		}
+		id := a.id
+		m.u.goReport(func() any {
+			if pid > 0 {
+				waitGone(pid, goneTimeout)
+			}
+			return attemptReport{id: id, kind: repGone}
+		})
+		return
+	}
+	switch {
+	case a.committed:
+		m.att = nil
+		if e != nil {
+			m.onSuccReport(succReport{tf: true, err: e})
+		}
+	case e == nil && !a.failed:
+		// tableflip saw readiness without our commit: a binary that
+		// calls tableflip's Ready itself. tableflip has handed over and
+		// cannot go back, so neither can we.
+		m.u.log.Error("handoff: new generation signalled readiness before the commit; it is in charge", "generation", a.gen, "pid", a.pid)
+		if a.conn == nil {
+			m.finishAttempt(nil)
+			m.phase = phaseHandedOver
+			m.u.closeExit()
+			return
+		}
+		m.commit(a)
+	case a.failed:
+		m.finishAttempt(a.err)
+	default:
+		m.failTF(a, e)
+	}
+}
+
+// failTF turns tableflip's report of a failed upgrade into the rollback.
+func (m *machine) failTF(a *attempt, e *tfError) {
+	switch e.kind {
+	case tfExited:
+		m.fail(ErrExited, "")
+		a.err.Status, a.err.ExitCode = e.status, e.code
+		a.err.Err = fmt.Errorf("%w with %s", ErrExited, e.status)
+	case tfTimedOut:
+		m.fail(ErrTimeout, fmt.Sprintf("no contact within %s", m.u.opts.UpgradeTimeout+m.u.opts.DrainTimeout))
+	case tfTerminating:
+		m.fail(ErrStopped, "")
+	case tfCannotStart:
+		m.fail(ErrSpawn, e.Error())
+	default:
+		m.fail(ErrSpawn, e.Error())
+	}
+}
+
+// fail rolls the attempt back: this generation serves on, and the child is
+// ended. Upgrade is answered when tableflip has reaped the child.
+func (m *machine) fail(sentinel error, detail string) {
+	a, u := m.att, m.u
+	if a == nil || a.failed || a.committed {
+		return
+	}
+	a.failed = true
+	err := sentinel
+	if detail != "" {
+		err = fmt.Errorf("%w: %s", sentinel, detail)
+	}
+	a.err = &UpgradeError{Generation: a.gen, PID: a.pid, Phase: a.phase, ExitCode: -1, Err: err}
+	if a.deadline != nil {
+		a.deadline.Stop()
+	}
+	u.setPaused(m.phase != phaseInCharge)
+	if err := m.pid.reclaim(); err != nil {
+		u.log.Error("handoff: take the PID file back", "error", err)
+	}
+	if !m.stopping {
+		u.sdRolledBack(a.gen, a.err)
+	}
+	u.emit(Event{Kind: EventRolledBack, Generation: a.gen, PID: a.pid, Duration: time.Since(a.start), Err: a.err})
+	if a.dying {
+		return // finished once the child is gone (onTF)
+	}
+	if a.tfDone {
+		m.finishAttempt(a.err)
+		return
+	}
+	m.endChild(a)
+}
+
+// endChild makes sure the child of a failed attempt ends: gracefully if it
+// may hold connections, at once otherwise.
+func (m *machine) endChild(a *attempt) {
+	u := m.u
+	if a.tfDone {
+		return
+	}
+	if a.conn != nil {
+		_ = a.conn.Send(control.Message{Type: control.TypeRollback, Reason: a.err.Error()})
+		if a.accepted {
+			if a.kill == nil {
+				a.kill = m.after(u.opts.DrainTimeout, attemptReport{id: a.id, kind: repKill})
+			}
+			return
+		}
+		if a.pid != 0 {
+			_ = syscall.Kill(a.pid, syscall.SIGKILL)
+			return
+		}
+	}
+	// The child never introduced itself.
+	if m.stopping {
+		u.tf.Stop() // kills it; the service stops anyway
+		return
+	}
+	m.searchChild(a)
+}
+
+// searchChild looks for the child of an attempt that never introduced itself
+// and kills it; it looks again every searchEvery until tableflip reports it
+// gone (tableflip's own timeout kills it where it cannot be found).
+func (m *machine) searchChild(a *attempt) {
+	if a.tfDone || a.conn != nil {
+		return
+	}
+	if pid := findChild(); pid > 0 {
+		a.pid = pid
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		return
+	}
+	if canFindChild {
+		a.search = m.after(searchEvery, attemptReport{id: a.id, kind: repSearch})
+	}
+}
+
+// searchEvery is the period of searchChild. There is no event for a process
+// being started by another goroutine's fork, so it polls.
+const searchEvery = 20 * time.Millisecond
+
+// finishAttempt ends an attempt that did not commit: its child is gone.
+func (m *machine) finishAttempt(err error) {
+	a := m.att
+	m.att = nil
+	close(a.gone)
+	for _, t := range []*time.Timer{a.deadline, a.kill, a.search} {
+		if t != nil {
+			t.Stop()
+		}
+	}
+	if a.ctl != nil {
+		a.ctl.Close()
+	}
+	if a.conn != nil {
+		a.conn.Close()
+	}
+	for _, r := range a.callers {
+		m.reply(r, err)
+	}
+	if m.stopping {
+		if m.phase == phaseInCharge {
+			m.finalStop()
+		}
+		return
+	}
+	if follow := m.follow; len(follow) > 0 {
+		// The follow-up runs after a failure too: the request may bring
+		// the fixed binary.
+		m.follow = nil
+		m.startAttempt(follow)
+	}
+}
+
+// onSuccReport watches the committed successor until this generation's drain
+// ends.
+func (m *machine) onSuccReport(r succReport) {
+	s, u := m.succ, m.u
+	if s == nil || s.gone {
+		return
+	}
+	if r.err == nil {
+		switch r.msg.Type {
+		case control.TypeStopping:
+			s.stopping = true
+		default:
+			u.log.Warn("handoff: unexpected control message from the new generation", "type", r.msg.Type)
+		}
+		return
+	}
+	s.gone = true
+	why := fmt.Errorf("generation %d (pid %d) died: %v", s.gen, s.pid, r.err)
+	if s.stopping {
+		why = fmt.Errorf("generation %d (pid %d) was stopped", s.gen, s.pid)
+	}
+	u.emit(Event{Kind: EventSuccessorExited, Generation: s.gen, PID: s.pid, Err: why})
+	if s.stopping {
+		return
+	}
+	if m.phase != phaseHandedOver || m.retired || m.stopping {
+		u.log.Error("handoff: the new generation died and this one no longer serves: nothing serves now", "generation", s.gen, "pid", s.pid)
+		return
+	}
+	m.reclaim(why)
+}
+
+// reclaim puts this generation back in charge after its successor died
+// while it drained.
+func (m *machine) reclaim(why error) {
+	u := m.u
+	m.phase = phaseInCharge
+	m.noUpgrade = fmt.Errorf("%w: this generation took charge again after its successor died, and cannot start another one; restart the service to upgrade", ErrUpgraded)
+	u.mu.Lock()
+	u.paused = false
+	for _, ln := range u.listeners {
+		ln.Undrain()
+		ln.Resume()
+	}
+	u.exitC = make(chan struct{})
+	u.mu.Unlock()
+	if err := m.pid.reclaim(); err != nil {
+		u.log.Error("handoff: take the PID file back", "error", err)
+	}
+	// The drain in progress (or the next one) is called off.
+	m.reclaimed = true
+	if m.drainCancel != nil {
+		m.drainCancel(ErrReclaimed)
+	}
+	u.sdReclaimed()
+	u.emit(Event{Kind: EventReclaimed, Generation: u.gen, PID: os.Getpid(), Err: why})
+}
