@@ -332,7 +332,9 @@ func TestTermNewGenerationInProbation(t *testing.T) {
 	s.Signal(old, syscall.SIGHUP)
 	newPID := s.WaitRecord(from, 30*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Event == "accepting" }).TargetPID
 	s.Signal(newPID, syscall.SIGTERM)
-	r := s.WaitRecord(from, 30*time.Second, func(r servertest.Record) bool { return r.PID == old && (r.Event == "rolled-back" || r.Event == "committed") })
+	r := s.WaitRecord(from, 30*time.Second, func(r servertest.Record) bool {
+		return r.PID == old && (r.Event == "rolled-back" || r.Event == "committed")
+	})
 	require.Equal(t, "rolled-back", r.Event, r.Raw)
 	assert.Contains(t, r.Error, "stopped")
 	// The old generation reaps it; only its end is seen here.

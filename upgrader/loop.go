@@ -100,8 +100,8 @@ type machine struct {
 	drainCancel context.CancelCauseFunc // set while Drain runs
 	reclaimed   bool                    // this generation took charge again during the drain
 	closing     *closeReq
-	bg       context.Context // cancelled when the machine ends
-	cancelBG context.CancelFunc
+	bg          context.Context // cancelled when the machine ends
+	cancelBG    context.CancelFunc
 }
 
 func (m *machine) run() {

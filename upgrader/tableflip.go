@@ -19,15 +19,15 @@ import (
 type tfKind int
 
 const (
-	tfOther        tfKind = iota // anything else: the text is the detail
-	tfExited                     // the child exited before it was ready
-	tfTimedOut                   // tableflip's own timeout killed the child
-	tfTerminating                // tableflip's Stop interrupted the upgrade (and killed the child)
-	tfCannotStart                // the child could not be started
-	tfParentAlive                // refused: this process's own parent has not exited yet
-	tfUpgraded                   // refused: this process already handed over
-	tfBusy                       // refused: another upgrade runs
-	tfNotReady                   // refused: Ready was not called
+	tfOther       tfKind = iota // anything else: the text is the detail
+	tfExited                    // the child exited before it was ready
+	tfTimedOut                  // tableflip's own timeout killed the child
+	tfTerminating               // tableflip's Stop interrupted the upgrade (and killed the child)
+	tfCannotStart               // the child could not be started
+	tfParentAlive               // refused: this process's own parent has not exited yet
+	tfUpgraded                  // refused: this process already handed over
+	tfBusy                      // refused: another upgrade runs
+	tfNotReady                  // refused: Ready was not called
 )
 
 // tfError is tableflip's error, classified.
