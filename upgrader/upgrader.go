@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -144,11 +145,12 @@ type Upgrader struct {
 	wg       sync.WaitGroup
 
 	// mu guards what the methods read without asking the state machine.
-	mu        sync.Mutex
-	listeners []*listener.Listener
-	paused    bool          // listeners do not accept (before Ready, during an upgrade)
-	exitC     chan struct{} // closed when this generation must drain
-	drain     *drainRun     // the drain in progress or done, nil if none
+	mu         sync.Mutex
+	listeners  []*listener.Listener
+	listenKeys map[string]int // Listen calls per network and address
+	paused     bool           // listeners do not accept (before Ready, during an upgrade)
+	exitC      chan struct{}  // closed when this generation must drain
+	drain      *drainRun      // the drain in progress or done, nil if none
 
 	readyOnce sync.Once
 	readyErr  error
@@ -276,7 +278,26 @@ func (u *Upgrader) Listen(network, addr string) (*listener.Listener, error) {
 	if ln, ok := u.sdActivated(network, addr); ok {
 		return u.track(ln), nil
 	}
-	inner, err := u.tf.Listen(network, addr)
+	// tableflip hands sockets over by network and address: the n-th call
+	// for the same pair (several listeners on port 0) gets a key of its
+	// own, so each generation finds each socket at the same call.
+	key := addr
+	u.mu.Lock()
+	if u.listenKeys == nil {
+		u.listenKeys = map[string]int{}
+	}
+	if n := u.listenKeys[network+" "+addr]; n > 0 && network != "unix" && network != "unixpacket" {
+		key = addr + "#" + strconv.Itoa(n)
+	}
+	u.listenKeys[network+" "+addr]++
+	u.mu.Unlock()
+	lc := u.opts.ListenConfig
+	if lc == nil {
+		lc = &net.ListenConfig{}
+	}
+	inner, err := u.tf.ListenWithCallback(network, key, func(network, _ string) (net.Listener, error) {
+		return lc.Listen(context.Background(), network, addr)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("upgrader: listen %s %s: %w", network, addr, err)
 	}

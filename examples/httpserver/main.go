@@ -56,7 +56,8 @@ func run() int {
 		unixPath       = flag.String("unix", "", "also serve HTTP on this unix socket path")
 		udpAddr        = flag.String("udp", "", "also answer UDP datagrams on this address (echo with pid)")
 		grpcAddr       = flag.String("grpc", "", "also serve gRPC (a test service and health) on this address")
-		tlsCert        = flag.String("tls-cert", "", "serve HTTPS (HTTP/1.1 and HTTP/2) on -addr with this certificate")
+		tlsAddr        = flag.String("tls-addr", "", "also serve HTTPS (HTTP/1.1 and HTTP/2) on this address, with -tls-cert and -tls-key")
+		tlsCert        = flag.String("tls-cert", "", "the certificate of -tls-addr")
 		tlsKey         = flag.String("tls-key", "", "the key of -tls-cert")
 		h2c            = flag.Bool("h2c", false, "also accept HTTP/2 without TLS (prior knowledge) on -addr and -unix")
 		pidFile        = flag.String("pidfile", "", "write the pid of the generation in charge here")
@@ -101,17 +102,6 @@ func run() int {
 		srv.Protocols.SetHTTP1(true)
 		srv.Protocols.SetUnencryptedHTTP2(true)
 	}
-	if *tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
-		if err != nil {
-			log.Error("cannot load the certificate", "error", err)
-			return 1
-		}
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
-		if *h2c {
-			srv.Protocols.SetHTTP2(true)
-		}
-	}
 	addrs := []string{*addr}
 	if *activatedName != "" {
 		// Under socket activation a plain address adopts the passed
@@ -122,6 +112,16 @@ func run() int {
 		addrs = append(addrs, "unix:"+*unixPath)
 	}
 	servers := []handoff.Server{handoff.HTTP(srv, addrs...)}
+	if *tlsAddr != "" {
+		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			log.Error("cannot load the certificate", "error", err)
+			return 1
+		}
+		tsrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+			TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
+		servers = append(servers, handoff.HTTP(tsrv, *tlsAddr))
+	}
 	if *grpcAddr != "" {
 		gs := grpc.NewServer()
 		grpcload.Register(gs)

@@ -30,15 +30,16 @@ const (
 
 // Record is one JSON log line of a server process.
 type Record struct {
-	Msg       string `json:"msg"`
-	PID       int    `json:"pid"`
-	Gen       int    `json:"generation"`
-	Event     string `json:"event"`
-	TargetPID int    `json:"target_pid"`
-	Error     string `json:"error"`
-	Addr      string `json:"addr"`
-	Forced    int    `json:"forced"`
-	Raw       string `json:"-"`
+	Msg       string   `json:"msg"`
+	PID       int      `json:"pid"`
+	Gen       int      `json:"generation"`
+	Event     string   `json:"event"`
+	TargetPID int      `json:"target_pid"`
+	Error     string   `json:"error"`
+	Addr      string   `json:"addr"`
+	Addrs     []string `json:"addrs"`
+	Forced    int      `json:"forced"`
+	Raw       string   `json:"-"`
 }
 
 // Server is a running server and its later generations.
