@@ -29,7 +29,7 @@ var rules = []struct {
 	{"upgrader/upgradertest", []string{"upgrader", "golang.org/x/net"}},
 	{"upgrader", []string{"listener", "internal/*", "github.com/cloudflare/tableflip", "golang.org/x/sys"}},
 	{"signal", nil},
-	{"reload", []string{"github.com/fsnotify/fsnotify", "golang.org/x/sync"}},
+	{"reload", []string{"github.com/fsnotify/fsnotify"}},
 	{"bundle", []string{"reload"}},
 	{"plugin", []string{"reload", "github.com/hashicorp/go-plugin", "github.com/hashicorp/go-hclog", "google.golang.org/grpc", "google.golang.org/protobuf"}},
 	{"plugin/internal/*", []string{"plugin", "github.com/hashicorp/go-plugin", "github.com/hashicorp/go-hclog", "google.golang.org/grpc", "google.golang.org/protobuf"}},

@@ -1,6 +1,13 @@
 // Package handoff is a library for zero-downtime deployments inside a Go
-// service. This root package holds no code: it documents the model and points
-// to the packages that implement it.
+// service. This root package is the one call for the common case, Run (and
+// ListenAndServe for one http.Server): it serves http.Servers and gRPC
+// servers with every guarantee of the packages below, composed so that the
+// shortest program is the correct one:
+//
+//	srv := &http.Server{Addr: ":8080", Handler: mux}
+//	if err := handoff.ListenAndServe(srv, handoff.Options{PIDFile: "/run/app/app.pid"}); err != nil {
+//		log.Fatal(err)
+//	}
 //
 // # The model
 //
@@ -20,6 +27,7 @@
 //
 // # Packages
 //
+//   - handoff (this package): Run, ListenAndServe, HTTP, GRPC.
 //   - upgrader: the process hand-over (New, Listen, Ready, Upgrade, Drain, Stop).
 //   - listener: tracked listeners and connections, pause/resume, Drain, the http.Server glue.
 //   - signal: OS signals to actions, with coalescing of signal storms.
@@ -29,15 +37,18 @@
 //
 // # Signals
 //
-// The signal package maps, by default:
+// Run handles, by default:
 //
 //	SIGHUP           upgrade: start the new binary as the next generation
-//	SIGUSR2          reload: hot-swap bundles, flags or plugins (if the program sets it)
+//	SIGUSR2          reload: Options.Reload hot-swaps bundles or plugins (if set)
 //	SIGTERM, SIGINT  graceful stop: drain, then exit 0
-//	second SIGTERM   immediate stop (also SIGQUIT)
+//	second SIGTERM   immediate stop (also SIGQUIT): Run returns the signal's error
 //
 // Upgrade signals that arrive while an upgrade runs collapse into one
-// follow-up upgrade.
+// follow-up upgrade, carried out on the newest binary by the generation in
+// charge when the running one ends. A stop that arrives during an upgrade,
+// before its commit, rolls it back and stops; after the commit it ends the
+// old generation only. Once the commit is sent nothing rolls it back.
 //
 // # systemd
 //

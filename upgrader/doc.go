@@ -3,30 +3,65 @@
 //
 // On Upgrade (usually from SIGHUP) the running generation N starts the binary
 // at os.Args[0] as generation N+1 and hands it every socket registered with
-// Listen, ListenPacket and File, a control channel, and an optional state
-// blob. N+1 adopts the sockets (it never binds an inherited address again),
-// runs its health check in Ready and starts accepting; N stops accepting
-// (paused, not closed) and watches N+1 through a probation window. If N+1
-// exits, hangs past UpgradeTimeout, or reports unhealthy before the window
-// ends, N resumes accepting and ends N+1: a rollback, reported with its
-// reason, after which N can upgrade again. Otherwise N+1 commits: it writes
-// the PID file and tells N, whose Exit channel closes; N drains (Drain) and
-// exits.
+// Listen, ListenActivated, ListenPacket and File, a control channel, and an
+// optional state blob. N+1 adopts the sockets (it never binds an inherited
+// address again), runs its health check in Ready and, once N lets it, starts
+// accepting; N stops accepting (paused, not closed) and watches N+1 through a
+// probation window. If N+1 exits, hangs past UpgradeTimeout, reports
+// unhealthy or is stopped before the window ends, N resumes accepting and
+// ends N+1: a rollback, reported with its reason, after which N can upgrade
+// again. Otherwise N commits: it hands the PID file over and tells N+1, whose
+// Ready returns; N's Exit channel closes, N drains (Drain) and exits. Until
+// its drain ends N watches N+1, and takes charge again if N+1 dies.
 //
-// A server using it looks like this:
+// Most programs should not compose this by hand: the root package's
+// handoff.Run (and ListenAndServe) serves http.Servers and gRPC servers on an
+// Upgrader with the signals, the drain order and every sequence of a
+// deployment handled. This package is for the programs that need the parts.
+//
+// # Composing it by hand
+//
+// The order matters; each step below is there because a deployment can send
+// signals at any moment:
 //
 //	upg, err := upgrader.New(upgrader.Options{PIDFile: "/run/app.pid"})
 //	...
 //	defer upg.Close()
-//	ln, err := upg.Listen("tcp", ":8080")
+//	ln, err := upg.Listen("tcp", ":8080") // adopted on an upgrade
 //	srv := &http.Server{Handler: h}
-//	listener.ConfigureServer(srv)
+//	listener.ConfigureServer(srv)     // Connection: close while draining
 //	go srv.Serve(ln)
-//	if err := upg.Ready(ctx); err != nil { ... } // Exit is closed
-//	go signal.Run(ctx, signal.Actions{Upgrade: upg.Upgrade, Stop: ...})
-//	<-upg.Exit()
-//	upg.Drain(ctx)
-//	srv.Shutdown(ctx)
+//	// Subscribe to signals before Ready: the PID file names this process
+//	// from the commit on, and a SIGHUP must not meet Go's default action.
+//	// Stop must return only once the drain is over, or a second signal
+//	// during the drain would find no handler.
+//	go signal.Run(ctx, signal.Actions{Upgrade: upg.Upgrade, Stop: stopAndWaitForDrain}, ...)
+//	if err := upg.Ready(ctx); err != nil { ... } // Exit is closed: drain
+//	for {
+//		<-upg.Exit()
+//		if _, err := upg.Drain(ctx); errors.Is(err, upgrader.ErrReclaimed) {
+//			continue // the successor died: this generation serves on
+//		}
+//		break
+//	}
+//	srv.Shutdown(ctx) // GOAWAY to HTTP/2 connections; nothing else is left
+//
+// The package's Example is this program in full.
+//
+// # Ownership and the one-way commit
+//
+// One goroutine owns the state of a generation; the methods send it
+// requests. Upgrade calls never overlap: a call made during an upgrade joins
+// the one follow-up that runs after it, on the newest binary, by whichever
+// generation is in charge when it ends (the old one after a rollback; after a
+// commit the old one forwards the request and the new one carries it out
+// once the old one has exited). The commit is one-way: once N has sent it,
+// no cancellation, Stop or timeout rolls back. A Stop before it rolls the
+// upgrade back (the new process is ended, gracefully if it serves) and stops
+// N; a Stop after it ends N only, which was draining anyway.
+//
+// A new generation takes charge only when its parent is known to be gone
+// (tableflip's pipe from the parent reached EOF): then nothing else serves.
 //
 // # The process is the unit
 //
@@ -39,13 +74,24 @@
 // Linux) whose peer credentials are checked: only a child of this process, as
 // the same user, can speak for the new generation.
 //
+// # systemd
+//
+// Under NOTIFY_SOCKET the generation that is systemd's main process sends
+// READY=1, RELOADING=1 with MONOTONIC_USEC around each upgrade, STATUS=
+// lines, STOPPING=1 and watchdog pings. The main PID moves through the PID
+// file, never MAINPID=; see systemd.go for why and examples/systemd for the
+// units. Sockets passed by socket activation are adopted by address (Listen)
+// or by name (ListenActivated).
+//
 // # Caveats
 //
 // Upgrades exec os.Args[0]: a binary started with "go run" lives in a
-// temporary directory that is gone by then; build it. A new generation that
-// hangs before it calls New cannot be told apart from other children of the
-// process, so it is killed only when UpgradeTimeout+DrainTimeout have
-// passed. Packet sockets (UDP) are shared by both generations during the
-// upgrade; stop reading in the old one when Exit is closed. Upgrades are not
-// supported on Windows (New returns ErrNotSupported).
+// temporary directory that is gone by then; build it. A new binary that never
+// calls New is found in /proc and killed at UpgradeTimeout on Linux;
+// elsewhere tableflip's own timeout (UpgradeTimeout+DrainTimeout+1s) kills
+// it. Packet sockets (UDP) are shared by both generations during the
+// upgrade; stop reading in the old one when Exit is closed. A generation
+// that took charge again after its successor died cannot start another one
+// (tableflip has handed over): it serves until it is restarted. Upgrades are
+// not supported on Windows (New returns ErrNotSupported).
 package upgrader
