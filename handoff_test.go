@@ -473,3 +473,33 @@ func TestNeverContacts(t *testing.T) {
 	s.Upgrade()
 	assert.Zero(t, s.Stop())
 }
+
+// TestTermNewGenerationWhileOldDrains: SIGTERM to the new generation after
+// the commit, while the old one still drains a stream, is a stop of the
+// service, not a death: the old one finishes its stream and exits without
+// taking charge again, and nothing is left.
+func TestTermNewGenerationWhileOldDrains(t *testing.T) {
+	s, _ := servertest.Start(t, httpserver, servertest.Options{Args: []string{"-drain-timeout", "30s"}})
+	old := s.PID()
+	base := servertest.CountSockets(old)
+	stream := upgradertest.Config{Addr: s.Addr, Workers: map[upgradertest.Kind]int{upgradertest.Stream: 1}, StreamTime: 3 * time.Second, MaxRequests: 1}
+	stopStream := startLoad(stream)
+	servertest.WaitSockets(t, old, base+1)
+	from := s.Mark()
+	s.Install("")
+	s.Signal(old, syscall.SIGHUP)
+	newPID := s.WaitRecord(from, 30*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Event == "committed" && r.TargetPID != old }).TargetPID
+	s.WaitPIDFile(newPID, 10*time.Second)
+	s.Signal(newPID, syscall.SIGTERM)
+	r := s.WaitRecord(from, 10*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Event == "successor-exited" })
+	assert.Contains(t, r.Error, "was stopped")
+	assert.Zero(t, s.WaitExit(old, 30*time.Second))
+	res := stopStream()
+	assert.Zero(t, res.Failed(), "the stream on the old generation: %s", res.FirstFailures(5))
+	for _, rec := range s.RecordsSince(from) {
+		assert.NotEqual(t, "reclaimed", rec.Event, rec.Raw)
+	}
+	ended(t, s, []int{newPID}, 10*time.Second)
+	_, err := os.Stat(s.PIDFile)
+	assert.True(t, os.IsNotExist(err), "the PID file is left: %v", err)
+}

@@ -275,6 +275,8 @@ func (m *machine) onStop() {
 	case phaseInCharge:
 		u.emit(Event{Kind: EventStopping, Generation: u.gen, PID: os.Getpid()})
 		u.sdStopping()
+		// A parent still draining must not take this stop for a death.
+		m.sendParent(control.Message{Type: control.TypeStopping, Reason: "stopped"})
 		if a := m.att; a != nil && !a.committed {
 			// The final stop waits for the new process to be gone
 			// (finishAttempt); this generation drains meanwhile.
