@@ -137,7 +137,7 @@ func (m *machine) sendParent(msg control.Message) {
 		return
 	}
 	if err := m.parent.Send(msg); err != nil {
-		m.u.log.Warn("handoff: control channel to the previous generation", "error", err)
+		m.u.log.Warn("upgrader: control channel to the previous generation", "error", err)
 	}
 }
 
@@ -192,9 +192,9 @@ func (m *machine) takeCharge(r *readyReq) {
 		// tableflip's readiness; the parent is gone, so an error writing
 		// to it means nothing.
 		_ = u.tf.Ready()
-		u.log.Warn("handoff: the previous generation went away during the upgrade; this generation takes charge", "generation", u.gen)
+		u.log.Warn("upgrader: the previous generation went away during the upgrade; this generation takes charge", "generation", u.gen)
 	} else if err := u.tf.Ready(); err != nil {
-		u.log.Warn("handoff: tableflip readiness", "error", err)
+		u.log.Warn("upgrader: tableflip readiness", "error", err)
 	}
 	m.probe.stop()
 	m.timerSeq++
@@ -238,7 +238,7 @@ func (m *machine) onParentMsg(r parentMsg) {
 		m.chanBroken = true
 		m.timerSeq++
 		m.after(parentGoneWait, waitTimer{seq: m.timerSeq, kind: timerParentGone})
-		u.log.Warn("handoff: control channel to the previous generation broke before the commit", "error", r.err)
+		u.log.Warn("upgrader: control channel to the previous generation broke before the commit", "error", r.err)
 		return
 	}
 	switch r.m.Type {
@@ -262,7 +262,7 @@ func (m *machine) onParentMsg(r parentMsg) {
 		m.probe.stop()
 		m.timerSeq++
 		if err := u.tf.Ready(); err != nil {
-			u.log.Warn("handoff: tableflip readiness after the commit", "error", err)
+			u.log.Warn("upgrader: tableflip readiness after the commit", "error", err)
 		}
 		m.phase = phaseInCharge
 		u.emit(Event{Kind: EventCommitted, Generation: u.gen, PID: os.Getpid(), Duration: time.Since(u.created)})
@@ -280,7 +280,7 @@ func (m *machine) onParentMsg(r parentMsg) {
 		// A request the parent received after it handed over.
 		m.onUpgrade(&upgradeReq{})
 	default:
-		u.log.Warn("handoff: unexpected control message from the previous generation", "type", r.m.Type)
+		u.log.Warn("upgrader: unexpected control message from the previous generation", "type", r.m.Type)
 	}
 }
 

@@ -99,6 +99,8 @@ func (k EventKind) String() string {
 // logged through Options.Logger.
 type Event struct {
 	Kind EventKind
+	// Time is when it happened.
+	Time time.Time
 	// Generation the event is about: the new one for spawn, accepting,
 	// probation, commit, rollback, forwarded and successor-exited; this
 	// process's own for drain, ready, parent-exited, stopping and
@@ -108,13 +110,15 @@ type Event struct {
 	PID int
 	// Duration of the phase that ended; see each kind.
 	Duration time.Duration
-	// Err is the reason of a rollback or a failed probation.
+	// Err is the reason of a rollback, a failed probation, a successor's
+	// end, or the socket systemd passed in vain.
 	Err error
 	// Drain holds the counts of EventDrainFinished.
 	Drain listener.DrainStats
 }
 
 func (u *Upgrader) emit(e Event) {
+	e.Time = time.Now()
 	attrs := []slog.Attr{
 		slog.String("event", e.Kind.String()),
 		slog.Int("generation", e.Generation),
@@ -137,7 +141,7 @@ func (u *Upgrader) emit(e Event) {
 			level = slog.LevelWarn
 		}
 	}
-	u.log.LogAttrs(context.Background(), level, "handoff: "+e.Kind.String(), attrs...)
+	u.log.LogAttrs(context.Background(), level, "upgrader: "+e.Kind.String(), attrs...)
 	if u.opts.OnEvent != nil {
 		u.opts.OnEvent(e)
 	}

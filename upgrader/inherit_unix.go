@@ -9,10 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// sentinelEnv is the variable tableflip sets in a process it starts; with it
-// set, fds 3 and 4 must be the pipes to the parent.
-const sentinelEnv = "TABLEFLIP_HAS_PARENT_7DIU3"
-
 // checkInherited refuses, with a clear error, a process that claims a parent
 // but lacks the pipes a parent passes: reading them would otherwise fail
 // obscurely or block on an unrelated fd.
@@ -31,3 +27,6 @@ func checkInherited() error {
 	}
 	return nil
 }
+
+// kill sends SIGKILL to pid.
+func kill(pid int) { _ = unix.Kill(pid, unix.SIGKILL) }

@@ -244,7 +244,7 @@ func (m *machine) reply(r *upgradeReq, err error) {
 		return
 	}
 	if err != nil {
-		m.u.log.Error("handoff: upgrade requested by the previous generation failed", "error", err)
+		m.u.log.Error("upgrader: upgrade requested by the previous generation failed", "error", err)
 	}
 }
 
@@ -381,7 +381,7 @@ func (m *machine) onDrainEnd(r drainEnd) bool {
 	u.emit(Event{Kind: EventDrainFinished, Generation: u.gen, PID: os.Getpid(), Duration: r.res.stats.Duration, Drain: r.res.stats, Err: r.res.err})
 	if m.phase == phaseHandedOver {
 		if err := m.sdFinalHandOver(); err != nil {
-			u.log.Error("handoff: hand the PID file to the new generation", "error", err)
+			u.log.Error("upgrader: hand the PID file to the new generation", "error", err)
 		}
 	}
 	return false

@@ -3,7 +3,6 @@ package upgrader
 import (
 	"fmt"
 	"os"
-	"syscall"
 	"time"
 
 	"github.com/handoff-go/handoff/internal/control"
@@ -168,8 +167,8 @@ func (m *machine) onAttemptReport(r attemptReport) {
 		}
 	case repKill:
 		if !a.tfDone && a.pid != 0 {
-			m.u.log.Warn("handoff: new generation did not exit after the rollback; killing it", "generation", a.gen, "pid", a.pid)
-			_ = syscall.Kill(a.pid, syscall.SIGKILL)
+			m.u.log.Warn("upgrader: new generation did not exit after the rollback; killing it", "generation", a.gen, "target_pid", a.pid)
+			kill(a.pid)
 		}
 	case repSearch:
 		m.searchChild(a)
@@ -391,7 +390,7 @@ func (m *machine) onTF(a *attempt, e *tfError) {
 		// tableflip saw readiness without our commit: a binary that
 		// calls tableflip's Ready itself. tableflip has handed over and
 		// cannot go back, so neither can we.
-		m.u.log.Error("handoff: new generation signalled readiness before the commit; it is in charge", "generation", a.gen, "pid", a.pid)
+		m.u.log.Error("upgrader: new generation signalled readiness before the commit; it is in charge", "generation", a.gen, "target_pid", a.pid)
 		if a.conn == nil {
 			m.finishAttempt(nil)
 			m.phase = phaseHandedOver
@@ -442,7 +441,7 @@ func (m *machine) fail(sentinel error, detail string) {
 	}
 	u.setPaused(m.phase != phaseInCharge)
 	if err := m.pid.reclaim(); err != nil {
-		u.log.Error("handoff: take the PID file back", "error", err)
+		u.log.Error("upgrader: take the PID file back", "error", err)
 	}
 	if !m.stopping {
 		u.sdRolledBack(a.gen, a.err)
@@ -474,7 +473,7 @@ func (m *machine) endChild(a *attempt) {
 			return
 		}
 		if a.pid != 0 {
-			_ = syscall.Kill(a.pid, syscall.SIGKILL)
+			kill(a.pid)
 			return
 		}
 	}
@@ -495,7 +494,7 @@ func (m *machine) searchChild(a *attempt) {
 	}
 	if pid := findChild(); pid > 0 {
 		a.pid = pid
-		_ = syscall.Kill(pid, syscall.SIGKILL)
+		kill(pid)
 		return
 	}
 	if canFindChild {
@@ -552,7 +551,7 @@ func (m *machine) onSuccReport(r succReport) {
 		case control.TypeStopping:
 			s.stopping = true
 		default:
-			u.log.Warn("handoff: unexpected control message from the new generation", "type", r.msg.Type)
+			u.log.Warn("upgrader: unexpected control message from the new generation", "type", r.msg.Type)
 		}
 		return
 	}
@@ -566,7 +565,7 @@ func (m *machine) onSuccReport(r succReport) {
 		return
 	}
 	if m.phase != phaseHandedOver || m.retired || m.stopping {
-		u.log.Error("handoff: the new generation died and this one no longer serves: nothing serves now", "generation", s.gen, "pid", s.pid)
+		u.log.Error("upgrader: the new generation died and this one no longer serves: nothing serves now", "generation", s.gen, "target_pid", s.pid)
 		return
 	}
 	m.reclaim(why)
@@ -587,7 +586,7 @@ func (m *machine) reclaim(why error) {
 	u.exitC = make(chan struct{})
 	u.mu.Unlock()
 	if err := m.pid.reclaim(); err != nil {
-		u.log.Error("handoff: take the PID file back", "error", err)
+		u.log.Error("upgrader: take the PID file back", "error", err)
 	}
 	// The drain in progress (or the next one) is called off.
 	m.reclaimed = true

@@ -122,12 +122,12 @@ func (u *Upgrader) sdInit() {
 	if first {
 		socks, err := activation.Sockets()
 		if err != nil {
-			u.log.Warn("handoff: socket activation", "error", err)
+			u.log.Warn("upgrader: socket activation", "error", err)
 		}
 		s.sockets = socks
 		s.main = true
 		if sdnotify.Enabled() && u.opts.PIDFile == "" {
-			u.log.Warn("handoff: running under systemd (NOTIFY_SOCKET is set) without Options.PIDFile: after an upgrade systemd cannot adopt the new generation as its main process; set Options.PIDFile to the unit's PIDFile=")
+			u.log.Warn("upgrader: running under systemd (NOTIFY_SOCKET is set) without Options.PIDFile: after an upgrade systemd cannot adopt the new generation as its main process; set Options.PIDFile to the unit's PIDFile=")
 		}
 	}
 	// The watchdog is meant for the process WATCHDOG_PID names: systemd set
@@ -139,7 +139,7 @@ func (u *Upgrader) sdInit() {
 	}
 	iv, err := sdnotify.WatchdogInterval(ref)
 	if err != nil {
-		u.log.Warn("handoff: systemd watchdog", "error", err)
+		u.log.Warn("upgrader: systemd watchdog", "error", err)
 	}
 	s.wdInterval = iv
 	if first && iv > 0 {
@@ -156,14 +156,14 @@ func (u *Upgrader) sdSend(assignments ...string) {
 		return
 	}
 	if _, err := sdnotify.Send(assignments...); err != nil {
-		u.log.Warn("handoff: sd_notify", "error", err)
+		u.log.Warn("upgrader: sd_notify", "error", err)
 	}
 }
 
 // sdBarrier waits, bounded, until systemd has processed what was sent.
 func (u *Upgrader) sdBarrier() {
 	if _, err := sdnotify.Barrier(barrierTimeout); err != nil {
-		u.log.Warn("handoff: sd_notify barrier", "error", err)
+		u.log.Warn("upgrader: sd_notify barrier", "error", err)
 	}
 }
 
@@ -201,7 +201,7 @@ func (u *Upgrader) sdActivated(network, addr string) (net.Listener, bool) {
 func (u *Upgrader) sdInherited(key string) (net.Listener, bool) {
 	ln, err := u.tf.Listener(sdKeyNetwork, key)
 	if err != nil {
-		u.log.Error("handoff: inherited activated socket", "key", key, "error", err)
+		u.log.Error("upgrader: inherited activated socket", "key", key, "error", err)
 		return nil, false
 	}
 	if ln == nil {
@@ -224,9 +224,9 @@ func (u *Upgrader) sdAdopt(key string, sock activation.Socket) {
 	}
 	if err != nil {
 		// Serve it all the same; only the hand-over is lost.
-		u.log.Error("handoff: activated socket will not be handed to the next generation", "socket", sock.String(), "error", err)
+		u.log.Error("upgrader: activated socket will not be handed to the next generation", "socket", sock.String(), "error", err)
 	}
-	u.log.Info("handoff: adopted activated socket", "socket", sock.String())
+	u.log.Info("upgrader: adopted activated socket", "socket", sock.String())
 }
 
 // sdOwn records the path of an activated unix socket, which is never

@@ -38,7 +38,7 @@ func (u *Upgrader) sdWaitControl(timeout time.Duration) {
 			return
 		}
 		if time.Now().After(deadline) {
-			u.log.Warn("handoff: processes systemd started for this unit are still running; upgrading anyway", "pids", left)
+			u.log.Warn("upgrader: processes systemd started for this unit are still running; upgrading anyway", "pids", left)
 			return
 		}
 		time.Sleep(5 * time.Millisecond)

@@ -15,6 +15,10 @@ import (
 // only their text is left to go by; this file is the one place that reads
 // it, and TestTableflipContract drives real tableflip failures through it.
 
+// sentinelEnv is the variable tableflip sets in a process it starts; with it
+// set, fds 3 and 4 must be the pipes to the parent.
+const sentinelEnv = "TABLEFLIP_HAS_PARENT_7DIU3"
+
 // tfKind classifies an error from tableflip's Upgrade.
 type tfKind int
 
