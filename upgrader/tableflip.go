@@ -96,15 +96,16 @@ func exitStatus(msg string) (status string, code int) {
 	return rest, -1
 }
 
-// tfUpgrade calls tableflip's Upgrade. tableflip reports its parent's exit
-// to WaitForParent a moment before its own state machine records it, and
-// refuses an upgrade in between without starting anything; that refusal is
-// retried, bounded. There is no event for tableflip's state machine catching
-// up, so the retry sleeps.
+// tfUpgrade calls tableflip's Upgrade. tableflip's state machine records
+// its own Ready, and its parent's exit, a moment after they happened (it
+// reports the exit to WaitForParent first), and refuses an upgrade in
+// between without starting anything: "process is not ready yet", "parent
+// hasn't exited". Those refusals are retried, bounded. There is no event for
+// tableflip's state machine catching up, so the retry sleeps.
 func tfUpgrade(tf *tableflip.Upgrader) *tfError {
 	for i := 0; ; i++ {
 		e := classifyTF(tf.Upgrade())
-		if e == nil || e.kind != tfParentAlive || i == 200 {
+		if e == nil || e.kind != tfParentAlive && e.kind != tfNotReady || i == 200 {
 			return e
 		}
 		time.Sleep(5 * time.Millisecond)
