@@ -43,6 +43,9 @@ func main() {
 	}
 }
 
+// event is a JSON log record of the server: a record of handoff.Run (msg
+// "handoff: serving", "handoff: upgrade failed", "handoff: exiting", ...) or
+// an event of its upgrader (event, target_pid).
 type event struct {
 	at        time.Time
 	Msg       string `json:"msg"`
@@ -53,6 +56,13 @@ type event struct {
 	Addr      string `json:"addr"`
 	Duration  int64  `json:"duration"`
 }
+
+// The messages of handoff.Run that the demo waits for.
+const (
+	msgServing       = "handoff: serving"
+	msgUpgradeFailed = "handoff: upgrade failed"
+	msgExiting       = "handoff: exiting"
+)
 
 // logs collects the server's JSON log records.
 type logs struct {
@@ -167,7 +177,7 @@ func run(upgrades int, interval time.Duration) error {
 		os.Exit(130)
 	}()
 
-	serving, err := l.wait(0, 30*time.Second, func(e event) bool { return e.Msg == "serving" })
+	serving, err := l.wait(0, 30*time.Second, func(e event) bool { return e.Msg == msgServing })
 	if err != nil {
 		return err
 	}
@@ -222,15 +232,16 @@ func run(upgrades int, interval time.Duration) error {
 			return err
 		}
 		e, err := l.wait(from, 60*time.Second, func(e event) bool {
-			return e.PID == old && (e.Event == "committed" && e.TargetPID != old || e.Msg == "upgrade failed")
+			return e.PID == old && (e.Event == "committed" && e.TargetPID != old || e.Msg == msgUpgradeFailed)
 		})
 		if err != nil {
 			return fmt.Errorf("upgrade %d: %w", i+1, err)
 		}
 		u := upgradeResult{at: start, old: old}
-		if e.Msg == "upgrade failed" {
+		if e.Msg == msgUpgradeFailed {
 			u.rolledBack, u.reason = true, e.Error
-			fmt.Printf("upgrade %d: %-44s rolled back, pid %d keeps serving: %s\n", i+1, "(broken binary)", old, shorten(e.Error))
+			fmt.Printf("upgrade %d: broken binary rolled back after %v, pid %d keeps serving:\n           %s\n",
+				i+1, e.at.Sub(start).Round(time.Millisecond), old, e.Error)
 		} else {
 			u.new = e.TargetPID
 			if acc, err := l.wait(from, time.Second, func(e event) bool { return e.PID == old && e.Event == "accepting" }); err == nil {
@@ -253,7 +264,7 @@ func run(upgrades int, interval time.Duration) error {
 	last, _ := readPID(pidFile)
 	from := l.mark()
 	_ = syscall.Kill(last, syscall.SIGTERM)
-	if _, err := l.wait(from, 30*time.Second, func(e event) bool { return e.PID == last && e.Msg == "exiting" }); err != nil {
+	if _, err := l.wait(from, 30*time.Second, func(e event) bool { return e.PID == last && e.Msg == msgExiting }); err != nil {
 		return fmt.Errorf("final stop: %w", err)
 	}
 
@@ -291,19 +302,6 @@ func run(upgrades int, interval time.Duration) error {
 		return fmt.Errorf("%d requests failed:\n%s", res.Failed(), res.FirstFailures(10))
 	}
 	return nil
-}
-
-// shorten keeps the reason of an upgrade error: what follows its
-// "upgrade to generation N failed in PHASE (pid P): upgrader: " prefix.
-func shorten(s string) string {
-	if i := strings.Index(s, "): "); i >= 0 {
-		s = s[i+3:]
-	}
-	s = strings.TrimPrefix(s, "upgrader: ")
-	if len(s) > 100 {
-		s = s[:97] + "..."
-	}
-	return s
 }
 
 func readPID(path string) (int, error) {
