@@ -1,6 +1,6 @@
-// Command naive-server is the benchmark's stop-and-start target: the
-// handlers of examples/httpserver on a plain net.Listen socket, with no
-// socket hand-over. On SIGTERM (or SIGINT) it calls http.Server.Shutdown,
+// Command naive-server is the benchmark's stop-and-start target: the test
+// handler that examples/httpserver serves too (upgradertest.Handler) on a
+// plain net.Listen socket, with no socket hand-over. On SIGTERM (or SIGINT) it calls http.Server.Shutdown,
 // which closes the listening socket at once, waits for in-flight requests
 // (30 s at most), and exits. A restart is what a process supervisor's
 // "restart" does: bench/upgrade sends SIGTERM, waits for the process to
@@ -23,7 +23,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/handoff-go/handoff/bench/internal/benchhttp"
+	"github.com/handoff-go/handoff/upgrader/upgradertest"
 )
 
 func main() { os.Exit(run()) }
@@ -42,7 +42,7 @@ func run() int {
 		log.Println("cannot listen:", err)
 		return 1
 	}
-	server := &http.Server{Handler: benchhttp.Routes(os.Getpid()), ReadHeaderTimeout: 10 * time.Second}
+	server := &http.Server{Handler: upgradertest.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- server.Serve(ln) }()
 	log.Println("serving on", ln.Addr())

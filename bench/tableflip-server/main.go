@@ -1,10 +1,11 @@
-// Command tableflip-server is the benchmark's baseline: the handlers of
-// examples/httpserver served on plain github.com/cloudflare/tableflip v1.2.3
-// with the graceful shutdown that tableflip's README points to (its
-// http_example_test.go): on SIGHUP the process calls Upgrade, which starts
-// the same binary with the listening socket and waits for it to be ready;
-// once Exit is closed the old process calls http.Server.Shutdown and exits,
-// with a 30 s deadline. SIGTERM stops it the same way (Stop, then Shutdown).
+// Command tableflip-server is the benchmark's baseline: the test handler
+// that examples/httpserver serves too (upgradertest.Handler) on plain
+// github.com/cloudflare/tableflip v1.2.3 with the graceful shutdown that
+// tableflip's README points to (its http_example_test.go): on SIGHUP the
+// process calls Upgrade, which starts the same binary with the listening
+// socket and waits for it to be ready; once Exit is closed the old process
+// calls http.Server.Shutdown and exits, with a 30 s deadline. SIGTERM stops
+// it the same way (Stop, then Shutdown).
 //
 // bench/upgrade builds and drives it; it is not meant as an example to copy.
 //
@@ -24,7 +25,7 @@ import (
 	"time"
 
 	"github.com/cloudflare/tableflip"
-	"github.com/handoff-go/handoff/bench/internal/benchhttp"
+	"github.com/handoff-go/handoff/upgrader/upgradertest"
 )
 
 func main() { os.Exit(run()) }
@@ -66,7 +67,7 @@ func run() int {
 	}
 	defer ln.Close()
 
-	server := &http.Server{Handler: benchhttp.Routes(os.Getpid()), ReadHeaderTimeout: 10 * time.Second}
+	server := &http.Server{Handler: upgradertest.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := server.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			log.Println("serve:", err)

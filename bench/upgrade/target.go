@@ -254,6 +254,12 @@ func measure(ctx context.Context, cfg config, t target, dir string) (*rawRun, er
 	raw.leftover = processesUnder(dir)
 	if t.name == "handoff" {
 		raw.selfServed = acceptingDurations(logPath)
+		// One "accepting" event per upgrade: another count means that the
+		// server's log changed under this reader.
+		if runErr == nil && len(raw.selfServed) != len(raw.upgrades) {
+			fmt.Fprintf(os.Stderr, "%s: %d \"accepting\" events in its log for %d upgrades: its own signal→accepting figure is off (rerun with -keep to read the log)\n",
+				t.name, len(raw.selfServed), len(raw.upgrades))
+		}
 	}
 	return raw, runErr
 }

@@ -1,7 +1,10 @@
 // Command demo shows handoff at work in under a minute: it builds the example
-// server (and a deliberately broken build of it), starts it, puts load on it
-// from raw HTTP clients that never retry, upgrades it several times, once to
-// the broken binary, which is rolled back, and prints a report.
+// server (and a deliberately broken build of it), starts it serving HTTP/1.1
+// and h2c, HTTPS with HTTP/2, and gRPC, puts load on it from raw clients that
+// never retry, upgrades it several times, once to the broken binary, which is
+// rolled back, and prints a report: requests, failures, latency, what the
+// HTTP/2 connections saw (a GOAWAY or none), upgrades committed and rolled
+// back.
 //
 //	go run ./examples/demo
 //
@@ -13,6 +16,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -22,6 +26,7 @@ import (
 	"os/exec"
 	ossignal "os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +34,7 @@ import (
 	"time"
 
 	"github.com/handoff-go/handoff/upgrader/upgradertest"
+	"github.com/handoff-go/handoff/upgrader/upgradertest/grpcload"
 )
 
 const serverPkg = "github.com/handoff-go/handoff/examples/httpserver"
@@ -43,16 +49,26 @@ func main() {
 	}
 }
 
+// event is a JSON log record of the server: a record of handoff.Run (msg
+// "handoff: serving", "handoff: upgrade failed", "handoff: exiting", ...) or
+// an event of its upgrader (event, target_pid).
 type event struct {
 	at        time.Time
-	Msg       string `json:"msg"`
-	PID       int    `json:"pid"`
-	Event     string `json:"event"`
-	TargetPID int    `json:"target_pid"`
-	Error     string `json:"error"`
-	Addr      string `json:"addr"`
-	Duration  int64  `json:"duration"`
+	Msg       string   `json:"msg"`
+	PID       int      `json:"pid"`
+	Event     string   `json:"event"`
+	TargetPID int      `json:"target_pid"`
+	Error     string   `json:"error"`
+	Addrs     []string `json:"addrs"`
+	Duration  int64    `json:"duration"`
 }
+
+// The messages of handoff.Run that the demo waits for.
+const (
+	msgServing       = "handoff: serving"
+	msgUpgradeFailed = "handoff: upgrade failed"
+	msgExiting       = "handoff: exiting"
+)
 
 // logs collects the server's JSON log records.
 type logs struct {
@@ -117,6 +133,7 @@ func run(upgrades int, interval time.Duration) error {
 	defer os.RemoveAll(dir)
 
 	fmt.Println("building the example server and a deliberately broken build of it ...")
+	began := time.Now()
 	good, broken := filepath.Join(dir, "httpserver-good"), filepath.Join(dir, "httpserver-broken")
 	for _, b := range []struct{ out, mode string }{{good, ""}, {broken, "probation-unhealthy"}} {
 		args := []string{"build", "-o", b.out}
@@ -127,6 +144,7 @@ func run(upgrades int, interval time.Duration) error {
 			return fmt.Errorf("go build %s (run the demo from the handoff module): %v\n%s", serverPkg, err, out)
 		}
 	}
+	fmt.Printf("built in %v\n", time.Since(began).Round(100*time.Millisecond))
 	bin, pidFile := filepath.Join(dir, "httpserver"), filepath.Join(dir, "server.pid")
 	install := func(src string) error {
 		b, err := os.ReadFile(src)
@@ -141,8 +159,18 @@ func run(upgrades int, interval time.Duration) error {
 	if err := install(good); err != nil {
 		return err
 	}
+	certFile, keyFile, pool, err := upgradertest.WriteCert(dir)
+	if err != nil {
+		return err
+	}
 
-	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-pidfile", pidFile, "-log-json", "-probation", "300ms", "-drain-timeout", "10s")
+	// Three servers in one process, each on a port of its own (0: the
+	// kernel picks it, and every generation inherits the socket): HTTP/1.1
+	// and h2c, HTTPS (HTTP/1.1 and HTTP/2), gRPC.
+	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-h2c",
+		"-tls-addr", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile,
+		"-grpc", "127.0.0.1:0",
+		"-pidfile", pidFile, "-log-json", "-probation", "300ms", "-drain-timeout", "10s")
 	r, w, err := os.Pipe()
 	if err != nil {
 		return err
@@ -167,25 +195,47 @@ func run(upgrades int, interval time.Duration) error {
 		os.Exit(130)
 	}()
 
-	serving, err := l.wait(0, 30*time.Second, func(e event) bool { return e.Msg == "serving" })
+	serving, err := l.wait(0, 30*time.Second, func(e event) bool { return e.Msg == msgServing })
 	if err != nil {
 		return err
 	}
-	fmt.Printf("server pid %d serving on %s\n", serving.PID, serving.Addr)
+	// handoff.Run logs the addresses of its servers in their order:
+	// examples/httpserver's -addr, then -tls-addr, then -grpc.
+	if len(serving.Addrs) != 3 {
+		return fmt.Errorf("the server serves on %v: want 3 addresses (HTTP, HTTPS, gRPC)", serving.Addrs)
+	}
+	httpAddr, tlsAddr, grpcAddr := serving.Addrs[0], serving.Addrs[1], serving.Addrs[2]
+	fmt.Printf("server pid %d serving HTTP/1.1 and h2c on %s, HTTPS (HTTP/1.1, HTTP/2) on %s, gRPC on %s\n",
+		serving.PID, httpAddr, tlsAddr, grpcAddr)
 
 	load := upgradertest.Config{
-		Addr: serving.Addr,
+		Addr:    httpAddr,
+		TLSAddr: tlsAddr,
+		TLS:     &tls.Config{RootCAs: pool},
 		Workers: map[upgradertest.Kind]int{
 			upgradertest.KeepAliveChecked: 6,
 			upgradertest.KeepAliveBlind:   6,
 			upgradertest.NewConn:          6,
 			upgradertest.Slow:             6,
 			upgradertest.Stream:           2,
+			upgradertest.H2TLS:            1,
+			upgradertest.H2C:              1,
+			upgradertest.H2Idle:           4,
+			upgradertest.GRPCUnary:        2,
+			upgradertest.GRPCStream:       1,
 		},
 		Pause:      5 * time.Millisecond,
 		StreamTime: 3 * time.Second,
+		H2Streams:  4,
+		H2Slow:     1,
+		H2Stream:   1,
+		Clients:    grpcload.Clients(grpcAddr, nil),
 	}
-	fmt.Printf("load: 24 clients that never retry (keep-alive checked, keep-alive blind, new connection, 200 ms requests) + 2 clients of 3 s streams\n\n")
+	fmt.Printf("load, from clients that never retry:\n")
+	fmt.Printf("  HTTP/1.1  24 clients: keep-alive checked, keep-alive blind, new connection, 200 ms requests; 2 of 3 s streams\n")
+	fmt.Printf("  HTTP/2    2 clients of 4 concurrent streams (TLS, h2c), 1 stream of 200 ms requests and 1 of 3 s streams in each;\n")
+	fmt.Printf("            4 h2c clients idle between bursts\n")
+	fmt.Printf("  gRPC      2 unary clients, 1 of 3 s streams\n\n")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	results := make(chan *upgradertest.Result, 1)
@@ -222,15 +272,16 @@ func run(upgrades int, interval time.Duration) error {
 			return err
 		}
 		e, err := l.wait(from, 60*time.Second, func(e event) bool {
-			return e.PID == old && (e.Event == "committed" && e.TargetPID != old || e.Msg == "upgrade failed")
+			return e.PID == old && (e.Event == "committed" && e.TargetPID != old || e.Msg == msgUpgradeFailed)
 		})
 		if err != nil {
 			return fmt.Errorf("upgrade %d: %w", i+1, err)
 		}
 		u := upgradeResult{at: start, old: old}
-		if e.Msg == "upgrade failed" {
+		if e.Msg == msgUpgradeFailed {
 			u.rolledBack, u.reason = true, e.Error
-			fmt.Printf("upgrade %d: %-44s rolled back, pid %d keeps serving: %s\n", i+1, "(broken binary)", old, shorten(e.Error))
+			fmt.Printf("upgrade %d: broken binary rolled back after %v, pid %d keeps serving:\n           %s\n",
+				i+1, e.at.Sub(start).Round(time.Millisecond), old, e.Error)
 		} else {
 			u.new = e.TargetPID
 			if acc, err := l.wait(from, time.Second, func(e event) bool { return e.PID == old && e.Event == "accepting" }); err == nil {
@@ -247,13 +298,14 @@ func run(upgrades int, interval time.Duration) error {
 		time.Sleep(interval)
 	}
 	time.Sleep(time.Second)
+	fmt.Println("stopping the load and the server ...")
 	cancel()
 	res := <-results
 
 	last, _ := readPID(pidFile)
 	from := l.mark()
 	_ = syscall.Kill(last, syscall.SIGTERM)
-	if _, err := l.wait(from, 30*time.Second, func(e event) bool { return e.PID == last && e.Msg == "exiting" }); err != nil {
+	if _, err := l.wait(from, 30*time.Second, func(e event) bool { return e.PID == last && e.Msg == msgExiting }); err != nil {
 		return fmt.Errorf("final stop: %w", err)
 	}
 
@@ -274,12 +326,33 @@ func run(upgrades int, interval time.Duration) error {
 		}
 		return false
 	}
-	steady := func(s upgradertest.Sample) bool { return !nearUpgrade(s) && s.Kind != upgradertest.Slow }
-	near := func(s upgradertest.Sample) bool { return nearUpgrade(s) && s.Kind != upgradertest.Slow }
+	// Fast requests: GET /pid and the unary RPC, answered (Percentile
+	// leaves the streams out; slow requests have their own length).
+	fast := func(s upgradertest.Sample) bool { return s.Op == upgradertest.OpPID && s.Class == upgradertest.OK }
+	steady := func(s upgradertest.Sample) bool { return fast(s) && !nearUpgrade(s) }
+	near := func(s upgradertest.Sample) bool { return fast(s) && nearUpgrade(s) }
+	count := func(keep func(upgradertest.Sample) bool) int {
+		n := 0
+		for _, s := range res.Samples {
+			if keep(s) {
+				n++
+			}
+		}
+		return n
+	}
+	isKind := func(ks ...upgradertest.Kind) func(upgradertest.Sample) bool {
+		return func(s upgradertest.Sample) bool { return slices.Contains(ks, s.Kind) }
+	}
 	fmt.Printf("\n--- report ---\n")
 	fmt.Printf("upgrades:         %d committed, %d rolled back\n", ok, rolled)
-	fmt.Printf("requests:         %d (streams %d)\n", res.Count(-1), res.Count(upgradertest.Stream))
+	fmt.Printf("requests:         %d: HTTP/1.1 %d, HTTP/2 %d, gRPC %d (streams %d)\n", res.Count(-1),
+		count(isKind(upgradertest.KeepAliveChecked, upgradertest.KeepAliveBlind, upgradertest.NewConn, upgradertest.Slow, upgradertest.Stream)),
+		count(isKind(upgradertest.H2TLS, upgradertest.H2C, upgradertest.H2Idle)),
+		count(isKind(upgradertest.GRPCUnary, upgradertest.GRPCStream)),
+		count(func(s upgradertest.Sample) bool { return s.Op == upgradertest.OpStream }))
 	fmt.Printf("failed requests:  %d %v\n", res.Failed(), res.Failures())
+	fmt.Printf("HTTP/2:           %d connections: %d got a GOAWAY, %d closed without one\n", res.H2.Opened, res.H2.GoAway, res.H2.NoGoAway)
+	fmt.Printf("                  %d streams refused unprocessed after a GOAWAY (safe to retry, not failures)\n", res.Unprocessed())
 	fmt.Printf("latency (fast requests) p50 / p99 / max:\n")
 	fmt.Printf("  steady state:            %8v %8v %8v\n", res.Percentile(50, steady).Round(time.Microsecond), res.Percentile(99, steady).Round(time.Microsecond), res.Percentile(100, steady).Round(time.Microsecond))
 	fmt.Printf("  within 1 s of upgrades:  %8v %8v %8v\n", res.Percentile(50, near).Round(time.Microsecond), res.Percentile(99, near).Round(time.Microsecond), res.Percentile(100, near).Round(time.Microsecond))
@@ -291,19 +364,6 @@ func run(upgrades int, interval time.Duration) error {
 		return fmt.Errorf("%d requests failed:\n%s", res.Failed(), res.FirstFailures(10))
 	}
 	return nil
-}
-
-// shorten keeps the reason of an upgrade error: what follows its
-// "upgrade to generation N failed in PHASE (pid P): upgrader: " prefix.
-func shorten(s string) string {
-	if i := strings.Index(s, "): "); i >= 0 {
-		s = s[i+3:]
-	}
-	s = strings.TrimPrefix(s, "upgrader: ")
-	if len(s) > 100 {
-		s = s[:97] + "..."
-	}
-	return s
 }
 
 func readPID(path string) (int, error) {
