@@ -136,7 +136,7 @@ func run(cfg config, out string, keep bool) error {
 	fmt.Printf("building %d target(s) into %s ...\n", len(chosen), dir)
 	for i := range chosen {
 		chosen[i].bin = filepath.Join(dir, chosen[i].name)
-		cmd := exec.Command("go", "build", "-o", chosen[i].bin, chosen[i].pkg)
+		cmd := exec.Command("go", "build", "-tags", "nogrpc", "-o", chosen[i].bin, chosen[i].pkg)
 		if b, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("go build %s (run from the handoff module): %v\n%s", chosen[i].pkg, err, b)
 		}

@@ -29,15 +29,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/handoff-go/handoff"
 	"github.com/handoff-go/handoff/listener"
 	"github.com/handoff-go/handoff/upgrader"
 	"github.com/handoff-go/handoff/upgrader/upgradertest"
-	"github.com/handoff-go/handoff/upgrader/upgradertest/grpcload"
 )
 
 // breakMode builds a deliberately broken binary, for the demo and the tests:
@@ -123,10 +119,12 @@ func run() int {
 		servers = append(servers, handoff.HTTP(tsrv, *tlsAddr))
 	}
 	if *grpcAddr != "" {
-		gs := grpc.NewServer()
-		grpcload.Register(gs)
-		healthpb.RegisterHealthServer(gs, health.NewServer())
-		servers = append(servers, handoff.GRPC(gs, *grpcAddr))
+		gs, err := grpcServer(*grpcAddr)
+		if err != nil {
+			log.Error("cannot serve gRPC", "error", err)
+			return 1
+		}
+		servers = append(servers, gs)
 	}
 
 	healthChecks := 0
