@@ -171,12 +171,12 @@ func TestLogRecords(t *testing.T) {
 
 	out := buf.String() // Run has returned: no more writes.
 	for _, want := range []string{
-		`level=DEBUG msg="signal: handling signals" upgrade=[hangup] kill=[quit]`,
-		`level=INFO msg="signal: received" action=upgrade signal=hangup`,
-		`level=INFO msg="signal: upgrade started" action=upgrade signal=hangup`,
-		`level=INFO msg="signal: upgrade in progress; coalesced into one follow-up" action=upgrade signal=hangup`,
-		`level=ERROR msg="signal: upgrade finished" action=upgrade duration=`,
-		`error=boom`,
+		`level=DEBUG msg="signal: handling signals" event=ready upgrade=[hangup] kill=[quit]`,
+		`level=INFO msg="signal: received" event=received action=upgrade signal=hangup`,
+		`level=INFO msg="signal: upgrade started" event=started action=upgrade signal=hangup`,
+		`level=INFO msg="signal: upgrade in progress; coalesced into one follow-up" event=coalesced action=upgrade signal=hangup`,
+		`level=ERROR msg="signal: upgrade finished" event=finished duration=`,
+		`error=boom action=upgrade`,
 	} {
 		expect.True(t, strings.Contains(out, want), "log lacks %q:\n%s", want, out)
 	}

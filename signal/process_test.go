@@ -206,7 +206,7 @@ func TestProcessSecondStopExits(t *testing.T) {
 	st := c.wait(t)
 	expect.Equal(t, signal.DefaultKillExitCode, st.ExitCode(), "stderr:\n%s", c.stderrText())
 	expect.NotContains(t, c.out, "Kill returned")
-	expect.Contains(t, c.stderrText(), `msg="signal: kill started" action=kill signal=terminated cause="signal: terminated signal received: immediate stop"`)
+	expect.Contains(t, c.stderrText(), `level=WARN msg="signal: kill started" event=started error="signal: terminated signal received: immediate stop" action=kill signal=terminated`)
 }
 
 func TestProcessQuitExits(t *testing.T) {
