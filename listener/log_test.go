@@ -31,8 +31,8 @@ type logRecorder struct {
 }
 
 func (h *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (h *logRecorder) WithAttrs([]slog.Attr) slog.Handler      { panic("not used") }
-func (h *logRecorder) WithGroup(string) slog.Handler           { panic("not used") }
+func (h *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { panic("not used") }
+func (h *logRecorder) WithGroup(string) slog.Handler            { panic("not used") }
 
 func (h *logRecorder) Handle(_ context.Context, r slog.Record) error {
 	rec := record{level: r.Level, msg: r.Message, attrs: map[string]slog.Value{}}
