@@ -111,27 +111,6 @@ func (r *recorder) count(kind signal.EventKind, act signal.Action) int {
 	return n
 }
 
-// index returns the position of the first event of kind and act, or -1.
-func (r *recorder) index(kind signal.EventKind, act signal.Action) int {
-	for i, e := range r.all() {
-		if e.Kind == kind && e.Action == act {
-			return i
-		}
-	}
-	return -1
-}
-
-// steps lists the started and finished events of act, in order.
-func (r *recorder) steps(act signal.Action) []string {
-	var s []string
-	for _, e := range r.all() {
-		if e.Action == act && (e.Kind == signal.EventStarted || e.Kind == signal.EventFinished) {
-			s = append(s, e.Kind.String()+" "+e.Action.String())
-		}
-	}
-	return s
-}
-
 func (r *recorder) String() string {
 	var b strings.Builder
 	for _, e := range r.all() {

@@ -20,6 +20,27 @@ import (
 // These tests send real signals to the test process. They never run in
 // parallel: every Run gets every signal.
 
+// index returns the position of the first event of kind and act, or -1.
+func (r *recorder) index(kind signal.EventKind, act signal.Action) int {
+	for i, e := range r.all() {
+		if e.Kind == kind && e.Action == act {
+			return i
+		}
+	}
+	return -1
+}
+
+// steps lists the started and finished events of act, in order.
+func (r *recorder) steps(act signal.Action) []string {
+	var s []string
+	for _, e := range r.all() {
+		if e.Action == act && (e.Kind == signal.EventStarted || e.Kind == signal.EventFinished) {
+			s = append(s, e.Kind.String()+" "+e.Action.String())
+		}
+	}
+	return s
+}
+
 func TestHangupRunsOneUpgrade(t *testing.T) {
 	var calls atomic.Int32
 	r := start(t, signal.Actions{
