@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"time"
 )
@@ -156,16 +157,31 @@ func (l *Listener) Drain(ctx context.Context) (DrainStats, error) {
 	case undone:
 		return s, fmt.Errorf("listener: drain %s: %w", addr, ErrUndrained)
 	case left > 0:
-		l.log.Warn("listener drain deadline: connections force-closed",
-			"addr", addr, "left", left, "forced", len(toClose), "stats", s)
-		return s, fmt.Errorf("listener: drain %s: %d connections left at the deadline (%d force-closed): %w",
+		err := fmt.Errorf("listener: drain %s: %d connections left at the deadline (%d force-closed): %w",
 			addr, left, len(toClose), ctx.Err())
+		l.logDrain(slog.LevelWarn, "listener: drain deadline: connections force-closed", s,
+			slog.Int("left", left), slog.Any("error", err))
+		return s, err
 	}
-	l.log.Info("listener drained", "addr", addr,
-		"conns", s.Conns, "closed_idle", s.ClosedIdle,
-		"closed_by_peer_or_server", s.ClosedByPeerOrServer, "forced", s.Forced,
-		"duration", s.Duration)
+	l.logDrain(slog.LevelInfo, "listener: drained", s)
 	return s, nil
+}
+
+// logDrain writes a record about a drain: the address, the figures of s
+// under flat snake_case keys (duration the drain's), then extra.
+func (l *Listener) logDrain(level slog.Level, msg string, s DrainStats, extra ...slog.Attr) {
+	if !l.log.Enabled(context.Background(), level) {
+		return
+	}
+	attrs := append([]slog.Attr{
+		slog.Any("addr", l.inner.Addr()),
+		slog.Int("conns", s.Conns),
+		slog.Int("closed_idle", s.ClosedIdle),
+		slog.Int("closed_by_peer_or_server", s.ClosedByPeerOrServer),
+		slog.Int("forced", s.Forced),
+		slog.Duration("duration", s.Duration),
+	}, extra...)
+	l.log.LogAttrs(context.Background(), level, msg, attrs...)
 }
 
 // startDrainLocked starts a drain: it marks every open conn (a conn still
@@ -190,7 +206,7 @@ func (l *Listener) startDrainLocked() *drainState {
 			l.armIdleLocked(c, now)
 		}
 	}
-	l.log.Info("listener draining", "addr", l.inner.Addr(), "conns", d.stats.Conns, "idle_grace", l.grace)
+	l.log.Info("listener: draining", "addr", l.inner.Addr(), "conns", d.stats.Conns, "idle_grace", l.grace)
 	l.maybeDrainedLocked()
 	return d
 }
@@ -229,11 +245,8 @@ func (l *Listener) Undrain() bool {
 	if !l.finishing && !l.isClosed() {
 		l.resumeLocked()
 	}
-	s := d.statsLocked()
-	l.log.Info("listener drain called off", "addr", l.inner.Addr(),
-		"conns", s.Conns, "closed_idle", s.ClosedIdle,
-		"closed_by_peer_or_server", s.ClosedByPeerOrServer, "forced", s.Forced,
-		"duration", s.Duration, "drain_calls", d.calls, "open", l.live)
+	l.logDrain(slog.LevelInfo, "listener: drain called off", d.statsLocked(),
+		slog.Int("drain_calls", d.calls), slog.Int("open", l.live))
 	return true
 }
 

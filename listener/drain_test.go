@@ -3,7 +3,6 @@ package listener_test
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/handoff-go/handoff/listener"
 )
@@ -45,24 +47,18 @@ func TestDrainNoConns(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	s, err := l.Drain(ctx)
-	if err != nil || s.Conns != 0 || s.Forced != 0 {
-		t.Fatalf("Drain: %+v %v", s, err)
-	}
-	if !l.Paused() {
-		t.Fatal("not paused after Drain")
-	}
+	require.NoError(t, err)
+	assert.Zero(t, s.Conns)
+	assert.Zero(t, s.Forced)
+	assert.True(t, l.Paused(), "not paused after Drain")
 	l.Resume() // no-op once draining
-	if !l.Paused() {
-		t.Fatal("Resume undid a drain")
-	}
+	assert.True(t, l.Paused(), "Resume undid a drain")
 	select {
 	case <-l.Draining():
 	default:
-		t.Fatal("Draining not closed")
+		t.Error("Draining not closed")
 	}
-	if err := srv.Shutdown(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	assert.NoError(t, srv.Shutdown(context.Background()))
 }
 
 // TestDrainReusedWithinGrace: a keep-alive conn used again within the grace
@@ -71,26 +67,19 @@ func TestDrainReusedWithinGrace(t *testing.T) {
 	l := wrap(t, listen(t), listener.Options{IdleGrace: time.Hour})
 	serve(t, l, http.HandlerFunc(ok))
 	c := dial(t, l.Addr())
-	if resp, _ := c.mustGet(t, "/"); resp.Close {
-		t.Fatal("Connection: close before draining")
-	}
+	resp, _ := c.mustGet(t, "/")
+	require.False(t, resp.Close, "Connection: close before draining")
 	l.untilCounts(t, listener.Counts{Idle: 1, Accepted: 1})
 
 	res := drainAsync(l, context.Background())
 	<-l.Draining()
 	resp, body := c.mustGet(t, "/")
-	if body != "ok" || !resp.Close { // ReadResponse turns "Connection: close" into Close
-		t.Fatalf("response while draining: close=%v %q", resp.Close, body)
-	}
+	assert.Equal(t, "ok", body, "response while draining")
+	assert.True(t, resp.Close, "no Connection: close while draining") // ReadResponse turns "Connection: close" into Close
 	c.waitClosed(t)
 	r := recvWithin(t, res, "Drain")
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	want := listener.DrainStats{Conns: 1, ClosedByPeerOrServer: 1, Duration: r.stats.Duration}
-	if r.stats != want {
-		t.Fatalf("stats %+v, want %+v", r.stats, want)
-	}
+	require.NoError(t, r.err)
+	assert.Equal(t, listener.DrainStats{Conns: 1, ClosedByPeerOrServer: 1, Duration: r.stats.Duration}, r.stats)
 }
 
 // TestDrainIdleClosedAfterGrace: idle and new conns are closed by Drain
@@ -105,21 +94,14 @@ func TestDrainIdleClosedAfterGrace(t *testing.T) {
 
 	start := time.Now()
 	s, err := l.Drain(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.Conns != 2 || s.ClosedIdle != 2 || s.ClosedByPeerOrServer != 0 || s.Forced != 0 {
-		t.Fatalf("stats %+v", s)
-	}
+	require.NoError(t, err)
+	assert.Equal(t, listener.DrainStats{Conns: 2, ClosedIdle: 2, Duration: s.Duration}, s)
 	// The grace is a lower bound (never an upper one: the machine is shared).
-	if el := time.Since(start); el < 20*time.Millisecond || s.Duration < 20*time.Millisecond {
-		t.Fatalf("closed after %v (stats %v), before the grace", el, s.Duration)
-	}
+	assert.GreaterOrEqual(t, time.Since(start), 20*time.Millisecond, "Drain returned before the grace")
+	assert.GreaterOrEqual(t, s.Duration, 20*time.Millisecond, "closed before the grace")
 	idle.waitClosed(t)
 	fresh.waitClosed(t)
-	if got := l.Counts(); got.Open() != 0 {
-		t.Fatalf("counts %+v", got)
-	}
+	assert.Zero(t, l.Counts().Open(), "counts %+v", l.Counts())
 }
 
 // TestDrainPendingRequestNotClosed: with a grace far shorter than the
@@ -143,9 +125,7 @@ func TestDrainPendingRequestNotClosed(t *testing.T) {
 	l.untilCounts(t, listener.Counts{Idle: 1, Accepted: 1})
 	res := drainAsync(l, context.Background())
 	<-l.Draining()
-	if err := c.send("/slow"); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, c.send("/slow"))
 	// The request may arrive after the grace; if it was read or is
 	// waiting in the socket, the conn is not closed under it.
 	select {
@@ -161,14 +141,57 @@ func TestDrainPendingRequestNotClosed(t *testing.T) {
 	close(release)
 	// The request came on a draining conn: its answer is the last.
 	resp, body, err := c.recv()
-	if err != nil || body != "slow" || !resp.Close {
-		t.Fatalf("slow response: %v %q close=%v", err, body, resp != nil && resp.Close)
-	}
+	require.NoError(t, err, "slow response")
+	assert.Equal(t, "slow", body)
+	assert.True(t, resp.Close, "no Connection: close on the slow response")
 	c.waitClosed(t)
 	r := recvWithin(t, res, "Drain")
-	if r.err != nil || r.stats.ClosedByPeerOrServer != 1 {
-		t.Fatalf("Drain: %+v %v", r.stats, r.err)
+	require.NoError(t, r.err)
+	assert.Equal(t, 1, r.stats.ClosedByPeerOrServer, "stats %+v", r.stats)
+}
+
+// workServer serves three kinds of work that outlast a request: /slow,
+// held until slowGo is closed; /stream, 10 chunks 100 ms apart; /hijack,
+// whose conn goes to hijacked.
+type workServer struct {
+	srv                      *http.Server
+	slowIn, slowGo, streamIn chan struct{}
+	hijacked                 chan net.Conn
+}
+
+func serveWork(t *testing.T, l *tracked) *workServer {
+	w := &workServer{
+		slowIn: make(chan struct{}), slowGo: make(chan struct{}), streamIn: make(chan struct{}),
+		hijacked: make(chan net.Conn, 1),
 	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/slow", func(rw http.ResponseWriter, r *http.Request) {
+		close(w.slowIn)
+		<-w.slowGo
+		io.WriteString(rw, "slow done")
+	})
+	mux.HandleFunc("/stream", func(rw http.ResponseWriter, r *http.Request) {
+		rw.Header().Set("Content-Type", "text/plain")
+		rc := http.NewResponseController(rw)
+		for i := range 10 {
+			fmt.Fprintf(rw, "chunk %d\n", i)
+			if !assert.NoError(t, rc.Flush(), "flush") {
+				return
+			}
+			if i == 0 {
+				close(w.streamIn)
+			}
+			time.Sleep(100 * time.Millisecond) // the stream's pace, not synchronisation
+		}
+	})
+	mux.HandleFunc("/hijack", func(rw http.ResponseWriter, r *http.Request) {
+		c, _, err := http.NewResponseController(rw).Hijack()
+		if assert.NoError(t, err, "hijack") {
+			w.hijacked <- c
+		}
+	})
+	w.srv = serve(t, l, mux)
+	return w
 }
 
 // TestDrainWaitsForWork: an in-flight slow request, a 1 s streamed
@@ -176,78 +199,40 @@ func TestDrainPendingRequestNotClosed(t *testing.T) {
 // after the last of them ends, with no error.
 func TestDrainWaitsForWork(t *testing.T) {
 	l := wrap(t, listen(t), listener.Options{IdleGrace: 10 * time.Millisecond})
-	slowIn, slowGo := make(chan struct{}), make(chan struct{})
-	streamIn := make(chan struct{})
-	hijacked := make(chan net.Conn, 1)
-	mux := http.NewServeMux()
-	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
-		close(slowIn)
-		<-slowGo
-		io.WriteString(w, "slow done")
-	})
-	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		rc := http.NewResponseController(w)
-		for i := range 10 {
-			fmt.Fprintf(w, "chunk %d\n", i)
-			if err := rc.Flush(); err != nil {
-				t.Errorf("flush: %v", err)
-				return
-			}
-			if i == 0 {
-				close(streamIn)
-			}
-			time.Sleep(100 * time.Millisecond) // the stream's pace, not synchronisation
-		}
-	})
-	mux.HandleFunc("/hijack", func(w http.ResponseWriter, r *http.Request) {
-		c, _, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			t.Errorf("hijack: %v", err)
-			return
-		}
-		hijacked <- c
-	})
-	srv := serve(t, l, mux)
-
-	slow := dial(t, l.Addr())
-	if err := slow.send("/slow"); err != nil {
-		t.Fatal(err)
-	}
-	stream := dial(t, l.Addr())
-	if err := stream.send("/stream"); err != nil {
-		t.Fatal(err)
-	}
-	ws := dial(t, l.Addr())
-	if err := ws.send("/hijack"); err != nil {
-		t.Fatal(err)
-	}
-	recvWithin(t, slowIn, "slow handler")
-	recvWithin(t, streamIn, "stream handler")
-	hc := recvWithin(t, hijacked, "hijack")
+	w := serveWork(t, l)
+	slow, stream, ws := dial(t, l.Addr()), dial(t, l.Addr()), dial(t, l.Addr())
+	require.NoError(t, slow.send("/slow"))
+	require.NoError(t, stream.send("/stream"))
+	require.NoError(t, ws.send("/hijack"))
+	recvWithin(t, w.slowIn, "slow handler")
+	recvWithin(t, w.streamIn, "stream handler")
+	hc := recvWithin(t, w.hijacked, "hijack")
 	l.untilCounts(t, listener.Counts{Active: 2, Hijacked: 1, Accepted: 3})
 
 	res := drainAsync(l, context.Background())
 	<-l.Draining()
 
 	// The stream runs to its end.
-	streamDone := make(chan error, 1)
+	type response struct {
+		resp *http.Response
+		body string
+		err  error
+	}
+	streamDone := make(chan response, 1)
 	go func() {
 		resp, body, err := stream.recv()
-		if err == nil && (strings.Count(body, "chunk") != 10 || resp.StatusCode != 200) {
-			err = fmt.Errorf("stream body %q", body)
-		}
-		streamDone <- err
+		streamDone <- response{resp, body, err}
 	}()
 	// The slow request completes; then its idle conn is closed.
-	close(slowGo)
-	if _, body, err := slow.recv(); err != nil || body != "slow done" {
-		t.Fatalf("slow: %v %q", err, body)
-	}
+	close(w.slowGo)
+	_, body, err := slow.recv()
+	require.NoError(t, err, "slow")
+	assert.Equal(t, "slow done", body)
 	slow.waitClosed(t)
-	if err := recvWithin(t, streamDone, "stream"); err != nil {
-		t.Fatal(err)
-	}
+	sr := recvWithin(t, streamDone, "stream")
+	require.NoError(t, sr.err, "stream")
+	assert.Equal(t, http.StatusOK, sr.resp.StatusCode, "stream")
+	assert.Equal(t, 10, strings.Count(sr.body, "chunk"), "stream body %q", sr.body)
 	// The stream's conn went idle after its response and is closed after
 	// the grace; the hijacked one is still open and Drain still waits.
 	stream.waitClosed(t)
@@ -255,31 +240,21 @@ func TestDrainWaitsForWork(t *testing.T) {
 	notReturned(t, res)
 
 	// The hijacked conn still works, and closing it ends the drain.
-	if _, err := io.WriteString(hc, "bye"); err != nil {
-		t.Fatal(err)
-	}
+	_, err = io.WriteString(hc, "bye")
+	require.NoError(t, err)
 	line, err := bufio.NewReader(ws).ReadString('e')
-	if err != nil || line != "bye" {
-		t.Fatalf("hijacked conn: %q %v", line, err)
-	}
+	require.NoError(t, err, "hijacked conn")
+	assert.Equal(t, "bye", line, "hijacked conn")
 	hc.Close()
 	r := recvWithin(t, res, "Drain")
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	want := listener.DrainStats{Conns: 3, ClosedIdle: 2, ClosedByPeerOrServer: 1, Duration: r.stats.Duration}
-	if r.stats != want {
-		t.Fatalf("stats %+v, want %+v", r.stats, want)
-	}
+	require.NoError(t, r.err)
+	assert.Equal(t, listener.DrainStats{Conns: 3, ClosedIdle: 2, ClosedByPeerOrServer: 1, Duration: r.stats.Duration}, r.stats)
 	// Shutdown finds nothing left to wait for.
-	if err := srv.Shutdown(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, w.srv.Shutdown(context.Background()))
 	// A second Drain returns the same result at once.
 	s2, err := l.Drain(context.Background())
-	if err != nil || s2 != r.stats {
-		t.Fatalf("second Drain: %+v %v, want %+v", s2, err, r.stats)
-	}
+	assert.NoError(t, err, "second Drain")
+	assert.Equal(t, r.stats, s2, "second Drain")
 }
 
 // TestDrainForced: at the deadline, remaining conns are force-closed,
@@ -297,9 +272,7 @@ func TestDrainForced(t *testing.T) {
 	t.Cleanup(func() { close(stuck) }) // runs before serve's Shutdown
 	a, b := dial(t, l.Addr()), dial(t, l.Addr())
 	for _, c := range []*client{a, b} {
-		if err := c.send("/stuck"); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, c.send("/stuck"))
 	}
 	recvWithin(t, entered, "handler")
 	recvWithin(t, entered, "handler")
@@ -307,20 +280,12 @@ func TestDrainForced(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	s, err := l.Drain(ctx)
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Drain error %v, want DeadlineExceeded", err)
-	}
-	if s.Conns != 2 || s.Forced != 2 || s.ClosedIdle != 0 || s.ClosedByPeerOrServer != 0 {
-		t.Fatalf("stats %+v", s)
-	}
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Equal(t, listener.DrainStats{Conns: 2, Forced: 2, Duration: s.Duration}, s)
 	a.waitClosed(t)
 	b.waitClosed(t)
-	if got := l.Counts(); got.Open() != 0 {
-		t.Fatalf("counts after force %+v", got)
-	}
-	if n := listener.Live(l.Listener); n != 0 {
-		t.Fatalf("%d conns still tracked", n)
-	}
+	assert.Zero(t, l.Counts().Open(), "counts after force %+v", l.Counts())
+	assert.Zero(t, listener.Live(l.Listener), "conns still tracked")
 }
 
 // TestDrainRawTCP: without net/http, conns are active until closed; the
@@ -329,9 +294,7 @@ func TestDrainRawTCP(t *testing.T) {
 	l := wrap(t, listen(t), listener.Options{})
 	c := dial(t, l.Addr())
 	sc, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -340,36 +303,31 @@ func TestDrainRawTCP(t *testing.T) {
 		sc.Close()
 	}()
 	s, err := l.Drain(context.Background())
-	if err != nil || s != (listener.DrainStats{Conns: 1, ClosedByPeerOrServer: 1, Duration: s.Duration}) {
-		t.Fatalf("Drain: %+v %v", s, err)
-	}
+	require.NoError(t, err)
+	assert.Equal(t, listener.DrainStats{Conns: 1, ClosedByPeerOrServer: 1, Duration: s.Duration}, s)
 	<-served
 	b, err := io.ReadAll(c)
-	if err != nil || string(b) != "goodbye" {
-		t.Fatalf("client read %q %v", b, err)
-	}
+	require.NoError(t, err)
+	assert.Equal(t, "goodbye", string(b))
 }
 
 func TestDrainRawTCPForced(t *testing.T) {
 	l := wrap(t, listen(t), listener.Options{})
 	c := dial(t, l.Addr())
-	if _, err := l.Accept(); err != nil {
-		t.Fatal(err)
-	}
+	_, err := l.Accept()
+	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	res := drainAsync(l, ctx)
 	<-l.Draining()
 	cancel()
 	r := recvWithin(t, res, "Drain")
-	if !errors.Is(r.err, context.Canceled) || r.stats.Forced != 1 {
-		t.Fatalf("Drain: %+v %v", r.stats, r.err)
-	}
+	require.ErrorIs(t, r.err, context.Canceled)
+	assert.Equal(t, 1, r.stats.Forced, "stats %+v", r.stats)
 	c.waitClosed(t)
 	// A second Drain: nothing left, returns the same stats at once.
 	s, err := l.Drain(context.Background())
-	if err != nil || s != r.stats {
-		t.Fatalf("second Drain: %+v %v, want %+v", s, err, r.stats)
-	}
+	assert.NoError(t, err, "second Drain")
+	assert.Equal(t, r.stats, s, "second Drain")
 }
 
 // TestDrainReturnsOnLastClose: Drain wakes on the close event itself: with
@@ -381,9 +339,7 @@ func TestDrainReturnsOnLastClose(t *testing.T) {
 	for range 3 {
 		dial(t, l.Addr())
 		sc, err := l.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		conns = append(conns, sc)
 	}
 	res := drainAsync(l, context.Background())
@@ -394,9 +350,8 @@ func TestDrainReturnsOnLastClose(t *testing.T) {
 		sc.Close()
 	}
 	r := recvWithin(t, res, "Drain")
-	if r.err != nil || r.stats.ClosedByPeerOrServer != 3 {
-		t.Fatalf("Drain: %+v %v", r.stats, r.err)
-	}
+	require.NoError(t, r.err)
+	assert.Equal(t, 3, r.stats.ClosedByPeerOrServer, "stats %+v", r.stats)
 }
 
 // TestDrainConcurrentCalls: several Drain calls wait for the same drain.
@@ -404,17 +359,16 @@ func TestDrainConcurrentCalls(t *testing.T) {
 	l := wrap(t, listen(t), listener.Options{})
 	dial(t, l.Addr())
 	sc, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	r1 := drainAsync(l, context.Background())
 	r2 := drainAsync(l, context.Background())
 	<-l.Draining()
 	sc.Close()
 	a, b := recvWithin(t, r1, "Drain 1"), recvWithin(t, r2, "Drain 2")
-	if a.err != nil || b.err != nil || a.stats != b.stats || a.stats.Conns != 1 {
-		t.Fatalf("Drains: %+v %v / %+v %v", a.stats, a.err, b.stats, b.err)
-	}
+	assert.NoError(t, a.err, "Drain 1")
+	assert.NoError(t, b.err, "Drain 2")
+	assert.Equal(t, a.stats, b.stats, "both calls see the one drain")
+	assert.Equal(t, 1, a.stats.Conns)
 }
 
 // TestDrainIdleNotClosedUnderRequest: the idle closer leaves a conn whose
@@ -432,31 +386,23 @@ func TestDrainIdleNotClosedUnderRequest(t *testing.T) {
 	})
 	c := dial(t, l.Addr())
 	sc, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	listener.ConnState(sc, http.StateNew)
 	listener.ConnState(sc, http.StateActive)
 	listener.ConnState(sc, http.StateIdle)
 
-	if err := c.send("/"); err != nil { // waits unread in sc's socket
-		t.Fatal(err)
-	}
+	require.NoError(t, c.send("/")) // waits unread in sc's socket
 	res := drainAsync(l, context.Background())
 	for range 5 {
 		recvWithin(t, checks, "idle check")
 	}
-	if got := l.Counts(); got.Idle != 1 {
-		t.Fatalf("closed with a request waiting: %+v", got)
-	}
+	require.Equal(t, 1, l.Counts().Idle, "closed with a request waiting: %+v", l.Counts())
 	notReturned(t, res)
 
 	// The server reads the request but has not reported StateActive yet:
 	// the next check must still leave it.
-	buf := make([]byte, 64)
-	if _, err := sc.Read(buf); err != nil {
-		t.Fatal(err)
-	}
+	_, err = sc.Read(make([]byte, 64))
+	require.NoError(t, err)
 	// Drain the checks that ran before the read, then see one after it.
 	for len(checks) > 0 {
 		<-checks
@@ -475,7 +421,6 @@ func TestDrainIdleNotClosedUnderRequest(t *testing.T) {
 	notReturned(t, res)
 	listener.ConnState(sc, http.StateClosed)
 	r := recvWithin(t, res, "Drain")
-	if r.err != nil || r.stats.ClosedIdle != 1 {
-		t.Fatalf("Drain: %+v %v", r.stats, r.err)
-	}
+	require.NoError(t, r.err)
+	assert.Equal(t, 1, r.stats.ClosedIdle, "stats %+v", r.stats)
 }

@@ -2,10 +2,12 @@ package listener_test
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/http"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/handoff-go/handoff/listener"
 )
@@ -28,51 +30,31 @@ func TestFinishServesBacklog(t *testing.T) {
 	var clients []*client
 	for range 5 {
 		c := dial(t, l.Addr())
-		if err := c.send("/"); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, c.send("/"))
 		clients = append(clients, c)
 	}
-	if got := l.Counts().Accepted; got != 0 {
-		t.Fatalf("accepted %d while paused", got)
-	}
+	require.Zero(t, l.Counts().Accepted, "accepted while paused")
 
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	if err := l.Finish(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Finish(ctx); err != nil { // idempotent
-		t.Fatal(err)
-	}
-	if got := l.Counts().Accepted; got != 5 {
-		t.Errorf("Finish accepted %d queued connections, want 5", got)
-	}
+	require.NoError(t, l.Finish(ctx))
+	require.NoError(t, l.Finish(ctx), "second Finish") // idempotent
+	assert.Equal(t, uint64(5), l.Counts().Accepted, "queued connections Finish accepted")
 	for i, c := range clients {
 		resp, body, err := c.recv()
-		if err != nil {
-			t.Fatalf("client %d: %v", i, err)
-		}
-		if resp.StatusCode != 200 || body != "ok" {
-			t.Errorf("client %d: %s %q", i, resp.Status, body)
-		}
+		require.NoError(t, err, "client %d", i)
+		assert.Equal(t, http.StatusOK, resp.StatusCode, "client %d", i)
+		assert.Equal(t, "ok", body, "client %d", i)
 	}
 	// The socket is closed now: a new connection is refused.
-	if c, err := net.Dial("tcp", l.Addr().String()); err == nil {
+	if c, err := net.Dial("tcp", l.Addr().String()); !assert.Error(t, err, "connected after Finish") {
 		c.Close()
-		t.Errorf("connected after Finish")
 	}
-	if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
-		t.Errorf("Accept after Finish: %v, want net.ErrClosed", err)
-	}
-	if _, err := l.Drain(ctx); err != nil {
-		t.Errorf("Drain after Finish: %v", err)
-	}
+	_, err := l.Accept()
+	assert.ErrorIs(t, err, net.ErrClosed, "Accept after Finish")
+	_, err = l.Drain(ctx)
+	assert.NoError(t, err, "Drain after Finish")
 	// Serve ends with the closed listener's error, as after any Close.
-	if err := recvWithin(t, served, "Serve to return"); !errors.Is(err, net.ErrClosed) {
-		t.Errorf("Serve: %v", err)
-	}
-	if err := srv.Shutdown(ctx); err != nil {
-		t.Errorf("Shutdown: %v", err)
-	}
+	assert.ErrorIs(t, recvWithin(t, served, "Serve to return"), net.ErrClosed, "Serve")
+	assert.NoError(t, srv.Shutdown(ctx), "Shutdown")
 }

@@ -3,7 +3,6 @@ package listener_test
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +10,9 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/handoff-go/handoff/listener"
 )
@@ -29,9 +31,7 @@ type tracked struct {
 func listen(t testing.TB) *net.TCPListener {
 	t.Helper()
 	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return ln
 }
 
@@ -40,14 +40,10 @@ func listen(t testing.TB) *net.TCPListener {
 func dupListener(t testing.TB, ln *net.TCPListener) net.Listener {
 	t.Helper()
 	f, err := ln.File()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer f.Close()
 	ln2, err := net.FileListener(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return ln2
 }
 
@@ -97,13 +93,10 @@ func serve(t testing.TB, l net.Listener, h http.Handler) *http.Server {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
+		if !assert.NoError(t, srv.Shutdown(ctx), "shutdown") {
 			srv.Close()
 		}
-		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("serve: %v", err)
-		}
+		assert.ErrorIs(t, <-done, http.ErrServerClosed, "serve")
 	})
 	return srv
 }
@@ -118,9 +111,7 @@ type client struct {
 func dial(t testing.TB, addr net.Addr) *client {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr.String(), wait)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
 	return &client{Conn: c, br: bufio.NewReader(c)}
 }
@@ -157,9 +148,7 @@ func (c *client) get(path string) (*http.Response, string, error) {
 func (c *client) mustGet(t testing.TB, path string) (*http.Response, string) {
 	t.Helper()
 	resp, body, err := c.get(path)
-	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
-	}
+	require.NoError(t, err, "GET %s", path)
 	return resp, body
 }
 
@@ -167,13 +156,11 @@ func (c *client) mustGet(t testing.TB, path string) (*http.Response, string) {
 // reset), not a timeout and not data.
 func (c *client) waitClosed(t testing.TB) {
 	t.Helper()
-	if err := c.SetReadDeadline(time.Now().Add(wait)); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(wait)))
 	n, err := c.br.Read(make([]byte, 1))
-	if n > 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("connection not closed by server: n=%d err=%v", n, err)
-	}
+	require.Zero(t, n, "connection not closed by server: data arrived")
+	require.Error(t, err, "connection not closed by server")
+	require.NotErrorIs(t, err, os.ErrDeadlineExceeded, "connection not closed by server")
 }
 
 func ok(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }

@@ -58,8 +58,10 @@ func tracked(c net.Conn) *conn {
 }
 
 // ConnState is the http.Server.ConnState hook that tracks c's state. It is
-// a no-op for connections no Listener accepted. ConfigureServer installs it;
-// call it yourself from your own hook only if you do not use
+// a no-op for connections no Listener accepted. It does not block (it
+// takes the listener's lock briefly) and is safe for concurrent use, as
+// net/http calls it from every connection's goroutine. ConfigureServer
+// installs it; call it yourself from your own hook only if you do not use
 // ConfigureServer.
 //
 // It also recognises HTTP/2 over TLS: net/http's HTTP/2 server calls the
@@ -98,8 +100,9 @@ const http2ALPN = "h2"
 
 // ConnContext is the http.Server.ConnContext hook that lets [Handler] find
 // the connection of a request. It returns a context with ctx's values and
-// deadline, and allocates nothing. For connections no Listener accepted it
-// returns ctx. ConfigureServer installs it.
+// deadline, and allocates nothing; it is safe for concurrent use. For
+// connections no Listener accepted it returns ctx. ConfigureServer
+// installs it.
 func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	tc := tracked(c)
 	if tc == nil {
@@ -120,7 +123,8 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 // closes it. It needs [ConnContext] on the server (ConfigureServer
 // installs both); requests on other connections pass through unchanged.
 // It costs one atomic load per request and allocates nothing unless the
-// connection is draining.
+// connection is draining; the handler it returns is safe for concurrent
+// use if h is.
 func Handler(h http.Handler) http.Handler {
 	return drainHandler{h}
 }

@@ -10,7 +10,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -103,13 +102,10 @@ func serveH2(t *testing.T, l *tracked, h http.Handler, mode h2Mode) *h2Server {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
+		if !assert.NoError(t, s.Shutdown(ctx), "shutdown") {
 			s.Close()
 		}
-		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("serve: %v", err)
-		}
+		assert.ErrorIs(t, <-done, http.ErrServerClosed, "serve")
 	})
 	return s
 }
@@ -276,11 +272,10 @@ func (c *h2Client) response(t *testing.T, id uint32) (status, body string) {
 		select {
 		case f, ok := <-c.frames:
 			if !ok {
+				// Not require.True: c.err may be read only once frames is closed.
 				t.Fatalf("HTTP/2 connection ended: %v", c.err)
 			}
-			if f.typ == http2.FrameGoAway || f.typ == http2.FrameRSTStream {
-				t.Fatalf("unexpected %v", f)
-			}
+			require.NotContains(t, []http2.FrameType{http2.FrameGoAway, http2.FrameRSTStream}, f.typ, "unexpected %v", f)
 			if f.stream != id {
 				continue
 			}
@@ -327,11 +322,10 @@ func (c *h2Client) quietFor(t *testing.T, d time.Duration) {
 		select {
 		case f, ok := <-c.frames:
 			if !ok {
+				// Not require.True: c.err may be read only once frames is closed.
 				t.Fatalf("HTTP/2 connection ended: %v", c.err)
 			}
-			if f.typ == http2.FrameGoAway || f.typ == http2.FrameRSTStream {
-				t.Fatalf("unexpected %v", f)
-			}
+			require.NotContains(t, []http2.FrameType{http2.FrameGoAway, http2.FrameRSTStream}, f.typ, "unexpected %v", f)
 		case <-timer.C:
 			return
 		}

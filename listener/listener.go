@@ -29,8 +29,11 @@ type Options struct {
 	// Zero or negative means DefaultIdleGrace.
 	IdleGrace time.Duration
 
-	// Logger receives drain progress (Info) and force-closes (Warn).
-	// Nil means discard.
+	// Logger receives drain progress (Info), force-closes at a drain's
+	// deadline (Warn, with the error Drain returns) and pauses (Debug).
+	// Records say "listener: ..." and carry the drain's figures under
+	// flat keys (conns, closed_idle, closed_by_peer_or_server, forced,
+	// duration). Nil discards them.
 	Logger *slog.Logger
 }
 
@@ -233,8 +236,8 @@ func (l *Listener) closedError() error {
 
 // Close closes the inner listener and makes Accept return an error wrapping
 // net.ErrClosed. It does not close tracked connections (use Drain) and it
-// does not end a drain. Close is idempotent: later calls return the first
-// call's result.
+// does not end a drain. Close does not block, and is idempotent: later
+// calls return the first call's result.
 func (l *Listener) Close() error {
 	l.closeOnce.Do(func() {
 		close(l.closed)
@@ -302,12 +305,13 @@ func (l *Listener) pauseLocked() {
 		// An error here (listener closed) leaves nothing to interrupt.
 		_ = l.dl.SetDeadline(time.Now())
 	}
-	l.log.Debug("listener paused", "addr", l.inner.Addr())
+	l.log.Debug("listener: paused", "addr", l.inner.Addr())
 }
 
-// Resume undoes Pause. It is idempotent, and a no-op while a drain is in
-// progress (Drain was called and Undrain was not called since): a
-// draining listener stays paused. [Listener.Undrain] resumes it.
+// Resume undoes Pause. It does not block, is idempotent, and is a no-op
+// while a drain is in progress (Drain was called and Undrain was not
+// called since): a draining listener stays paused. [Listener.Undrain]
+// resumes it.
 func (l *Listener) Resume() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -326,7 +330,7 @@ func (l *Listener) resumeLocked() {
 		_ = l.dl.SetDeadline(time.Time{})
 	}
 	close(l.resume)
-	l.log.Debug("listener resumed", "addr", l.inner.Addr())
+	l.log.Debug("listener: resumed", "addr", l.inner.Addr())
 }
 
 // Paused reports whether the listener is paused (Pause, or a drain in

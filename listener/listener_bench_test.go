@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/handoff-go/handoff/listener"
 )
 
@@ -67,11 +70,11 @@ func BenchmarkAcceptServe(b *testing.B) {
 			addr := ln.Addr().String()
 			buf := make([]byte, 512)
 
+			// In the timed loops, errors are checked without testify: its
+			// Helper call per check would be measured with the server.
 			b.Run("keepalive", func(b *testing.B) {
 				c, err := net.Dial("tcp", addr)
-				if err != nil {
-					b.Fatal(err)
-				}
+				require.NoError(b, err)
 				defer c.Close()
 				b.ReportAllocs()
 				for b.Loop() {
@@ -148,21 +151,13 @@ func benchDrainOnce(b *testing.B, n int) time.Duration {
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%d", benchClientEnv, l.Addr(), n))
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, err)
 	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, err)
+	require.NoError(b, cmd.Start())
 	defer func() {
 		stdin.Close() // the client exits on EOF
-		if err := cmd.Wait(); err != nil {
-			b.Errorf("client: %v", err)
-		}
+		assert.NoError(b, cmd.Wait(), "client")
 	}()
 	ready := make(chan string, 1)
 	go func() {
@@ -171,9 +166,7 @@ func benchDrainOnce(b *testing.B, n int) time.Duration {
 	}()
 	select {
 	case line := <-ready:
-		if line != "ready\n" {
-			b.Fatalf("client: %q", line)
-		}
+		require.Equal(b, "ready\n", line, "the client's first line")
 	case <-time.After(2 * time.Minute):
 		cmd.Process.Kill()
 		b.Fatal("client not ready")
@@ -185,15 +178,10 @@ func benchDrainOnce(b *testing.B, n int) time.Duration {
 	start := time.Now()
 	s, err := l.Drain(ctx)
 	took := time.Since(start)
-	if err != nil || s.ClosedIdle != n {
-		b.Fatalf("Drain: %+v %v", s, err)
-	}
-	if err := srv.Shutdown(ctx); err != nil {
-		b.Fatal(err)
-	}
-	if err := <-done; !errors.Is(err, http.ErrServerClosed) {
-		b.Fatal(err)
-	}
+	require.NoError(b, err)
+	require.Equal(b, n, s.ClosedIdle, "stats %+v", s)
+	require.NoError(b, srv.Shutdown(ctx))
+	require.ErrorIs(b, <-done, http.ErrServerClosed)
 	return took
 }
 

@@ -2,13 +2,15 @@ package listener_test
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/handoff-go/handoff/listener"
 )
@@ -25,8 +27,7 @@ func TestCountsHTTP(t *testing.T) {
 	})
 	mux.HandleFunc("/hijack", func(w http.ResponseWriter, r *http.Request) {
 		c, _, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			t.Errorf("hijack: %v", err)
+		if !assert.NoError(t, err, "hijack") {
 			return
 		}
 		hijacked <- c
@@ -36,36 +37,26 @@ func TestCountsHTTP(t *testing.T) {
 	c := dial(t, l.Addr())
 	l.untilCounts(t, listener.Counts{New: 1, Accepted: 1})
 
-	if err := c.send("/block"); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, c.send("/block"))
 	l.untilCounts(t, listener.Counts{Active: 1, Accepted: 1})
 	close(release)
-	if _, body, err := c.recv(); err != nil || body != "released" {
-		t.Fatalf("recv: %q %v", body, err)
-	}
+	_, body, err := c.recv()
+	require.NoError(t, err)
+	assert.Equal(t, "released", body)
 	l.untilCounts(t, listener.Counts{Idle: 1, Accepted: 1})
 
 	c.mustGet(t, "/")
 	l.untilCounts(t, listener.Counts{Idle: 1, Accepted: 1})
 
 	c2 := dial(t, l.Addr())
-	if err := c2.send("/hijack"); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, c2.send("/hijack"))
 	hc := recvWithin(t, hijacked, "hijack")
 	l.untilCounts(t, listener.Counts{Idle: 1, Hijacked: 1, Accepted: 2})
 
 	// Close twice: counted once, the second returns net.ErrClosed.
-	if err := hc.Close(); err != nil {
-		t.Fatalf("first close: %v", err)
-	}
-	if err := hc.Close(); !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("second close: %v, want net.ErrClosed", err)
-	}
-	if got, want := l.Counts(), (listener.Counts{Idle: 1, Accepted: 2}); got != want {
-		t.Fatalf("after double close: %+v, want %+v", got, want)
-	}
+	require.NoError(t, hc.Close(), "first close")
+	require.ErrorIs(t, hc.Close(), net.ErrClosed, "second close")
+	require.Equal(t, listener.Counts{Idle: 1, Accepted: 2}, l.Counts(), "after double close")
 	c2.waitClosed(t)
 
 	c.Close()
@@ -77,19 +68,14 @@ func TestCountsRawTCP(t *testing.T) {
 	l := wrap(t, listen(t), listener.Options{})
 	c := dial(t, l.Addr())
 	sc, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := l.Counts(), (listener.Counts{Active: 1, Accepted: 1}); got != want {
-		t.Fatalf("counts %+v, want %+v", got, want)
-	}
-	if _, err := io.WriteString(sc, "hi"); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	require.Equal(t, listener.Counts{Active: 1, Accepted: 1}, l.Counts())
+	_, err = io.WriteString(sc, "hi")
+	require.NoError(t, err)
 	buf := make([]byte, 2)
-	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "hi" {
-		t.Fatalf("read %q %v", buf, err)
-	}
+	_, err = io.ReadFull(c, buf)
+	require.NoError(t, err)
+	require.Equal(t, "hi", string(buf))
 	// Concurrent double close counts once.
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
@@ -97,12 +83,13 @@ func TestCountsRawTCP(t *testing.T) {
 		wg.Go(func() { errs[i] = sc.Close() })
 	}
 	wg.Wait()
-	if (errs[0] == nil) == (errs[1] == nil) || !(errors.Is(errs[0], net.ErrClosed) || errors.Is(errs[1], net.ErrClosed)) {
-		t.Fatalf("double close errors: %v, %v", errs[0], errs[1])
+	// One close succeeds, the other returns net.ErrClosed.
+	if errs[0] != nil {
+		errs[0], errs[1] = errs[1], errs[0]
 	}
-	if got, want := l.Counts(), (listener.Counts{Accepted: 1}); got != want {
-		t.Fatalf("counts %+v, want %+v", got, want)
-	}
+	assert.NoError(t, errs[0], "one of two concurrent closes")
+	assert.ErrorIs(t, errs[1], net.ErrClosed, "the other concurrent close")
+	assert.Equal(t, listener.Counts{Accepted: 1}, l.Counts())
 }
 
 func TestCloseIdempotent(t *testing.T) {
@@ -113,18 +100,11 @@ func TestCloseIdempotent(t *testing.T) {
 		accepted <- err
 	}()
 	l.until(t, "Accept pending", func() bool { return listener.InAccept(l.Listener) == 1 })
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Close(); err != nil {
-		t.Fatalf("second close: %v", err)
-	}
-	if err := recvWithin(t, accepted, "Accept to return"); !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("Accept after Close: %v", err)
-	}
-	if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("Accept after Close: %v", err)
-	}
+	require.NoError(t, l.Close())
+	assert.NoError(t, l.Close(), "second close")
+	assert.ErrorIs(t, recvWithin(t, accepted, "Accept to return"), net.ErrClosed, "pending Accept after Close")
+	_, err := l.Accept()
+	assert.ErrorIs(t, err, net.ErrClosed, "Accept after Close")
 }
 
 func TestCloseWhilePaused(t *testing.T) {
@@ -136,9 +116,7 @@ func TestCloseWhilePaused(t *testing.T) {
 		accepted <- err
 	}()
 	l.Close()
-	if err := recvWithin(t, accepted, "Accept to return"); !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("Accept after Close: %v", err)
-	}
+	assert.ErrorIs(t, recvWithin(t, accepted, "Accept to return"), net.ErrClosed, "Accept after Close")
 }
 
 // TestPauseBacklog: while paused, a client's connect completes in the
@@ -158,16 +136,13 @@ func TestPauseBacklog(t *testing.T) {
 
 	l.Pause()
 	l.Pause() // idempotent
-	if !l.Paused() {
-		t.Fatal("not paused")
-	}
+	require.True(t, l.Paused())
 	// The pending inner Accept is interrupted, and Accept waits.
 	l.until(t, "inner Accept interrupted", func() bool { return listener.InAccept(l.Listener) == 0 })
 
 	c := dial(t, l.Addr()) // completes: the kernel queues it
-	if _, err := io.WriteString(c, "ping"); err != nil {
-		t.Fatal(err)
-	}
+	_, err := io.WriteString(c, "ping")
+	require.NoError(t, err)
 	// Not proof by itself (only a bounded look), but the test below with a
 	// second listener on the same socket is.
 	select {
@@ -175,25 +150,19 @@ func TestPauseBacklog(t *testing.T) {
 		t.Fatalf("Accept returned while paused: %v %v", r.c, r.err)
 	case <-time.After(50 * time.Millisecond):
 	}
-	if got := l.Counts().Accepted; got != 0 {
-		t.Fatalf("accepted %d while paused", got)
-	}
+	require.Zero(t, l.Counts().Accepted, "accepted while paused")
 
 	l.Resume()
 	l.Resume() // idempotent
 	r := recvWithin(t, accepted, "Accept after Resume")
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
+	require.NoError(t, r.err)
 	defer r.c.Close()
-	if r.c.RemoteAddr().String() != c.LocalAddr().String() {
-		t.Fatalf("accepted %v, want the queued %v", r.c.RemoteAddr(), c.LocalAddr())
-	}
+	assert.Equal(t, c.LocalAddr().String(), r.c.RemoteAddr().String(), "the queued connection is the one accepted")
 	buf := make([]byte, 4)
-	r.c.SetReadDeadline(time.Now().Add(wait))
-	if _, err := io.ReadFull(r.c, buf); err != nil || string(buf) != "ping" {
-		t.Fatalf("read %q %v", buf, err)
-	}
+	require.NoError(t, r.c.SetReadDeadline(time.Now().Add(wait)))
+	_, err = io.ReadFull(r.c, buf)
+	require.NoError(t, err)
+	assert.Equal(t, "ping", string(buf))
 }
 
 // TestPauseSharedSocket is the upgrade situation: two Listeners on one
@@ -217,14 +186,11 @@ func TestPauseSharedSocket(t *testing.T) {
 		before := paused.Counts().Accepted
 		for range 20 {
 			c := dial(t, ln.Addr())
-			if _, body := c.mustGet(t, "/"); body != name {
-				t.Fatalf("served by %q, want %q", body, name)
-			}
+			_, body := c.mustGet(t, "/")
+			require.Equal(t, name, body, "the listener that served")
 			c.Close()
 		}
-		if got := paused.Counts().Accepted; got != before {
-			t.Fatalf("paused listener accepted %d connections", got-before)
-		}
+		require.Equal(t, before, paused.Counts().Accepted, "connections the paused listener accepted")
 	}
 	check(l1, l2, "two")
 	check(l2, l1, "one")
@@ -274,26 +240,22 @@ func TestPauseRaceKeepsConn(t *testing.T) {
 	}()
 	l.until(t, "Accept pending", func() bool { return listener.InAccept(l.Listener) == 1 })
 	l.Pause()
-	if d := recvWithin(t, rl.deadlines, "SetDeadline"); d.IsZero() || d.After(time.Now()) {
-		t.Fatalf("Pause set deadline %v, want now", d)
-	}
+	d := recvWithin(t, rl.deadlines, "SetDeadline")
+	require.False(t, d.IsZero(), "Pause cleared the deadline")
+	require.False(t, d.After(time.Now()), "Pause set deadline %v, in the future", d)
 	// The inner Accept returns a conn anyway: it must be served.
 	a, b := net.Pipe()
 	defer b.Close()
 	rl.conns <- a
 	r := recvWithin(t, accepted, "raced conn")
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	if got := l.Counts(); got.Accepted != 1 || got.Active != 1 {
-		t.Fatalf("counts %+v", got)
-	}
+	require.NoError(t, r.err)
+	got := l.Counts()
+	assert.Equal(t, uint64(1), got.Accepted)
+	assert.Equal(t, 1, got.Active)
 	r.c.Close()
 	// The next Accept waits for Resume; Close ends it.
 	l.Close()
-	if r := recvWithin(t, accepted, "Accept after Close"); !errors.Is(r.err, net.ErrClosed) {
-		t.Fatalf("Accept: %v", r.err)
-	}
+	assert.ErrorIs(t, recvWithin(t, accepted, "Accept after Close").err, net.ErrClosed)
 }
 
 // TestConfigureServerChains: ConnContext keeps the caller's ConnContext values and
@@ -325,30 +287,18 @@ func TestConfigureServerChains(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(l) }()
 	c := dial(t, l.Addr())
-	if _, body := c.mustGet(t, "/"); body != "mine" {
-		t.Fatalf("ConnContext value %q", body)
-	}
+	_, body := c.mustGet(t, "/")
+	assert.Equal(t, "mine", body, "the caller's ConnContext value")
 	l.untilCounts(t, listener.Counts{Idle: 1, Accepted: 1})
 	c.Close()
 	l.untilCounts(t, listener.Counts{Accepted: 1})
 	recvWithin(t, closed, "StateClosed in the caller's hook")
-	if err := srv.Shutdown(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; !errors.Is(err, http.ErrServerClosed) {
-		t.Fatal(err)
-	}
+	require.NoError(t, srv.Shutdown(context.Background()))
+	require.ErrorIs(t, <-done, http.ErrServerClosed)
 	mu.Lock()
 	defer mu.Unlock()
 	want := []http.ConnState{http.StateNew, http.StateActive, http.StateIdle, http.StateClosed}
-	if len(states) != len(want) {
-		t.Fatalf("caller's hook saw %v, want %v", states, want)
-	}
-	for i := range want {
-		if states[i] != want[i] {
-			t.Fatalf("caller's hook saw %v, want %v", states, want)
-		}
-	}
+	assert.Equal(t, want, states, "what the caller's hook saw")
 }
 
 // TestUntrackedConnsIgnored: the hooks are no-ops for conns no Listener
@@ -357,11 +307,9 @@ func TestUntrackedConnsIgnored(t *testing.T) {
 	plain := listen(t)
 	serve(t, plain, http.HandlerFunc(ok))
 	c := dial(t, plain.Addr())
-	if _, body := c.mustGet(t, "/"); body != "ok" {
-		t.Fatal(body)
-	}
+	_, body := c.mustGet(t, "/")
+	require.Equal(t, "ok", body)
 	listener.ConnState(c.Conn, http.StateActive)
-	if ctx := listener.ConnContext(context.Background(), c.Conn); ctx != context.Background() {
-		t.Fatal("ConnContext changed the context of an untracked conn")
-	}
+	assert.Equal(t, context.Background(), listener.ConnContext(context.Background(), c.Conn),
+		"ConnContext changed the context of an untracked conn")
 }

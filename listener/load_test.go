@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+
 	"github.com/handoff-go/handoff/listener"
 )
 
@@ -53,21 +55,12 @@ func (g *generation) stop(t *testing.T) listener.DrainStats {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	s, err := g.l.Drain(ctx)
-	if err != nil {
-		t.Errorf("drain: %v (stats %+v)", err, s)
-	}
-	if c, n := g.l.Counts(), listener.Live(g.l.Listener); c.Open() != 0 || n != 0 {
-		t.Errorf("after drain: counts %+v, %d tracked", c, n)
-	}
-	if err := g.srv.Shutdown(ctx); err != nil {
-		t.Errorf("shutdown: %v", err)
-	}
-	if err := g.l.Close(); err != nil {
-		t.Errorf("close: %v", err)
-	}
-	if err := recvWithin(t, g.done, "Serve to return"); !errors.Is(err, http.ErrServerClosed) {
-		t.Errorf("serve: %v", err)
-	}
+	assert.NoError(t, err, "drain (stats %+v)", s)
+	assert.Zero(t, g.l.Counts().Open(), "open after drain: counts %+v", g.l.Counts())
+	assert.Zero(t, listener.Live(g.l.Listener), "tracked after drain")
+	assert.NoError(t, g.srv.Shutdown(ctx), "shutdown")
+	assert.NoError(t, g.l.Close(), "close")
+	assert.ErrorIs(t, recvWithin(t, g.done, "Serve to return"), http.ErrServerClosed, "serve")
 	return s
 }
 
@@ -144,6 +137,71 @@ func loadClient(addr string, kind clientKind, id int, stop <-chan struct{}, max 
 	}
 }
 
+// loadClients is the number of clients of TestLoadDrainCycles.
+const loadClients = 16
+
+// load runs loadClients clients of every kind against addr.
+type load struct {
+	oks      [loadClients]atomic.Int64
+	progress chan struct{}
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+
+	mu       sync.Mutex
+	failures []error
+}
+
+// startLoad starts the clients, each bounded to max requests. Cleanup
+// stops them.
+func startLoad(t *testing.T, addr string, max int) *load {
+	ld := &load{progress: make(chan struct{}, 1), stop: make(chan struct{})}
+	fail := func(err error) {
+		ld.mu.Lock()
+		ld.failures = append(ld.failures, err)
+		ld.mu.Unlock()
+	}
+	for i := range loadClients {
+		kind := clientKind(i % 3)
+		ld.wg.Go(func() { loadClient(addr, kind, i, ld.stop, max, &ld.oks[i], ld.progress, fail) })
+	}
+	t.Cleanup(ld.halt)
+	return ld
+}
+
+// halt stops the clients and waits for them. It is idempotent.
+func (ld *load) halt() {
+	ld.stopOnce.Do(func() { close(ld.stop) })
+	ld.wg.Wait()
+}
+
+// waitProgress waits until every client has completed n more requests.
+func (ld *load) waitProgress(t *testing.T, n int64) {
+	t.Helper()
+	var from [loadClients]int64
+	for i := range ld.oks {
+		from[i] = ld.oks[i].Load()
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for {
+		done := true
+		for i := range ld.oks {
+			if ld.oks[i].Load()-from[i] < n {
+				done = false
+			}
+		}
+		if done {
+			return
+		}
+		select {
+		case <-ld.progress:
+		case <-deadline.C:
+			t.Fatalf("clients made no progress")
+		}
+	}
+}
+
 // TestLoadDrainCycles: 16 raw clients hammer a socket while generation
 // after generation takes it over (a new Listener on a dup of the socket and
 // a new http.Server start, then the old one drains and shuts down). No
@@ -153,67 +211,17 @@ func TestLoadDrainCycles(t *testing.T) {
 		t.Skip("load test")
 	}
 	const (
-		clients     = 16
 		cycles      = 6
 		perCycle    = 20    // requests each client completes per generation, at least
 		maxRequests = 20000 // per client: bounds the test if something hangs
 	)
 	base := listen(t) // the socket; only its dups accept
-	addr := base.Addr().String()
-
-	var (
-		mu       sync.Mutex
-		failures []error
-		oks      [clients]atomic.Int64
-		wg       sync.WaitGroup
-		stop     = make(chan struct{})
-		progress = make(chan struct{}, 1)
-	)
-	fail := func(err error) {
-		mu.Lock()
-		failures = append(failures, err)
-		mu.Unlock()
-	}
-
 	cur := startGeneration(t, base, 0)
-	for i := range clients {
-		kind := clientKind(i % 3)
-		wg.Go(func() { loadClient(addr, kind, i, stop, maxRequests, &oks[i], progress, fail) })
-	}
-	defer func() {
-		close(stop)
-		wg.Wait()
-	}()
-
-	// waitProgress waits until every client has completed n more requests.
-	waitProgress := func(n int64) {
-		var from [clients]int64
-		for i := range oks {
-			from[i] = oks[i].Load()
-		}
-		deadline := time.NewTimer(wait)
-		defer deadline.Stop()
-		for {
-			done := true
-			for i := range oks {
-				if oks[i].Load()-from[i] < n {
-					done = false
-				}
-			}
-			if done {
-				return
-			}
-			select {
-			case <-progress:
-			case <-deadline.C:
-				t.Fatalf("clients made no progress")
-			}
-		}
-	}
+	ld := startLoad(t, base.Addr().String(), maxRequests)
 
 	var total listener.DrainStats
 	for i := 1; i <= cycles; i++ {
-		waitProgress(perCycle)
+		ld.waitProgress(t, perCycle)
 		next := startGeneration(t, base, i)
 		s := cur.stop(t)
 		t.Logf("gen %d: served %d, drain %+v", i-1, cur.served.Load(), s)
@@ -223,26 +231,19 @@ func TestLoadDrainCycles(t *testing.T) {
 		total.Forced += s.Forced
 		cur = next
 	}
-	waitProgress(perCycle)
-	close(stop)
-	wg.Wait()
-	stop = make(chan struct{}) // for the deferred close
+	ld.waitProgress(t, perCycle)
+	ld.halt()
 	cur.stop(t)
 
 	var sum int64
-	for i := range oks {
-		sum += oks[i].Load()
+	for i := range ld.oks {
+		sum += ld.oks[i].Load()
 	}
 	t.Logf("%d requests ok over %d drains; drains total %+v", sum, cycles+1, total)
-	mu.Lock()
-	defer mu.Unlock()
-	for _, err := range failures {
-		t.Error(err)
+	ld.mu.Lock()
+	defer ld.mu.Unlock()
+	for _, err := range ld.failures {
+		assert.NoError(t, err, "a failed request (%d in all)", len(ld.failures))
 	}
-	if len(failures) > 0 {
-		t.Fatalf("%d failed requests", len(failures))
-	}
-	if total.Forced != 0 {
-		t.Fatalf("%d connections force-closed", total.Forced)
-	}
+	assert.Zero(t, total.Forced, "connections force-closed")
 }

@@ -7,6 +7,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/handoff-go/handoff/listener"
 )
 
@@ -20,9 +23,7 @@ func TestCountsConcurrent(t *testing.T) {
 	for range conns {
 		dial(t, l.Addr())
 		sc, err := l.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		accepted = append(accepted, sc)
 	}
 
@@ -31,8 +32,8 @@ func TestCountsConcurrent(t *testing.T) {
 	checker.Go(func() {
 		for {
 			c := l.Counts()
-			if c.Active < 0 || c.Idle < 0 || c.New < 0 || c.Hijacked < 0 || c.Open() > conns {
-				t.Errorf("bad counts %+v", c)
+			ok := assert.True(t, c.Active >= 0 && c.Idle >= 0 && c.New >= 0 && c.Hijacked >= 0, "negative counts %+v", c)
+			if !ok || !assert.LessOrEqual(t, c.Open(), conns, "counts %+v", c) {
 				return
 			}
 			select {
@@ -73,13 +74,8 @@ func TestCountsConcurrent(t *testing.T) {
 	close(stop)
 	checker.Wait()
 	s := r.stats
-	if s.Conns != conns || s.ClosedIdle+s.ClosedByPeerOrServer+s.Forced != conns {
-		t.Fatalf("stats %+v", s)
-	}
-	if got := l.Counts(); got != (listener.Counts{Accepted: conns}) {
-		t.Fatalf("final counts %+v", got)
-	}
-	if n := listener.Live(l.Listener); n != 0 {
-		t.Fatalf("%d still tracked", n)
-	}
+	assert.Equal(t, conns, s.Conns, "stats %+v", s)
+	assert.Equal(t, conns, s.ClosedIdle+s.ClosedByPeerOrServer+s.Forced, "closes in stats %+v", s)
+	assert.Equal(t, listener.Counts{Accepted: conns}, l.Counts(), "final counts")
+	assert.Zero(t, listener.Live(l.Listener), "still tracked")
 }

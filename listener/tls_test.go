@@ -9,6 +9,9 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/handoff-go/handoff/listener"
 )
 
@@ -26,18 +29,15 @@ func TestTLS(t *testing.T) {
 	nc := dial(t, l.Addr())
 	tc := tls.Client(nc, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
 	c := &client{Conn: tc, br: bufio.NewReader(tc)}
-	if _, body := c.mustGet(t, "/"); body != "ok" {
-		t.Fatal(body)
-	}
+	_, body := c.mustGet(t, "/")
+	require.Equal(t, "ok", body)
 	l.untilCounts(t, listener.Counts{Idle: 1, Accepted: 1})
 	s, err := l.Drain(context.Background())
-	if err != nil || s.ClosedIdle != 1 {
-		t.Fatalf("Drain: %+v %v", s, err)
-	}
-	c.SetReadDeadline(timeNowPlusWait())
-	if _, err := c.br.ReadByte(); err == nil {
-		t.Fatal("TLS conn still open")
-	}
+	require.NoError(t, err)
+	assert.Equal(t, 1, s.ClosedIdle, "stats %+v", s)
+	require.NoError(t, c.SetReadDeadline(timeNowPlusWait()))
+	_, err = c.br.ReadByte()
+	assert.Error(t, err, "TLS conn still open")
 }
 
 // TestConfigureServerTwice: installing the hooks twice changes nothing.
@@ -55,14 +55,11 @@ func TestConfigureServerTwice(t *testing.T) {
 	l.untilCounts(t, listener.Counts{Idle: 1, Accepted: 1})
 	res := drainAsync(l, context.Background())
 	<-l.Draining()
-	if resp, _ := c.mustGet(t, "/"); !resp.Close {
-		t.Fatal("no Connection: close while draining")
-	}
-	if r := recvWithin(t, res, "Drain"); r.err != nil || r.stats.ClosedByPeerOrServer != 1 {
-		t.Fatalf("Drain: %+v %v", r.stats, r.err)
-	}
-	if err := srv.Shutdown(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	resp, _ := c.mustGet(t, "/")
+	assert.True(t, resp.Close, "no Connection: close while draining")
+	r := recvWithin(t, res, "Drain")
+	require.NoError(t, r.err)
+	assert.Equal(t, 1, r.stats.ClosedByPeerOrServer, "stats %+v", r.stats)
+	require.NoError(t, srv.Shutdown(context.Background()))
 	<-done
 }

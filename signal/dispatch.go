@@ -38,6 +38,7 @@ type lane struct {
 type result struct {
 	action Action
 	err    error
+	end    time.Time // when the action returned
 	took   time.Duration
 }
 
@@ -165,7 +166,8 @@ func (d *dispatcher) kill(s os.Signal) {
 	// would only race with the exit.
 	start := time.Now()
 	d.a.Kill(cause)
-	d.emit(Event{Kind: EventFinished, Action: ActionKill, Signal: s, Duration: time.Since(start)})
+	end := time.Now()
+	d.emit(Event{Kind: EventFinished, Time: end, Action: ActionKill, Signal: s, Duration: end.Sub(start)})
 	d.cancelRun(cause)
 	if d.cancelStop != nil {
 		d.cancelStop(cause)
@@ -205,7 +207,8 @@ func (d *dispatcher) spawn(act Action, f func() error) {
 		defer d.wg.Done()
 		start := time.Now()
 		err := f()
-		d.results <- result{action: act, err: err, took: time.Since(start)}
+		end := time.Now()
+		d.results <- result{action: act, err: err, end: end, took: end.Sub(start)}
 	}()
 }
 
@@ -215,12 +218,12 @@ func (d *dispatcher) finish(r result) {
 		d.stopDone = true
 		d.stopErr = r.err
 		d.cancelStop(nil)
-		d.emit(Event{Kind: EventFinished, Action: ActionStop, Err: r.err, Duration: r.took})
+		d.emit(Event{Kind: EventFinished, Time: r.end, Action: ActionStop, Err: r.err, Duration: r.took})
 		return
 	}
 	l := d.lane(r.action)
 	l.running = false
-	d.emit(Event{Kind: EventFinished, Action: r.action, Err: r.err, Duration: r.took})
+	d.emit(Event{Kind: EventFinished, Time: r.end, Action: r.action, Err: r.err, Duration: r.took})
 	if l.pending && !d.ending {
 		l.pending = false
 		d.start(l, l.pendingSig)
@@ -238,60 +241,75 @@ func (d *dispatcher) dropPending() {
 	}
 }
 
+// emit reports e, in order and synchronously, to the Logger and to
+// OnEvent. Events made now get their Time here.
 func (d *dispatcher) emit(e Event) {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
 	d.log(e)
 	if d.o.OnEvent != nil {
 		d.o.OnEvent(e)
 	}
 }
 
+// log writes e's record: message "signal: ...", then the keys every
+// handoff package uses (event; duration when non-zero; error when Err is
+// set, at level Warn for a stop's or a kill's cause and Error for a failed
+// action), then action and signal.
 func (d *dispatcher) log(e Event) {
-	ctx := context.Background()
-	lg := d.o.Logger
-	attrs := make([]slog.Attr, 0, 4)
+	level, msg := slog.LevelInfo, ""
+	attrs := make([]slog.Attr, 0, 9)
+	attrs = append(attrs, slog.String("event", e.Kind.String()))
+	if e.Duration != 0 {
+		attrs = append(attrs, slog.Duration("duration", e.Duration))
+	}
+	if e.Err != nil {
+		attrs = append(attrs, slog.Any("error", e.Err))
+		level = slog.LevelWarn
+	}
 	if e.Action != 0 {
 		attrs = append(attrs, slog.String("action", e.Action.String()))
 	}
 	if e.Signal != nil {
 		attrs = append(attrs, slog.String("signal", e.Signal.String()))
 	}
-	level := slog.LevelInfo
-	var msg string
 	switch e.Kind {
 	case EventReady:
-		msg = "signal: handling signals"
-		for _, act := range []Action{ActionUpgrade, ActionReload, ActionStop, ActionKill} {
-			var names []string
-			for s, a := range d.table {
-				if a == act {
-					names = append(names, s.String())
-				}
-			}
-			if len(names) > 0 {
-				slices.Sort(names)
-				attrs = append(attrs, slog.Any(act.String(), names))
-			}
-		}
-		level = slog.LevelDebug
+		msg, level = "signal: handling signals", slog.LevelDebug
+		attrs = d.tableAttrs(attrs)
 	case EventReceived:
 		msg = "signal: received"
 	case EventStarted:
 		msg = "signal: " + e.Action.String() + " started"
-		if e.Err != nil {
-			attrs = append(attrs, slog.String("cause", e.Err.Error()))
-		}
 	case EventFinished:
 		msg = "signal: " + e.Action.String() + " finished"
-		attrs = append(attrs, slog.Duration("duration", e.Duration))
 		if e.Err != nil {
-			attrs = append(attrs, slog.String("error", e.Err.Error()))
 			level = slog.LevelError
 		}
 	case EventCoalesced:
 		msg = "signal: " + e.Action.String() + " in progress; coalesced into one follow-up"
 	case EventDropped:
-		msg = "signal: " + e.Action.String() + " dropped: stopping"
-		level = slog.LevelWarn
+		msg, level = "signal: "+e.Action.String()+" dropped: stopping", slog.LevelWarn
+	default:
+		msg = "signal: " + e.Kind.String()
 	}
-	lg.LogAttrs(ctx, level, msg, attrs...)
+	d.o.Logger.LogAttrs(context.Background(), level, msg, attrs...)
+}
+
+// tableAttrs appends, for each action, the sorted names of its signals.
+func (d *dispatcher) tableAttrs(attrs []slog.Attr) []slog.Attr {
+	for _, act := range []Action{ActionUpgrade, ActionReload, ActionStop, ActionKill} {
+		var names []string
+		for s, a := range d.table {
+			if a == act {
+				names = append(names, s.String())
+			}
+		}
+		if len(names) > 0 {
+			slices.Sort(names)
+			attrs = append(attrs, slog.Any(act.String(), names))
+		}
+	}
+	return attrs
 }

@@ -66,7 +66,14 @@
 //
 // # Reporting
 //
-// Every step is an [Event]: ready, received, started, finished, coalesced,
-// dropped. Run logs each to [Options.Logger] and passes it to
-// [Options.OnEvent].
+// Every step is an [Event] (Kind, Time, Duration, Err, then Action and
+// Signal): ready, received, started, finished, coalesced, dropped. Run
+// reports each, in order and from its own goroutine (never from an
+// action's), as one record to [Options.Logger] and then to
+// [Options.OnEvent]. A nil Logger discards
+// the records; nothing goes to slog.Default() unless the program passes it.
+// A record's message starts with "signal: " ("signal: upgrade started"),
+// and its attributes are event (the kind), duration (when not zero), error
+// (when Err is set: Warn for the cause of a stop or a kill, Error for a
+// failed action), action and signal.
 package signal

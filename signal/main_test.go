@@ -1,19 +1,17 @@
-//go:build unix
-
 package signal_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
-	ossignal "os/signal"
+	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/handoff-go/handoff/signal"
@@ -23,20 +21,36 @@ import (
 // shared; nothing asserts speed.
 const waitTimeout = 20 * time.Second
 
-// helperEnv, when set, makes the test binary a child process that runs the
-// named scenario (see helper_test.go) instead of the tests.
-const helperEnv = "HANDOFF_SIGNAL_TEST_HELPER"
-
 func TestMain(m *testing.M) {
-	if scenario := os.Getenv(helperEnv); scenario != "" {
-		os.Exit(helperMain(scenario))
-	}
-	// A storm of SIGHUPs may still be on its way through the kernel and the
-	// runtime when the Run that asked for it has returned and unsubscribed;
-	// this never-read channel keeps such a straggler from killing the test
-	// binary. It does not change what any Run receives.
-	ossignal.Notify(make(chan os.Signal, 1), syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
+	setUpProcess() // unix: the helper child, and a guard against stray SIGHUPs
 	goleak.VerifyTestMain(m)
+}
+
+// testSignal is a signal that only the dispatcher fed from a channel sees:
+// it compares and names signals and never asks the OS for them, so the
+// tests that use these run on every platform. They carry the names of the
+// unix signals they stand for, so records read the same.
+type testSignal string
+
+func (s testSignal) Signal()        {}
+func (s testSignal) String() string { return string(s) }
+
+var (
+	sigHUP  os.Signal = testSignal("hangup")
+	sigUSR2 os.Signal = testSignal("user defined signal 2")
+	sigTERM os.Signal = testSignal("terminated")
+	sigINT  os.Signal = testSignal("interrupt")
+	sigQUIT os.Signal = testSignal("quit")
+)
+
+// chanOptions are the unix defaults, spelled with test signals.
+func chanOptions() signal.Options {
+	return signal.Options{
+		UpgradeSignals: []os.Signal{sigHUP},
+		ReloadSignals:  []os.Signal{sigUSR2},
+		StopSignals:    []os.Signal{sigTERM, sigINT},
+		KillSignals:    []os.Signal{sigQUIT},
+	}
 }
 
 // recorder collects the events of one Run.
@@ -79,12 +93,17 @@ func (r *recorder) wait(t testing.TB, kind signal.EventKind, act signal.Action) 
 	}
 }
 
-// count returns how many events of kind and act there were so far.
-func (r *recorder) count(kind signal.EventKind, act signal.Action) int {
+// all returns a copy of the events so far.
+func (r *recorder) all() []signal.Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return append([]signal.Event(nil), r.events...)
+}
+
+// count returns how many events of kind and act there were so far.
+func (r *recorder) count(kind signal.EventKind, act signal.Action) int {
 	n := 0
-	for _, e := range r.events {
+	for _, e := range r.all() {
 		if e.Kind == kind && e.Action == act {
 			n++
 		}
@@ -92,39 +111,12 @@ func (r *recorder) count(kind signal.EventKind, act signal.Action) int {
 	return n
 }
 
-// index returns the position of the first event of kind and act, or -1.
-func (r *recorder) index(kind signal.EventKind, act signal.Action) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for i, e := range r.events {
-		if e.Kind == kind && e.Action == act {
-			return i
-		}
-	}
-	return -1
-}
-
-// steps lists the started and finished events of act, in order.
-func (r *recorder) steps(act signal.Action) []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var s []string
-	for _, e := range r.events {
-		if e.Action == act && (e.Kind == signal.EventStarted || e.Kind == signal.EventFinished) {
-			s = append(s, e.Kind.String()+" "+e.Action.String())
-		}
-	}
-	return s
-}
-
 func (r *recorder) String() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	s := ""
-	for _, e := range r.events {
-		s += fmt.Sprintf("\t%v %v signal=%v err=%v\n", e.Kind, e.Action, e.Signal, e.Err)
+	var b strings.Builder
+	for _, e := range r.all() {
+		fmt.Fprintf(&b, "\t%v %v signal=%v err=%v\n", e.Kind, e.Action, e.Signal, e.Err)
 	}
-	return s
+	return b.String()
 }
 
 // running is a Run on a goroutine of the test.
@@ -138,14 +130,12 @@ type running struct {
 
 // start runs Run (with real signals) or, if c is not nil, the dispatcher fed
 // from c, and waits until it is ready. Cleanup cancels it and waits for it.
+// A nil o.Logger stays nil: Run discards its records.
 func start(t *testing.T, a signal.Actions, o signal.Options, c <-chan os.Signal) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancelCause(context.Background())
 	r := &running{rec: newRecorder(), cancel: cancel, errc: make(chan error, 1)}
 	o.OnEvent = r.rec.OnEvent
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
 	go func() {
 		if c != nil {
 			r.errc <- signal.RunFromChannel(ctx, a, o, c)
@@ -161,6 +151,12 @@ func start(t *testing.T, a signal.Actions, o signal.Options, c <-chan os.Signal)
 	return r
 }
 
+// startChan is start fed from c, with chanOptions.
+func startChan(t *testing.T, a signal.Actions, c <-chan os.Signal) *running {
+	t.Helper()
+	return start(t, a, chanOptions(), c)
+}
+
 // result waits for Run to return and returns its error.
 func (r *running) result(t testing.TB) error {
 	t.Helper()
@@ -174,15 +170,6 @@ func (r *running) result(t testing.TB) error {
 	case <-time.After(waitTimeout):
 		t.Fatalf("Run did not return within %v; events:\n%s", waitTimeout, r.rec)
 		return nil
-	}
-}
-
-// raise sends sig to the test process itself. Callers make sure a Run has
-// subscribed to sig (or the guard in TestMain has).
-func raise(t testing.TB, sig syscall.Signal) {
-	t.Helper()
-	if err := syscall.Kill(os.Getpid(), sig); err != nil {
-		t.Fatalf("kill %v: %v", sig, err)
 	}
 }
 
@@ -211,7 +198,7 @@ func send[T any](t testing.TB, c chan<- T, v T, what string) {
 
 // noKill is a Kill that fails the test.
 func noKill(t *testing.T) func(error) {
-	return func(cause error) { t.Errorf("Kill(%v) called", cause) }
+	return func(cause error) { assert.Fail(t, "Kill called", "cause: %v", cause) }
 }
 
 // gate is an upgrade or reload func that reports each call and blocks until
@@ -239,13 +226,7 @@ func (g *gate) fn(ctx context.Context) error {
 func signalCause(t testing.TB, err error, sig os.Signal, want error) {
 	t.Helper()
 	var se *signal.SignalError
-	if !errors.As(err, &se) {
-		t.Fatalf("cause %v (%T) is not a *signal.SignalError", err, err)
-	}
-	if se.Signal != sig {
-		t.Errorf("cause names signal %v, want %v", se.Signal, sig)
-	}
-	if !errors.Is(err, want) {
-		t.Errorf("cause %v is not %v", err, want)
-	}
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, sig, se.Signal, "the signal the cause names")
+	assert.ErrorIs(t, err, want)
 }

@@ -52,7 +52,10 @@ func (e *SignalError) Unwrap() error { return e.Err }
 // process gave them (for SIGTERM, SIGINT and SIGHUP, by default, death).
 //
 // Upgrade, Reload and Stop are each called on a goroutine of their own that
-// Run owns and waits for; Run does not recover their panics (a panic in an
+// Run owns and waits for. Upgrade and Reload may run at the same time as
+// each other (never two calls of the same one); Stop starts only once both
+// have returned; Kill runs on Run's goroutine, possibly while any of the
+// others runs. Run does not recover their panics (a panic in an
 // action is a bug in the program, and hiding it behind a stopped upgrade
 // would leave the process running in an unknown state).
 type Actions struct {
@@ -91,7 +94,9 @@ type Actions struct {
 // (for example KillSignals: []os.Signal{} keeps Go's own SIGQUIT goroutine
 // dump). A signal may be in one list only.
 type Options struct {
-	// Logger receives a record for every Event. Nil means slog.Default().
+	// Logger receives a record for every Event (see the package
+	// documentation, "Reporting"). Nil discards them: Run logs to
+	// slog.Default() only if the program passes it here.
 	Logger *slog.Logger
 
 	// OnEvent, if not nil, is called for every Event, in order, from one
@@ -110,7 +115,8 @@ type Options struct {
 	KillSignals []os.Signal
 }
 
-// Action names what a signal maps to.
+// Action names what a signal maps to. Its String is the name records carry
+// under the key "action".
 type Action int
 
 // The actions. The zero Action is "none": a signal Run does not handle.
@@ -121,6 +127,7 @@ const (
 	ActionKill
 )
 
+// String returns the action's name ("upgrade", ...; "none" for 0).
 func (a Action) String() string {
 	switch a {
 	case ActionUpgrade:
@@ -135,7 +142,8 @@ func (a Action) String() string {
 	return "none"
 }
 
-// EventKind says what happened.
+// EventKind says what happened. Its String is the kebab-case name that
+// records carry under the key "event".
 type EventKind int
 
 // The kinds of Event.
@@ -158,6 +166,8 @@ const (
 	EventDropped
 )
 
+// String returns the kind's name ("ready", "received", ...), or
+// "EventKind(n)" for a value outside the constants.
 func (k EventKind) String() string {
 	switch k {
 	case EventReady:
@@ -176,13 +186,16 @@ func (k EventKind) String() string {
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }
 
-// Event reports what Run did. Fields that do not apply are zero.
+// Event reports what Run did, in the shape every handoff package shares:
+// Kind, Time, Duration, Err, then the package's own fields. Fields that do
+// not apply are zero.
 type Event struct {
 	Kind     EventKind
-	Action   Action
-	Signal   os.Signal     // the signal behind the event
-	Err      error         // EventStarted for stop/kill: the cause; EventFinished: the result
-	Duration time.Duration // EventFinished: how long the action ran
+	Time     time.Time     // when it happened (for EventFinished: when the action returned)
+	Duration time.Duration // EventFinished: how long the action ran; 0 otherwise
+	Err      error         // EventStarted for stop and kill: the cause; EventFinished: the action's error
+	Action   Action        // what the signal maps to (0 for EventReady)
+	Signal   os.Signal     // the signal behind the event (nil for EventReady, and for EventFinished but of kill)
 }
 
 // Run subscribes to the signals of the non-nil actions (with os/signal's
@@ -200,7 +213,7 @@ type Event struct {
 //
 // Run returns an error at once if a signal is in more than one list of
 // opts. Every running Run gets every signal it subscribed to, so a process
-// should run one at a time.
+// should run one at a time; a new Run may start once the last has returned.
 func Run(ctx context.Context, a Actions, opts Options) error {
 	o := opts.withDefaults()
 	table, err := o.table(a)
@@ -227,7 +240,7 @@ func Run(ctx context.Context, a Actions, opts Options) error {
 // withDefaults returns a copy of o with its defaults filled in.
 func (o Options) withDefaults() Options {
 	if o.Logger == nil {
-		o.Logger = slog.Default()
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.UpgradeSignals == nil {
 		o.UpgradeSignals = defaultUpgradeSignals()

@@ -6,17 +6,40 @@ import (
 	"context"
 	"errors"
 	"os"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/handoff-go/handoff/signal"
 )
 
 // These tests send real signals to the test process. They never run in
 // parallel: every Run gets every signal.
+
+// index returns the position of the first event of kind and act, or -1.
+func (r *recorder) index(kind signal.EventKind, act signal.Action) int {
+	for i, e := range r.all() {
+		if e.Kind == kind && e.Action == act {
+			return i
+		}
+	}
+	return -1
+}
+
+// steps lists the started and finished events of act, in order.
+func (r *recorder) steps(act signal.Action) []string {
+	var s []string
+	for _, e := range r.all() {
+		if e.Action == act && (e.Kind == signal.EventStarted || e.Kind == signal.EventFinished) {
+			s = append(s, e.Kind.String()+" "+e.Action.String())
+		}
+	}
+	return s
+}
 
 func TestHangupRunsOneUpgrade(t *testing.T) {
 	var calls atomic.Int32
@@ -27,14 +50,14 @@ func TestHangupRunsOneUpgrade(t *testing.T) {
 
 	raise(t, syscall.SIGHUP)
 	got := r.rec.wait(t, signal.EventStarted, signal.ActionUpgrade)
-	expect.Equal(t, syscall.SIGHUP, got.Signal)
+	assert.Equal(t, syscall.SIGHUP, got.Signal)
 	fin := r.rec.wait(t, signal.EventFinished, signal.ActionUpgrade)
-	expect.NoError(t, fin.Err)
+	assert.NoError(t, fin.Err)
 
 	r.cancel(nil)
-	expect.ErrorIs(t, r.result(t), context.Canceled)
-	expect.Equal(t, int32(1), calls.Load())
-	expect.Equal(t, 1, r.rec.count(signal.EventStarted, signal.ActionUpgrade))
+	assert.ErrorIs(t, r.result(t), context.Canceled)
+	assert.Equal(t, int32(1), calls.Load())
+	assert.Equal(t, 1, r.rec.count(signal.EventStarted, signal.ActionUpgrade))
 }
 
 // TestHangupStorm sends 20 SIGHUPs while the first upgrade is held, and
@@ -58,17 +81,17 @@ func TestHangupStorm(t *testing.T) {
 	send(t, g.release, nil, "finish upgrade 1")
 
 	second := recv(t, g.started, "the follow-up upgrade")
-	must.NoError(t, first.Err(), "upgrade 1's context")
+	require.NoError(t, first.Err(), "upgrade 1's context")
 	// Stop now: a SIGHUP of the storm still on its way after this point
 	// would only queue a follow-up, which the stop drops.
 	stop := errors.New("test stops")
 	r.cancel(stop)
-	expect.ErrorIs(t, r.result(t), context.Canceled)
-	expect.ErrorIs(t, context.Cause(second), stop, "the follow-up's context is cancelled with Run's cause")
+	assert.ErrorIs(t, r.result(t), context.Canceled)
+	assert.ErrorIs(t, context.Cause(second), stop, "the follow-up's context is cancelled with Run's cause")
 
-	expect.Equal(t, 2, r.rec.count(signal.EventStarted, signal.ActionUpgrade), "events:\n%s", r.rec)
-	expect.Len(t, g.started, 0, "a third upgrade started")
-	expect.Equal(t, []string{"started upgrade", "finished upgrade", "started upgrade", "finished upgrade"},
+	assert.Equal(t, 2, r.rec.count(signal.EventStarted, signal.ActionUpgrade), "events:\n%s", r.rec)
+	assert.Len(t, g.started, 0, "a third upgrade started")
+	assert.Equal(t, []string{"started upgrade", "finished upgrade", "started upgrade", "finished upgrade"},
 		r.rec.steps(signal.ActionUpgrade), "the follow-up started after upgrade 1 finished")
 }
 
@@ -90,11 +113,11 @@ func TestStopGetsCause(t *testing.T) {
 
 	raise(t, syscall.SIGTERM)
 	c := recv(t, calls, "Stop call")
-	expect.NoError(t, c.ctxErr, "Stop's context is live while it drains")
+	assert.NoError(t, c.ctxErr, "Stop's context is live while it drains")
 	signalCause(t, c.cause, syscall.SIGTERM, signal.ErrStop)
-	expect.Equal(t, "signal: terminated signal received: graceful stop", c.cause.Error())
-	expect.ErrorIs(t, r.result(t), drained, "Run returns Stop's error")
-	expect.Len(t, calls, 0)
+	assert.Equal(t, "signal: terminated signal received: graceful stop", c.cause.Error())
+	assert.ErrorIs(t, r.result(t), drained, "Run returns Stop's error")
+	assert.Len(t, calls, 0)
 }
 
 func TestSecondStopSignalKills(t *testing.T) {
@@ -115,9 +138,9 @@ func TestSecondStopSignalKills(t *testing.T) {
 
 	cause := recv(t, killed, "Kill call")
 	signalCause(t, cause, syscall.SIGINT, signal.ErrKill)
-	expect.Equal(t, cause, recv(t, stopCause, "Stop's context cancelled"), "Stop's context is cancelled with the kill cause")
-	expect.Equal(t, cause, r.result(t), "Run returns the kill cause when Kill returns")
-	expect.Len(t, killed, 0)
+	assert.Equal(t, cause, recv(t, stopCause, "Stop's context cancelled"), "Stop's context is cancelled with the kill cause")
+	assert.Equal(t, cause, r.result(t), "Run returns the kill cause when Kill returns")
+	assert.Len(t, killed, 0)
 }
 
 func TestQuitKillsDuringUpgrade(t *testing.T) {
@@ -135,9 +158,9 @@ func TestQuitKillsDuringUpgrade(t *testing.T) {
 	raise(t, syscall.SIGQUIT)
 	cause := recv(t, killed, "Kill call")
 	signalCause(t, cause, syscall.SIGQUIT, signal.ErrKill)
-	expect.Equal(t, cause, r.result(t))
-	expect.Equal(t, cause, context.Cause(up), "the upgrade's context is cancelled with the kill cause")
-	expect.Zero(t, stops.Load(), "Stop called after an immediate stop")
+	assert.Equal(t, cause, r.result(t))
+	assert.Equal(t, cause, context.Cause(up), "the upgrade's context is cancelled with the kill cause")
+	assert.Zero(t, stops.Load(), "Stop called after an immediate stop")
 }
 
 // TestStopDuringUpgrade: SIGTERM cancels the running upgrade with cause,
@@ -159,12 +182,12 @@ func TestStopDuringUpgrade(t *testing.T) {
 
 	cause := recv(t, stopped, "Stop call")
 	signalCause(t, cause, syscall.SIGTERM, signal.ErrStop)
-	expect.Equal(t, cause, context.Cause(up), "the upgrade's context is cancelled with the stop cause")
-	expect.NoError(t, r.result(t))
+	assert.Equal(t, cause, context.Cause(up), "the upgrade's context is cancelled with the stop cause")
+	assert.NoError(t, r.result(t))
 
-	expect.Equal(t, 1, r.rec.count(signal.EventStarted, signal.ActionUpgrade), "the follow-up ran")
-	expect.Equal(t, 1, r.rec.count(signal.EventDropped, signal.ActionUpgrade), "the follow-up was not reported dropped")
-	expect.Less(t, r.rec.index(signal.EventFinished, signal.ActionUpgrade), r.rec.index(signal.EventStarted, signal.ActionStop),
+	assert.Equal(t, 1, r.rec.count(signal.EventStarted, signal.ActionUpgrade), "the follow-up ran")
+	assert.Equal(t, 1, r.rec.count(signal.EventDropped, signal.ActionUpgrade), "the follow-up was not reported dropped")
+	assert.Less(t, r.rec.index(signal.EventFinished, signal.ActionUpgrade), r.rec.index(signal.EventStarted, signal.ActionStop),
 		"Stop started before the upgrade returned")
 }
 
@@ -180,8 +203,8 @@ func TestReloadRunsBesideUpgrade(t *testing.T) {
 	send(t, up.release, nil, "finish the upgrade")
 	r.rec.wait(t, signal.EventFinished, signal.ActionUpgrade)
 	r.cancel(nil)
-	expect.ErrorIs(t, r.result(t), context.Canceled)
-	expect.Equal(t, 1, r.rec.count(signal.EventStarted, signal.ActionReload))
+	assert.ErrorIs(t, r.result(t), context.Canceled)
+	assert.Equal(t, 1, r.rec.count(signal.EventStarted, signal.ActionReload))
 }
 
 func TestCustomSignals(t *testing.T) {
@@ -191,10 +214,10 @@ func TestCustomSignals(t *testing.T) {
 	}, nil)
 	raise(t, syscall.SIGUSR1)
 	ctx := recv(t, g.started, "upgrade on SIGUSR1")
-	expect.Equal(t, syscall.SIGUSR1, r.rec.wait(t, signal.EventStarted, signal.ActionUpgrade).Signal)
+	assert.Equal(t, syscall.SIGUSR1, r.rec.wait(t, signal.EventStarted, signal.ActionUpgrade).Signal)
 	r.cancel(nil)
-	expect.ErrorIs(t, r.result(t), context.Canceled)
-	expect.ErrorIs(t, context.Cause(ctx), context.Canceled)
+	assert.ErrorIs(t, r.result(t), context.Canceled)
+	assert.ErrorIs(t, context.Cause(ctx), context.Canceled)
 }
 
 // TestContextDone: Run returns ctx.Err() without calling Stop; the running
@@ -213,28 +236,7 @@ func TestContextDone(t *testing.T) {
 
 	why := errors.New("shutting down for the test")
 	r.cancel(why)
-	expect.ErrorIs(t, r.result(t), context.Canceled)
-	expect.ErrorIs(t, context.Cause(up), why)
-	expect.Zero(t, stops.Load())
-}
-
-func TestOptionsErrors(t *testing.T) {
-	ctx := context.Background()
-	a := signal.Actions{
-		Upgrade: func(context.Context) error { return nil },
-		Stop:    func(context.Context, error) error { return nil },
-	}
-	err := signal.Run(ctx, a, signal.Options{UpgradeSignals: []os.Signal{syscall.SIGTERM}})
-	must.Error(t, err)
-	expect.True(t, strings.HasPrefix(err.Error(), "signal: "), err.Error())
-	expect.Contains(t, err.Error(), "terminated")
-
-	err = signal.Run(ctx, a, signal.Options{KillSignals: []os.Signal{nil}})
-	expect.Error(t, err)
-
-	// The overlap only counts for subscribed lists: Reload is nil here.
-	c, cancel := context.WithCancel(ctx)
-	cancel()
-	err = signal.Run(c, a, signal.Options{ReloadSignals: []os.Signal{syscall.SIGHUP}})
-	expect.ErrorIs(t, err, context.Canceled)
+	assert.ErrorIs(t, r.result(t), context.Canceled)
+	assert.ErrorIs(t, context.Cause(up), why)
+	assert.Zero(t, stops.Load())
 }
