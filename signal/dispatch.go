@@ -255,8 +255,8 @@ func (d *dispatcher) emit(e Event) {
 
 // log writes e's record: message "signal: ...", then the keys every
 // handoff package uses (event; duration when non-zero; error when Err is
-// set, at level Warn for a stop's or a kill's cause and Error for a failed
-// action), then action and signal.
+// set: Info for a graceful stop's cause, Warn for a kill's, Error for a
+// failed action), then action and signal.
 func (d *dispatcher) log(e Event) {
 	level, msg := slog.LevelInfo, ""
 	attrs := make([]slog.Attr, 0, 9)
@@ -282,6 +282,9 @@ func (d *dispatcher) log(e Event) {
 		msg = "signal: received"
 	case EventStarted:
 		msg = "signal: " + e.Action.String() + " started"
+		if e.Action == ActionStop {
+			level = slog.LevelInfo // a stop asked for is not a warning
+		}
 	case EventFinished:
 		msg = "signal: " + e.Action.String() + " finished"
 		if e.Err != nil {
