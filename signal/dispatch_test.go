@@ -199,7 +199,7 @@ func TestStopRecords(t *testing.T) {
 	require.EqualError(t, r.result(t), "drain cut short")
 
 	out := buf.String()
-	assert.Contains(t, out, `level=WARN msg="signal: stop started" event=started error="signal: terminated signal received: graceful stop" action=stop signal=terminated`)
+	assert.Contains(t, out, `level=INFO msg="signal: stop started" event=started error="signal: terminated signal received: graceful stop" action=stop signal=terminated`)
 	assert.Contains(t, out, `level=ERROR msg="signal: stop finished" event=finished duration=`)
 	assert.Contains(t, out, `error="drain cut short" action=stop`)
 	assert.NotContains(t, out, "cause=")
