@@ -145,6 +145,10 @@ type runner struct {
 
 	cancelSignals context.CancelFunc
 	signalsDone   chan error
+
+	upgrades      sync.WaitGroup  // upgrade calls in flight
+	upgradeCtx    context.Context // of the upgrade calls; ends when Run does
+	cancelUpgrade context.CancelFunc
 }
 
 func (r *runner) run(ctx context.Context) (err error) {
@@ -170,6 +174,9 @@ func (r *runner) run(ctx context.Context) (err error) {
 	defer func() { err = errors.Join(err, upg.Close()) }()
 	r.kill, r.cancelKill = context.WithCancelCause(context.Background())
 	defer r.cancelKill(nil)
+	r.upgradeCtx, r.cancelUpgrade = context.WithCancel(context.Background())
+	defer r.upgrades.Wait()
+	defer r.cancelUpgrade()
 
 	if r.opts.Setup != nil {
 		err = r.opts.Setup(upg)
@@ -366,22 +373,23 @@ func (r *runner) stopSignals() {
 	<-r.signalsDone
 }
 
-// upgrade is the upgrade signal's action. A stop signal cancels ctx: the
-// upgrade, if it has not committed, is rolled back at once by the stop (its
-// new process killed if it never served) rather than when it next answers.
-func (r *runner) upgrade(ctx context.Context) error {
-	stop := context.AfterFunc(ctx, func() {
-		var se *signal.SignalError
-		if errors.As(context.Cause(ctx), &se) {
-			r.upg.Stop()
+// upgrade is the upgrade signal's action. It returns at once: the upgrade
+// runs on a goroutine of Run's, so that the signal dispatcher never holds a
+// request back. The Upgrader coalesces requests itself and hands the ones
+// that arrive during an upgrade to the committed successor; a request left
+// pending in the dispatcher when the drain ends would be lost. A stop signal
+// stops the Upgrader, which rolls back an upgrade that has not committed.
+func (r *runner) upgrade(context.Context) error {
+	r.upgrades.Add(1)
+	go func() {
+		defer r.upgrades.Done()
+		err := r.upg.Upgrade(r.upgradeCtx)
+		var ue *upgrader.UpgradeError
+		if err != nil && (errors.As(err, &ue) || !errors.Is(err, upgrader.ErrStopped)) {
+			r.log.Error("handoff: upgrade failed", "error", err)
 		}
-	})
-	defer stop()
-	err := r.upg.Upgrade(ctx)
-	if err != nil {
-		r.log.Error("handoff: upgrade failed", "error", err)
-	}
-	return err
+	}()
+	return nil
 }
 
 // stop is the graceful stop: it returns once the drain is over. An

@@ -409,9 +409,7 @@ func (m *machine) onTF(a *attempt, e *tfError) {
 func (m *machine) failTF(a *attempt, e *tfError) {
 	switch e.kind {
 	case tfExited:
-		m.fail(ErrExited, "")
-		a.err.Status, a.err.ExitCode = e.status, e.code
-		a.err.Err = fmt.Errorf("%w with %s", ErrExited, e.status)
+		m.rollback(&UpgradeError{Status: e.status, ExitCode: e.code, Err: fmt.Errorf("%w with %s", ErrExited, e.status)})
 	case tfTimedOut:
 		m.fail(ErrTimeout, fmt.Sprintf("no contact within %s", m.u.opts.UpgradeTimeout+m.u.opts.DrainTimeout))
 	case tfTerminating:
@@ -426,16 +424,24 @@ func (m *machine) failTF(a *attempt, e *tfError) {
 // fail rolls the attempt back: this generation serves on, and the child is
 // ended. Upgrade is answered when tableflip has reaped the child.
 func (m *machine) fail(sentinel error, detail string) {
+	err := sentinel
+	if detail != "" {
+		err = fmt.Errorf("%w: %s", sentinel, detail)
+	}
+	m.rollback(&UpgradeError{ExitCode: -1, Err: err})
+}
+
+// rollback is fail with the error built: its Err (and, for an exit, Status
+// and ExitCode) set; the rest is filled in here. The error is complete
+// before anyone sees it.
+func (m *machine) rollback(ue *UpgradeError) {
 	a, u := m.att, m.u
 	if a == nil || a.failed || a.committed {
 		return
 	}
 	a.failed = true
-	err := sentinel
-	if detail != "" {
-		err = fmt.Errorf("%w: %s", sentinel, detail)
-	}
-	a.err = &UpgradeError{Generation: a.gen, PID: a.pid, Phase: a.phase, ExitCode: -1, Err: err}
+	ue.Generation, ue.PID, ue.Phase = a.gen, a.pid, a.phase
+	a.err = ue
 	if a.deadline != nil {
 		a.deadline.Stop()
 	}
