@@ -24,6 +24,7 @@ import (
 	"github.com/handoff-go/handoff/internal/sdnotify/sdnotifytest"
 	"github.com/handoff-go/handoff/internal/servertest"
 	"github.com/handoff-go/handoff/upgrader"
+	"github.com/handoff-go/handoff/upgrader/upgradertest"
 )
 
 // message is what a test expects of one sd_notify datagram: the sender and
@@ -129,6 +130,48 @@ func TestNotifySequence(t *testing.T) {
 		assert.Equal(t, os.Getuid(), m.UID, "the sender's uid: %v", m)
 		assert.NotEqual(t, p3, m.PID, "the rolled-back generation spoke: %v", m)
 	}
+}
+
+// TestNotifyPIDFileHandOver (the main-PID hand-over in systemd.go): under
+// systemd the PID file names the new generation only from the end of the
+// old one's drain. At the commit the old generation rewrites its own pid,
+// and while it drains a stream the file still names it and it has not said
+// that generation 2 serves; once the drain has finished it writes the
+// successor's pid, says STATUS=serving: generation 2, and exits.
+func TestNotifyPIDFileHandOver(t *testing.T) {
+	l := sdnotifytest.New(t)
+	s := start(t, "-drain-timeout", "10s")
+	p1 := s.First
+	waitMessages(t, l, 0, 1) // READY=1 of the start
+	base := servertest.CountSockets(p1)
+	stream := upgradertest.Config{Addr: s.Addr, Workers: map[upgradertest.Kind]int{upgradertest.Stream: 1}, StreamTime: 3 * time.Second, MaxRequests: 1}
+	stop := startLoad(stream)
+	servertest.WaitSockets(t, p1, base+1)
+	from := s.Mark()
+	s.Install("")
+	s.Signal(p1, syscall.SIGHUP)
+	p2 := s.WaitRecord(from, 60*time.Second, func(r servertest.Record) bool {
+		return r.PID == p1 && r.Event == "committed" && r.TargetPID != p1
+	}).TargetPID
+	serving2 := fmt.Sprintf("STATUS=serving: generation 2, pid %d", p2)
+	assert.Equal(t, p1, s.PID(), "the PID file after the commit, while the old generation drains")
+	for _, m := range l.Messages() {
+		assert.NotEqual(t, serving2, m.Text, "said before the end of the drain")
+	}
+	_, drained := s.FindRecord(from, 0, func(r servertest.Record) bool { return r.PID == p1 && r.Event == "drain-finished" })
+	require.False(t, drained, "the drain ended before the checks; log:\n%s", s.LogText(from))
+
+	s.WaitRecord(from, 30*time.Second, func(r servertest.Record) bool { return r.PID == p1 && r.Event == "drain-finished" })
+	assert.Zero(t, s.WaitExit(p1, 30*time.Second), "exit status of the old generation")
+	assert.Equal(t, p2, s.PID(), "the PID file once the old generation has exited")
+	m, ok := l.WaitFor(0, 10*time.Second, serving2)
+	if assert.True(t, ok, "no %q; messages: %v", serving2, l.Messages()) {
+		assert.Equal(t, p1, m.PID, "the sender of %q", serving2)
+	}
+	r := stop()
+	assert.Zero(t, r.Failed(), "the stream on the old generation: %s", r.FirstFailures(5))
+	assert.Equal(t, 1, r.Count(upgradertest.Stream), "streams")
+	assert.Zero(t, s.Stop(), "exit status of the stop")
 }
 
 // TestNotifyWatchdog (issue 4 a): with WATCHDOG_USEC set, the main process
