@@ -352,7 +352,7 @@ func TestNotifyUnit(t *testing.T) {
 	good, broken := binaries(t)
 	addr := freeAddr(t)
 	u := &unit{t: t, sb: sb, name: "httpserver.service"}
-	m := u.startNotify(good, addr)
+	u.startNotify(good, addr)
 
 	cfg := load(addr)
 	stopLoad := startLoad(cfg)
@@ -374,7 +374,7 @@ func TestNotifyUnit(t *testing.T) {
 	require.NoError(t, sb.WriteFile("/usr/local/bin/httpserver", broken, 0o755))
 	stopLoad = startLoad(cfg)
 	u.systemctl("reload", u.name)
-	m = u.wait("rollback of the broken binary", func(m map[string]string) bool {
+	m := u.wait("rollback of the broken binary", func(m map[string]string) bool {
 		return strings.Contains(m["StatusText"], "failed") && m["SubState"] == "running"
 	})
 	r = stopLoad()
