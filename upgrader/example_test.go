@@ -13,9 +13,10 @@ import (
 	"github.com/handoff-go/handoff/upgrader"
 )
 
-// A server that upgrades itself on SIGHUP and drains on SIGTERM. This is a
+// A server composed by hand from the low-level packages, upgrading itself on
+// SIGHUP and draining on SIGTERM: what handoff.Run does for you. This is a
 // process-level flow, so the example is compiled but not run; see
-// examples/httpserver for the complete program.
+// examples/httpserver for a complete program on handoff.Run.
 func Example() {
 	upg, err := upgrader.New(upgrader.Options{
 		PIDFile:   "/run/app/app.pid",
@@ -29,7 +30,7 @@ func Example() {
 		slog.Error("upgrader", "error", err)
 		os.Exit(1)
 	}
-	defer upg.Close()
+	defer upg.Close() // after the drain: waits until nothing an upgrade started runs
 
 	ln, err := upg.Listen("tcp", ":8080") // inherited on an upgrade, new on a first start
 	if err != nil {
@@ -40,26 +41,59 @@ func Example() {
 	listener.ConfigureServer(srv) // Connection: close while draining, connection counts
 	go srv.Serve(ln)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go signal.Run(ctx, signal.Actions{
-		Upgrade: upg.Upgrade, // SIGHUP
-		Stop: func(ctx context.Context, cause error) error { // SIGTERM, SIGINT
-			upg.Stop()
-			return nil
-		},
-	}, signal.Options{})
-
-	// Health check, start accepting, probation; commits when it returns nil.
-	if err := upg.Ready(ctx); err != nil {
-		slog.Error("not ready", "error", err) // a rolled-back new generation ends here
+	// Handle the signals before Ready: once Ready has written the PID file,
+	// a SIGHUP or SIGTERM must not find the default disposition (exit).
+	drained := make(chan struct{})
+	ready := make(chan struct{})
+	sigCtx, stopSignals := context.WithCancel(context.Background())
+	sigDone := make(chan error, 1)
+	go func() {
+		sigDone <- signal.Run(sigCtx, signal.Actions{
+			Upgrade: upg.Upgrade, // SIGHUP
+			Stop: func(ctx context.Context, cause error) error { // SIGTERM, SIGINT
+				upg.Stop()
+				select { // a graceful stop returns once drained
+				case <-drained:
+					return nil
+				case <-ctx.Done(): // a second SIGTERM
+					return context.Cause(ctx)
+				}
+			},
+		}, signal.Options{OnEvent: func(e signal.Event) {
+			if e.Kind == signal.EventReady {
+				close(ready)
+			}
+		}})
+	}()
+	select {
+	case <-ready:
+	case err := <-sigDone:
+		slog.Error("signals", "error", err)
+		os.Exit(1)
 	}
-	<-upg.Exit() // a successor committed, or Stop
 
-	ctx, cancelDrain := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancelDrain()
-	upg.Drain(ctx)    // pause, Connection: close, wait for in-flight work
-	srv.Shutdown(ctx) // nothing is left to shut down
+	// Health check, start accepting, probation; nil once in charge.
+	if err := upg.Ready(context.Background()); err != nil {
+		slog.Error("not ready", "error", err) // a rolled-back new generation ends here: Exit is closed
+	}
+	for {
+		<-upg.Exit() // a successor committed, or Stop
+
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err := upg.Drain(ctx) // stop accepting, Connection: close, wait for in-flight work
+		if errors.Is(err, upgrader.ErrReclaimed) {
+			// The successor died while this generation drained: it
+			// serves again. Wait for Exit again.
+			cancel()
+			continue
+		}
+		srv.Shutdown(ctx) // only HTTP/2 connections are left: they get a GOAWAY
+		cancel()
+		break
+	}
+	close(drained)
+	stopSignals()
+	<-sigDone
 }
 
 // Upgrade returns why an upgrade did not commit; the process keeps serving.
@@ -72,11 +106,14 @@ func ExampleUpgrader_Upgrade() {
 	var ue *upgrader.UpgradeError
 	switch {
 	case err == nil:
-		// The new generation is in charge: drain and exit.
-	case errors.Is(err, upgrader.ErrInProgress):
-		// Another upgrade runs.
+		// The new generation is in charge (or, for a request made while an
+		// upgrade committed, will carry it out): drain and exit.
+	case errors.Is(err, upgrader.ErrStopped), errors.Is(err, upgrader.ErrUpgraded):
+		// This generation stops, or can no longer start another one.
 	case errors.As(err, &ue) && errors.Is(err, upgrader.ErrExited):
 		slog.Error("new binary exited", "status", ue.Status, "phase", ue.Phase)
+	case errors.As(err, &ue) && ue.Phase == upgrader.PhaseProbation:
+		slog.Error("new binary failed its probation", "error", err)
 	case errors.Is(err, upgrader.ErrUnhealthy), errors.Is(err, upgrader.ErrTimeout):
 		slog.Error("new binary rolled back", "error", err)
 	}

@@ -1,40 +1,69 @@
+//go:build linux
+
 package upgrader_test
 
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/handoff-go/handoff/internal/servertest"
 	"github.com/handoff-go/handoff/signal"
 	"github.com/handoff-go/handoff/upgrader"
 )
 
 // helperEnv selects the helper program below when this test binary is run by
 // a test (and by the upgrades of that run, which inherit the environment).
+// Its value is the directory the helper keeps its journal in.
 const helperEnv = "HANDOFF_UPGRADER_TEST_HELPER"
 
-// helperMain is a minimal server made of this test binary: it registers a
-// file with File and a tcp6 listener, and prints what it inherited. Each
-// generation appends a line to the file; the next one reads them all.
-func helperMain() int {
+// helperMain is a minimal server made of this test binary and composed by
+// hand from upgrader and signal: it registers a file with File and a tcp6
+// listener, and prints what it inherited. Each generation appends a line to
+// the file; the next one reads them all. It is composed the way
+// handoff.Run does it: signals handled before Ready, a Stop action that
+// returns once the drain is over, and Exit waited for again when Drain says
+// the successor died (ErrReclaimed).
+func helperMain(dir string) int {
 	upg, err := upgrader.New(upgrader.Options{})
 	if err != nil {
 		fmt.Println("error", err)
 		return 1
 	}
-	defer upg.Close()
+	code := serveHelper(upg, dir)
+	if err := upg.Close(); err != nil {
+		fmt.Println("error", err)
+		code = 1
+	}
+	return code
+}
+
+func serveHelper(upg *upgrader.Upgrader, dir string) int {
 	f, err := upg.File("journal", func() (*os.File, error) {
-		return os.CreateTemp("", "handoff-journal-")
+		// In the test's directory, so that nothing is left behind.
+		return os.OpenFile(filepath.Join(dir, "journal"), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	})
 	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	defer f.Close()
+	if _, err := f.Seek(0, io.SeekEnd); err != nil {
 		fmt.Println("error", err)
 		return 1
 	}
@@ -49,36 +78,79 @@ func helperMain() int {
 		fmt.Println("error", err)
 		return 1
 	}
+	var serving sync.WaitGroup
+	serving.Add(1)
 	go func() {
+		defer serving.Done()
 		for {
 			c, err := ln.Accept()
 			if err != nil {
-				return
+				return // Drain closed the listener
 			}
 			fmt.Fprintf(c, "pid %d\n", os.Getpid())
 			c.Close()
 		}
 	}()
+	defer serving.Wait()
+
+	// Signals are handled before Ready: once this generation is in charge,
+	// no SIGHUP or SIGTERM may find the default disposition.
+	drained := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	ready := make(chan struct{})
-	go signal.Run(ctx, signal.Actions{
-		Upgrade: upg.Upgrade,
-		Stop:    func(context.Context, error) error { upg.Stop(); return nil },
-	}, signal.Options{OnEvent: func(e signal.Event) {
-		if e.Kind == signal.EventReady {
-			close(ready)
-		}
-	}})
-	<-ready
-	if err := upg.Ready(ctx); err != nil {
+	sigDone := make(chan error, 1)
+	go func() {
+		sigDone <- signal.Run(ctx, signal.Actions{
+			Upgrade: upg.Upgrade,
+			Stop: func(ctx context.Context, _ error) error {
+				upg.Stop()
+				select { // the graceful stop is over once drained
+				case <-drained:
+					return nil
+				case <-ctx.Done():
+					return context.Cause(ctx)
+				}
+			},
+		}, signal.Options{OnEvent: func(e signal.Event) {
+			if e.Kind == signal.EventReady {
+				close(ready)
+			}
+		}})
+	}()
+	defer func() {
+		cancel()
+		<-sigDone
+	}()
+	select {
+	case <-ready:
+	case err := <-sigDone:
+		sigDone <- err // for the deferred wait
 		fmt.Println("error", err)
+		upg.Stop()
+		_, _ = upg.Drain(context.Background())
 		return 1
 	}
-	fmt.Printf("ready pid=%d addr=%s journal=%q\n", os.Getpid(), ln.Addr(), journal)
-	<-upg.Exit()
-	upg.Drain(ctx)
-	return 0
+
+	code := 0
+	if err := upg.Ready(ctx); err != nil {
+		// Exit is closed: drain and exit.
+		fmt.Println("error", err)
+		code = 1
+	} else {
+		fmt.Printf("ready pid=%d addr=%s journal=%q\n", os.Getpid(), ln.Addr(), journal)
+	}
+	for {
+		<-upg.Exit()
+		dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err := upg.Drain(dctx)
+		dcancel()
+		if errors.Is(err, upgrader.ErrReclaimed) {
+			continue // the successor died: this generation serves again
+		}
+		break
+	}
+	close(drained)
+	return code
 }
 
 // TestFileAndTCP6: a file registered with File and a tcp6 listener are
@@ -90,18 +162,26 @@ func TestFileAndTCP6(t *testing.T) {
 	} else {
 		ln.Close()
 	}
+	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=1")
+	cmd.Env = append(os.Environ(), helperEnv+"="+dir)
 	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	cmd.Stdout, cmd.Stderr = w, os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, cmd.Start())
 	w.Close()
 	defer r.Close()
+	pid2 := 0
+	t.Cleanup(func() {
+		// A failed test leaves no generation running.
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+		if pid2 != 0 && syscall.Kill(pid2, syscall.SIGKILL) == nil {
+			_, _ = servertest.WaitPID(pid2, 10*time.Second)
+		}
+	})
 	lines := make(chan string, 4)
 	go func() {
 		sc := bufio.NewScanner(r)
@@ -114,15 +194,11 @@ func TestFileAndTCP6(t *testing.T) {
 		t.Helper()
 		select {
 		case l, ok := <-lines:
-			if !ok {
-				t.Fatal("helper exited")
-			}
-			if strings.HasPrefix(l, "error") {
-				t.Fatal(l)
-			}
+			require.True(t, ok, "helper exited")
+			require.False(t, strings.HasPrefix(l, "error"), l)
 			return l
 		case <-time.After(30 * time.Second):
-			t.Fatal("no line from the helper within 30s")
+			require.FailNow(t, "no line from the helper within 30s")
 		}
 		return ""
 	}
@@ -137,46 +213,27 @@ func TestFileAndTCP6(t *testing.T) {
 
 	first := next()
 	addr := field(first, "addr")
-	if !strings.HasPrefix(addr, "[::1]:") {
-		t.Fatalf("first generation: %s", first)
-	}
-	if err := syscall.Kill(cmd.Process.Pid, syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
+	require.True(t, strings.HasPrefix(addr, "[::1]:"), "first generation: %s", first)
+	require.NoError(t, syscall.Kill(cmd.Process.Pid, syscall.SIGHUP))
 	second := next()
-	if got := field(second, "addr"); got != addr {
-		t.Errorf("second generation listens on %s, want %s", got, addr)
-	}
-	wantJournal := fmt.Sprintf("generation 1 pid %d\\ngeneration 2 pid %s\\n", cmd.Process.Pid, field(second, "pid"))
-	if _, got, _ := strings.Cut(second, "journal="); got != `"`+wantJournal+`"` {
-		t.Errorf("second generation read journal %s, want %q", got, wantJournal)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("first generation: %v", err)
-	}
+	assert.Equal(t, addr, field(second, "addr"), "second generation's address")
+	pid2, err = strconv.Atoi(field(second, "pid"))
+	require.NoError(t, err, second)
+	wantJournal := fmt.Sprintf("generation 1 pid %d\ngeneration 2 pid %d\n", cmd.Process.Pid, pid2)
+	_, got, _ := strings.Cut(second, "journal=")
+	assert.Equal(t, strconv.Quote(wantJournal), got, "journal read by the second generation")
+	assert.NoError(t, cmd.Wait(), "first generation")
 	c, err := net.DialTimeout("tcp6", addr, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	b, _ := io.ReadAll(c)
 	c.Close()
-	if want := "pid " + field(second, "pid") + "\n"; string(b) != want {
-		t.Errorf("answer %q, want %q", b, want)
-	}
-	pid2 := 0
-	fmt.Sscan(field(second, "pid"), &pid2)
-	if err := syscall.Kill(pid2, syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	var ws syscall.WaitStatus
-	done := make(chan struct{})
-	go func() { syscall.Wait4(pid2, &ws, 0, nil); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("second generation did not exit")
-	}
-	if ws.ExitStatus() != 0 {
-		t.Errorf("second generation exit status %d", ws.ExitStatus())
-	}
+	assert.Equal(t, fmt.Sprintf("pid %d\n", pid2), string(b))
+	require.NoError(t, syscall.Kill(pid2, syscall.SIGTERM))
+	code, err := servertest.WaitPID(pid2, 30*time.Second)
+	require.NoError(t, err, "second generation")
+	pid2 = 0
+	assert.Zero(t, code, "second generation exit status")
+	journal, err := os.ReadFile(filepath.Join(dir, "journal"))
+	require.NoError(t, err)
+	assert.Equal(t, wantJournal, string(journal), "the journal file")
 }

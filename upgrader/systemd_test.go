@@ -16,11 +16,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
 	"github.com/handoff-go/handoff/internal/sdnotify"
 	"github.com/handoff-go/handoff/internal/sdnotify/sdnotifytest"
+	"github.com/handoff-go/handoff/internal/servertest"
 	"github.com/handoff-go/handoff/upgrader"
+	"github.com/handoff-go/handoff/upgrader/upgradertest"
 )
 
 // message is what a test expects of one sd_notify datagram: the sender and
@@ -41,8 +45,8 @@ func checkSequence(t *testing.T, what string, got []sdnotifytest.Message, want [
 		if got[i].PID != want[i].pid || text != want[i].text {
 			ok = false
 		}
-		if got[i].Text == "BARRIER=1" && got[i].FDs != 1 {
-			t.Errorf("%s: BARRIER=1 came with %d fds, want 1", what, got[i].FDs)
+		if got[i].Text == "BARRIER=1" {
+			assert.Equal(t, 1, got[i].FDs, "%s: fds with BARRIER=1", what)
 		}
 	}
 	var b strings.Builder
@@ -54,7 +58,7 @@ func checkSequence(t *testing.T, what string, got []sdnotifytest.Message, want [
 		for _, m := range want {
 			fmt.Fprintf(&w, "\tpid %d: %q\n", m.pid, m.text)
 		}
-		t.Errorf("%s: got messages\n%swant\n%s", what, b.String(), w.String())
+		assert.Fail(t, what+": unexpected messages", "got\n%swant\n%s", b.String(), w.String())
 		return
 	}
 	t.Logf("%s: messages\n%s", what, b.String())
@@ -64,9 +68,7 @@ func checkSequence(t *testing.T, what string, got []sdnotifytest.Message, want [
 func waitMessages(t *testing.T, l *sdnotifytest.Listener, from, n int) []sdnotifytest.Message {
 	t.Helper()
 	ms, ok := l.Wait(from, 60*time.Second, func(ms []sdnotifytest.Message) bool { return len(ms) >= n })
-	if !ok {
-		t.Fatalf("%d of %d messages arrived within 60s: %v", len(ms), n, ms)
-	}
+	require.True(t, ok, "%d of %d messages arrived within 60s: %v", len(ms), n, ms)
 	return ms
 }
 
@@ -77,8 +79,8 @@ func waitMessages(t *testing.T, l *sdnotifytest.Listener, from, n int) []sdnotif
 // old one has exited, and a rolled-back one nothing at all.
 func TestNotifySequence(t *testing.T) {
 	l := sdnotifytest.New(t)
-	s := startServer(t, "-drain-timeout", "10s", "-upgrade-timeout", "20s")
-	p1 := s.first
+	s := start(t, "-drain-timeout", "10s", "-upgrade-timeout", "20s")
+	p1 := s.First
 
 	ms := waitMessages(t, l, 0, 1)
 	checkSequence(t, "start", ms, []message{
@@ -86,7 +88,7 @@ func TestNotifySequence(t *testing.T) {
 	})
 
 	from := l.Len()
-	p2 := s.upgrade()
+	p2 := s.Upgrade()
 	ms = waitMessages(t, l, from, 6)
 	extend := strconv.FormatInt((20*time.Second + 10*time.Second).Microseconds(), 10)
 	checkSequence(t, "upgrade", ms, []message{
@@ -97,17 +99,16 @@ func TestNotifySequence(t *testing.T) {
 		{p1, "BARRIER=1"},
 		{p1, fmt.Sprintf("STATUS=serving: generation 2, pid %d", p2)},
 	})
-	if v, _ := ms[0].Value("EXTEND_TIMEOUT_USEC"); v != extend {
-		t.Errorf("EXTEND_TIMEOUT_USEC=%s, want %s (upgrade timeout + 10s)", v, extend)
-	}
+	v, _ := ms[0].Value("EXTEND_TIMEOUT_USEC")
+	assert.Equal(t, extend, v, "EXTEND_TIMEOUT_USEC: the upgrade timeout + 10s")
 
 	// A failed upgrade: the new binary fails its health check.
-	s.install("unhealthy")
+	s.Install("unhealthy")
 	from = l.Len()
-	mark := s.mark()
-	s.signal(p2, syscall.SIGHUP)
-	r := s.waitRecord(mark, 60*time.Second, func(r record) bool { return r.PID == p2 && r.Msg == "upgrade failed" })
-	p3 := s.waitRecord(mark, 0, func(r record) bool { return r.PID == p2 && r.Event == "spawned" }).TargetPID
+	mark := s.Mark()
+	s.Signal(p2, syscall.SIGHUP)
+	r := s.WaitRecord(mark, 60*time.Second, func(r servertest.Record) bool { return r.PID == p2 && r.Msg == servertest.MsgUpgradeFailed })
+	p3 := s.WaitRecord(mark, 0, func(r servertest.Record) bool { return r.PID == p2 && r.Event == "spawned" }).TargetPID
 	ms = waitMessages(t, l, from, 3)
 	checkSequence(t, "failed upgrade", ms, []message{
 		{p2, "RELOADING=1\nMONOTONIC_USEC=<n>\nEXTEND_TIMEOUT_USEC=<n>\nSTATUS=upgrading: starting generation 3"},
@@ -116,29 +117,61 @@ func TestNotifySequence(t *testing.T) {
 	})
 
 	from = l.Len()
-	if code := s.stop(); code != 0 {
-		t.Errorf("stop: exit status %d", code)
-	}
+	assert.Zero(t, s.Stop(), "exit status of the stop")
 	ms = waitMessages(t, l, from, 2)
 	checkSequence(t, "stop", ms, []message{
 		{p2, fmt.Sprintf("STOPPING=1\nSTATUS=stopping: generation 2 (pid %d) draining", p2)},
 		{p2, "BARRIER=1"},
 	})
 	// Nothing else, from any process, once every generation is gone.
-	if left := descendants(s.bin); len(left) != 0 {
-		t.Fatalf("processes left: %v", left)
-	}
-	if extra := l.Since(from + 2); len(extra) != 0 {
-		t.Errorf("messages after the stop: %v", extra)
-	}
+	require.Empty(t, servertest.Descendants(s.Bin), "processes left")
+	assert.Empty(t, l.Since(from+2), "messages after the stop")
 	for _, m := range l.Messages() {
-		if m.UID != os.Getuid() {
-			t.Errorf("message from uid %d: %v", m.UID, m)
-		}
-		if m.PID == p3 {
-			t.Errorf("the rolled-back generation spoke: %v", m)
-		}
+		assert.Equal(t, os.Getuid(), m.UID, "the sender's uid: %v", m)
+		assert.NotEqual(t, p3, m.PID, "the rolled-back generation spoke: %v", m)
 	}
+}
+
+// TestNotifyPIDFileHandOver (the main-PID hand-over in systemd.go): under
+// systemd the PID file names the new generation only from the end of the
+// old one's drain. At the commit the old generation rewrites its own pid,
+// and while it drains a stream the file still names it and it has not said
+// that generation 2 serves; once the drain has finished it writes the
+// successor's pid, says STATUS=serving: generation 2, and exits.
+func TestNotifyPIDFileHandOver(t *testing.T) {
+	l := sdnotifytest.New(t)
+	s := start(t, "-drain-timeout", "10s")
+	p1 := s.First
+	waitMessages(t, l, 0, 1) // READY=1 of the start
+	base := servertest.CountSockets(p1)
+	stream := upgradertest.Config{Addr: s.Addr, Workers: map[upgradertest.Kind]int{upgradertest.Stream: 1}, StreamTime: 3 * time.Second, MaxRequests: 1}
+	stop := startLoad(stream)
+	servertest.WaitSockets(t, p1, base+1)
+	from := s.Mark()
+	s.Install("")
+	s.Signal(p1, syscall.SIGHUP)
+	p2 := s.WaitRecord(from, 60*time.Second, func(r servertest.Record) bool {
+		return r.PID == p1 && r.Event == "committed" && r.TargetPID != p1
+	}).TargetPID
+	serving2 := fmt.Sprintf("STATUS=serving: generation 2, pid %d", p2)
+	assert.Equal(t, p1, s.PID(), "the PID file after the commit, while the old generation drains")
+	for _, m := range l.Messages() {
+		assert.NotEqual(t, serving2, m.Text, "said before the end of the drain")
+	}
+	_, drained := s.FindRecord(from, 0, func(r servertest.Record) bool { return r.PID == p1 && r.Event == "drain-finished" })
+	require.False(t, drained, "the drain ended before the checks; log:\n%s", s.LogText(from))
+
+	s.WaitRecord(from, 30*time.Second, func(r servertest.Record) bool { return r.PID == p1 && r.Event == "drain-finished" })
+	assert.Zero(t, s.WaitExit(p1, 30*time.Second), "exit status of the old generation")
+	assert.Equal(t, p2, s.PID(), "the PID file once the old generation has exited")
+	m, ok := l.WaitFor(0, 10*time.Second, serving2)
+	if assert.True(t, ok, "no %q; messages: %v", serving2, l.Messages()) {
+		assert.Equal(t, p1, m.PID, "the sender of %q", serving2)
+	}
+	r := stop()
+	assert.Zero(t, r.Failed(), "the stream on the old generation: %s", r.FirstFailures(5))
+	assert.Equal(t, 1, r.Count(upgradertest.Stream), "streams")
+	assert.Zero(t, s.Stop(), "exit status of the stop")
 }
 
 // TestNotifyWatchdog (issue 4 a): with WATCHDOG_USEC set, the main process
@@ -149,8 +182,11 @@ func TestNotifyWatchdog(t *testing.T) {
 	l := sdnotifytest.New(t)
 	t.Setenv("WATCHDOG_USEC", "600000")
 	// systemd sets WATCHDOG_PID to the pid it execs: so does this wrapper.
-	s, _ := startWrapped(t, []string{"sh", "-c", `WATCHDOG_PID=$$ exec "$0" "$@"`}, nil, "-drain-timeout", "10s")
-	p1 := s.first
+	s, _ := servertest.Start(t, servers, servertest.Options{
+		Prefix: []string{"sh", "-c", `WATCHDOG_PID=$$ exec "$0" "$@"`},
+		Args:   []string{"-drain-timeout", "10s"},
+	})
+	p1 := s.First
 	pings := func(from int, pid, n int) {
 		t.Helper()
 		_, ok := l.Wait(from, 60*time.Second, func(ms []sdnotifytest.Message) bool {
@@ -162,20 +198,16 @@ func TestNotifyWatchdog(t *testing.T) {
 			}
 			return c >= n
 		})
-		if !ok {
-			t.Fatalf("%d WATCHDOG=1 from pid %d did not arrive; messages: %v", n, pid, l.Since(from))
-		}
+		require.True(t, ok, "%d WATCHDOG=1 from pid %d did not arrive; messages: %v", n, pid, l.Since(from))
 	}
 	pings(0, p1, 2)
 	from := l.Len()
-	p2 := s.upgrade()
+	p2 := s.Upgrade()
 	pings(from, p2, 2)
 	from2 := l.Len()
-	third := s.upgrade()
+	third := s.Upgrade()
 	pings(from2, third, 2)
-	if code := s.stop(); code != 0 {
-		t.Errorf("stop: exit status %d", code)
-	}
+	assert.Zero(t, s.Stop(), "exit status of the stop")
 
 	// Every message comes from the process that was main then: the
 	// datagrams queue in order, so each generation's first message follows
@@ -193,24 +225,20 @@ func TestNotifyWatchdog(t *testing.T) {
 				seq = append(seq, strconv.Itoa(m.PID))
 			}
 		}
-		if m.PID != p1 && m.PID != p2 && m.PID != third {
-			t.Errorf("message from pid %d: %v", m.PID, m)
-		}
+		assert.Contains(t, []int{p1, p2, third}, m.PID, "message from another process: %v", m)
 	}
-	if first[p2] <= last[p1] || first[third] <= last[p2] {
-		t.Errorf("generations overlap: gen 1 pid %d messages %d..%d, gen 2 pid %d %d..%d, gen 3 pid %d %d..",
-			p1, first[p1], last[p1], p2, first[p2], last[p2], third, first[third])
-	}
+	overlap := fmt.Sprintf("generations overlap: gen 1 pid %d messages %d..%d, gen 2 pid %d %d..%d, gen 3 pid %d %d..",
+		p1, first[p1], last[p1], p2, first[p2], last[p2], third, first[third])
+	assert.Greater(t, first[p2], last[p1], overlap)
+	assert.Greater(t, first[third], last[p2], overlap)
 	want := []string{strconv.Itoa(p1), strconv.Itoa(p2), strconv.Itoa(third)}
-	if strings.Join(seq, " ") != strings.Join(want, " ") {
-		t.Errorf("WATCHDOG=1 senders in order %v, want %v", seq, want)
-	}
+	assert.Equal(t, want, seq, "WATCHDOG=1 senders in order")
 	t.Logf("WATCHDOG=1 senders in order: %v", seq)
 }
 
 // socketActivate starts the server under systemd-socket-activate with the
 // listen arguments, and returns it with the connection that started it.
-func socketActivate(t *testing.T, listen []string, network, addr string, args ...string) (*server, net.Conn) {
+func socketActivate(t *testing.T, listen []string, network, addr string, args ...string) (*servertest.Server, net.Conn) {
 	t.Helper()
 	bin, err := exec.LookPath("systemd-socket-activate")
 	if err != nil {
@@ -219,13 +247,15 @@ func socketActivate(t *testing.T, listen []string, network, addr string, args ..
 	prefix := append([]string{bin}, listen...)
 	// It passes on only the variables named with -E.
 	prefix = append(prefix, "-E", "NOTIFY_SOCKET")
-	return startWrapped(t, prefix, func(s *server) net.Conn {
-		c, err := net.DialTimeout(network, addr, 10*time.Second)
-		if err != nil {
-			t.Fatalf("dial %s %s: %v", network, addr, err)
-		}
-		return c
-	}, args...)
+	return servertest.Start(t, servers, servertest.Options{
+		Prefix: prefix,
+		Dial: func(s *servertest.Server) net.Conn {
+			c, err := net.DialTimeout(network, addr, 10*time.Second)
+			require.NoError(t, err)
+			return c
+		},
+		Args: args,
+	})
 }
 
 // askPending sends a request on the connection that was pending while the
@@ -236,9 +266,7 @@ func askPending(t *testing.T, c net.Conn) string {
 	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 	fmt.Fprintf(c, "GET /pid HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
 	b, err := io.ReadAll(c)
-	if err != nil {
-		t.Fatalf("pending connection: %v", err)
-	}
+	require.NoError(t, err, "pending connection")
 	_, body, _ := strings.Cut(string(b), "\r\n\r\n")
 	return strings.TrimSpace(body)
 }
@@ -247,9 +275,7 @@ func askPending(t *testing.T, c net.Conn) string {
 func environ(t *testing.T, pid int) []string {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return strings.Split(string(b), "\x00")
 }
 
@@ -281,48 +307,32 @@ func TestSocketActivation(t *testing.T) {
 			spare := freeAddr(t)
 			listen := []string{"-l", addr, "--fdname=web:spare", "-l", spare}
 			s, pending := socketActivate(t, listen, tc.network, addr, tc.args(addr)...)
-			p1 := s.first
-			if got := askPending(t, pending); got != strconv.Itoa(p1) {
-				t.Errorf("the connection pending at start was answered by %q, want %d", got, p1)
-			}
-			if _, ok := s.findRecord(0, 0, func(r record) bool {
+			p1 := s.First
+			assert.Equal(t, strconv.Itoa(p1), askPending(t, pending), "the connection pending at start was answered by")
+			_, ok := s.FindRecord(0, 0, func(r servertest.Record) bool {
 				return r.Msg == "handoff: adopted activated socket" && r.PID == p1
-			}); !ok {
-				t.Errorf("no adopted-socket record:\n%s", s.logText(0))
+			})
+			assert.True(t, ok, "no adopted-socket record:\n%s", s.LogText(0))
+			r, ok := s.FindRecord(0, 10*time.Second, func(r servertest.Record) bool { return r.Event == "unused-socket" && r.PID == p1 })
+			if assert.True(t, ok, "the unclaimed socket was not reported:\n%s", s.LogText(0)) {
+				assert.Contains(t, r.Error, `"spare"`)
 			}
-			r, ok := s.findRecord(0, 10*time.Second, func(r record) bool { return r.Event == "unused-socket" && r.PID == p1 })
-			if !ok || !strings.Contains(r.Error, `"spare"`) {
-				t.Errorf("the unclaimed socket was not reported: %+v\n%s", r, s.logText(0))
-			}
-			if got := strings.TrimSpace(get(t, tc.network, addr, "/pid")); got != strconv.Itoa(p1) {
-				t.Errorf("/pid = %q, want %d", got, p1)
-			}
+			assert.Equal(t, strconv.Itoa(p1), pidOf(t, tc.network, addr), "/pid")
 
-			p2 := s.upgrade()
-			if got := strings.TrimSpace(get(t, tc.network, addr, "/pid")); got != strconv.Itoa(p2) {
-				t.Errorf("after the upgrade /pid = %q, want %d", got, p2)
-			}
-			if _, ok := s.findRecord(0, 0, func(r record) bool {
+			p2 := s.Upgrade()
+			assert.Equal(t, strconv.Itoa(p2), pidOf(t, tc.network, addr), "/pid after the upgrade")
+			_, ok = s.FindRecord(0, 0, func(r servertest.Record) bool {
 				return r.PID == p2 && (r.Msg == "handoff: adopted activated socket" || r.Event == "unused-socket")
-			}); ok {
-				t.Errorf("the new generation read the activation variables again:\n%s", s.logText(0))
-			}
+			})
+			assert.False(t, ok, "the new generation read the activation variables again:\n%s", s.LogText(0))
 			for _, kv := range environ(t, p2) {
-				if strings.HasPrefix(kv, "LISTEN_") {
-					t.Errorf("second generation has %s in its environment", kv)
-				}
+				assert.False(t, strings.HasPrefix(kv, "LISTEN_"), "second generation has %s in its environment", kv)
 			}
-			p3 := s.upgrade()
-			if got := strings.TrimSpace(get(t, tc.network, addr, "/pid")); got != strconv.Itoa(p3) {
-				t.Errorf("after the second upgrade /pid = %q, want %d", got, p3)
-			}
-			if code := s.stop(); code != 0 {
-				t.Errorf("stop: exit status %d", code)
-			}
+			p3 := s.Upgrade()
+			assert.Equal(t, strconv.Itoa(p3), pidOf(t, tc.network, addr), "/pid after the second upgrade")
+			assert.Zero(t, s.Stop(), "exit status of the stop")
 			if tc.network == "unix" {
-				if _, err := os.Stat(addr); err != nil {
-					t.Errorf("the activated unix socket's file was removed on stop: %v", err)
-				}
+				assert.FileExists(t, addr, "the activated unix socket's file was removed on stop")
 			}
 		})
 	}
@@ -333,25 +343,21 @@ func TestSocketActivation(t *testing.T) {
 // ListenActivated fails with ErrNotActivated, and the server says so.
 func TestListenActivatedNotActivated(t *testing.T) {
 	dir := t.TempDir()
-	cmd := exec.Command(variantPath(""), "-activated-name", "web", "-log-json")
+	cmd := exec.Command(servers.Path(""), "-activated-name", "web", "-log-json")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "LISTEN_FDS=", "LISTEN_PID=")
 	out, err := cmd.CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-		t.Fatalf("server: %v, want exit status 1\n%s", err, out)
-	}
-	if want := upgrader.ErrNotActivated.Error() + `: \"web\"`; !strings.Contains(string(out), want) {
-		t.Errorf("output does not say %s:\n%s", want, out)
-	}
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, "output:\n%s", out)
+	require.Equal(t, 1, ee.ExitCode(), "exit status; output:\n%s", out)
+	assert.Contains(t, string(out), upgrader.ErrNotActivated.Error()+`: \"web\"`)
 }
 
 // freeAddr returns a loopback TCP address that was free a moment ago.
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer ln.Close()
 	return ln.Addr().String()
 }
@@ -363,16 +369,14 @@ func freeAddr(t *testing.T) string {
 // the NOTIFY_SOCKET listener, as systemd 252 has no notify-reload.
 func TestNotifyReloadSequence(t *testing.T) {
 	l := sdnotifytest.New(t)
-	s := startServer(t, "-drain-timeout", "10s", "-upgrade-timeout", "20s")
+	s := start(t, "-drain-timeout", "10s", "-upgrade-timeout", "20s")
 	reload := func(main int) []sdnotifytest.Message {
 		t.Helper()
 		var ts unix.Timespec
-		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts))
 		sent := ts.Nano() / 1000
 		from := l.Len()
-		s.signal(main, syscall.SIGHUP) // what ReloadSignal=SIGHUP does
+		s.Signal(main, syscall.SIGHUP) // what ReloadSignal=SIGHUP does
 		ms, ok := l.Wait(from, 60*time.Second, func(ms []sdnotifytest.Message) bool {
 			for _, m := range ms {
 				if m.Has(sdnotify.Ready) {
@@ -381,37 +385,28 @@ func TestNotifyReloadSequence(t *testing.T) {
 			}
 			return false
 		})
-		if !ok {
-			t.Fatalf("no READY=1 after the reload signal: %v", ms)
-		}
-		if len(ms) == 0 || !ms[0].Has(sdnotify.Reloading) {
-			t.Fatalf("first message after the signal is not RELOADING=1: %v", ms)
-		}
+		require.True(t, ok, "no READY=1 after the reload signal: %v", ms)
+		require.True(t, ms[0].Has(sdnotify.Reloading), "first message after the signal is not RELOADING=1: %v", ms)
 		v, _ := ms[0].Value("MONOTONIC_USEC")
-		if n, err := strconv.ParseInt(v, 10, 64); err != nil || n < sent {
-			t.Errorf("MONOTONIC_USEC=%q, want a time after the signal (%d)", v, sent)
+		n, err := strconv.ParseInt(v, 10, 64)
+		if assert.NoError(t, err, "MONOTONIC_USEC=%q", v) {
+			assert.GreaterOrEqual(t, n, sent, "MONOTONIC_USEC: a time after the signal")
 		}
 		for _, m := range ms {
-			if m.PID != main {
-				t.Errorf("message from pid %d during the reload, main is %d: %v", m.PID, main, m)
-			}
+			assert.Equal(t, main, m.PID, "a message during the reload from another process than main: %v", m)
 		}
 		return ms
 	}
 	waitMessages(t, l, 0, 1) // READY=1 of the start
-	ms := reload(s.first)
+	ms := reload(s.First)
 	t.Logf("reload to a good binary: %v", ms)
-	p2 := s.waitRecord(0, 60*time.Second, func(r record) bool { return r.PID == s.first && r.Event == "committed" && r.TargetPID != s.first }).TargetPID
-	if code := s.waitExit(s.first, 60*time.Second); code != 0 {
-		t.Fatalf("first generation exited with %d", code)
-	}
-	s.install("unhealthy")
+	p2 := s.WaitRecord(0, 60*time.Second, func(r servertest.Record) bool {
+		return r.PID == s.First && r.Event == "committed" && r.TargetPID != s.First
+	}).TargetPID
+	require.Zero(t, s.WaitExit(s.First, 60*time.Second), "exit status of the first generation")
+	s.Install("unhealthy")
 	ms = reload(p2)
 	t.Logf("reload to a broken binary: %v", ms)
-	if last := ms[len(ms)-1]; !strings.Contains(last.Text, "upgrade to generation 3 failed") {
-		t.Errorf("READY=1 of the rollback does not say why: %v", last)
-	}
-	if code := s.stop(); code != 0 {
-		t.Errorf("stop: exit status %d", code)
-	}
+	assert.Contains(t, ms[len(ms)-1].Text, "upgrade to generation 3 failed", "READY=1 of the rollback says why")
+	assert.Zero(t, s.Stop(), "exit status of the stop")
 }

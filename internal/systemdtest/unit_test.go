@@ -5,19 +5,22 @@ package systemdtest_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/handoff-go/handoff/internal/servertest"
 	"github.com/handoff-go/handoff/internal/systemdtest"
 	"github.com/handoff-go/handoff/upgrader/upgradertest"
 )
@@ -25,13 +28,14 @@ import (
 // The integration test of issue 4 (c): the example server as a Type=notify
 // unit of a real systemd 252, using the units shipped in examples/systemd.
 //
-// Test code only imports upgradertest (a public package) for its load
-// generator; the package itself imports the standard library only.
+// Test code imports upgradertest (a public package) for its load generator
+// and internal/servertest for the builds of the server; the package itself
+// imports the standard library only.
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
+	if builds != nil {
+		builds.Remove()
 	}
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
@@ -45,38 +49,23 @@ func TestMain(m *testing.M) {
 var (
 	buildOnce sync.Once
 	buildErr  error
-	binDir    string
+	builds    *servertest.Builds
 )
 
-// binaries builds the example server, good and deliberately unhealthy, once.
+// binaries builds the example server, good and deliberately unhealthy, once,
+// when the first test that booted a sandbox needs it (a machine that cannot
+// boot one does not pay for the build).
 func binaries(t *testing.T) (good, broken []byte) {
 	t.Helper()
 	buildOnce.Do(func() {
-		if binDir, buildErr = os.MkdirTemp("", "handoff-systemdtest-bin-"); buildErr != nil {
-			return
-		}
-		for _, v := range []string{"good", "unhealthy"} {
-			args := []string{"build", "-o", filepath.Join(binDir, v)}
-			if v != "good" {
-				args = append(args, "-ldflags", "-X main.breakMode="+v)
-			}
-			args = append(args, "github.com/handoff-go/handoff/examples/httpserver")
-			if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
-				return
-			}
-		}
+		builds, buildErr = servertest.Build("github.com/handoff-go/handoff/examples/httpserver", false, "", "unhealthy")
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
+	require.NoError(t, buildErr)
 	var err error
-	if good, err = os.ReadFile(filepath.Join(binDir, "good")); err != nil {
-		t.Fatal(err)
-	}
-	if broken, err = os.ReadFile(filepath.Join(binDir, "unhealthy")); err != nil {
-		t.Fatal(err)
-	}
+	good, err = os.ReadFile(builds.Path(""))
+	require.NoError(t, err)
+	broken, err = os.ReadFile(builds.Path("unhealthy"))
+	require.NoError(t, err)
 	return good, broken
 }
 
@@ -85,9 +74,7 @@ func binaries(t *testing.T) (good, broken []byte) {
 func unitFile(t *testing.T, name, addr string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "..", "examples", "systemd", name))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	s := strings.ReplaceAll(string(b), "127.0.0.1:8080", addr)
 	s = strings.ReplaceAll(s, "-drain-timeout 30s", "-drain-timeout 15s")
 	s = strings.ReplaceAll(s, "-upgrade-timeout 60s", "-upgrade-timeout 20s")
@@ -97,6 +84,8 @@ func unitFile(t *testing.T, name, addr string) []byte {
 	// generation closed as idle: a client-side artefact, not a lost
 	// request (see upgrader's tests, which do the same).
 	s = strings.ReplaceAll(s, "-drain-timeout 15s", "-drain-timeout 15s -idle-grace 1s")
+	// JSON records in the journal, read with servertest.Record.
+	s = strings.ReplaceAll(s, "-upgrade-timeout 20s", "-upgrade-timeout 20s -log-json")
 	return []byte(s)
 }
 
@@ -105,9 +94,7 @@ func unitFile(t *testing.T, name, addr string) []byte {
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer ln.Close()
 	return ln.Addr().String()
 }
@@ -127,9 +114,8 @@ func (u *unit) systemctl(args ...string) {
 	u.t.Helper()
 	ctx, cancel := u.ctx()
 	defer cancel()
-	if _, err := u.sb.Systemctl(ctx, args...); err != nil {
-		u.t.Fatalf("%v\njournal:\n%s", err, u.journal())
-	}
+	_, err := u.sb.Systemctl(ctx, args...)
+	require.NoError(u.t, err, "journal:\n%s", u.journal())
 }
 
 func (u *unit) show() map[string]string {
@@ -137,9 +123,7 @@ func (u *unit) show() map[string]string {
 	ctx, cancel := u.ctx()
 	defer cancel()
 	m, err := u.sb.Show(ctx, u.name, "MainPID", "ActiveState", "SubState", "Result", "StatusText", "ExecMainStatus", "NRestarts")
-	if err != nil {
-		u.t.Fatal(err)
-	}
+	require.NoError(u.t, err)
 	return m
 }
 
@@ -160,9 +144,7 @@ func (u *unit) wait(what string, done func(map[string]string) bool) map[string]s
 		if done(m) {
 			return m
 		}
-		if time.Now().After(deadline) {
-			u.t.Fatalf("%s: not within 60s; last state %v\njournal:\n%s", what, m, u.journal())
-		}
+		require.False(u.t, time.Now().After(deadline), "%s: not within 60s; last state %v\njournal:\n%s", what, m, u.journal())
 		time.Sleep(50 * time.Millisecond)
 	}
 }
@@ -196,24 +178,46 @@ func (u *unit) watchStates() (stop func() []string) {
 	return func() []string { close(done); return <-res }
 }
 
+// records returns the unit's log records (the server logs JSON, see
+// unitFile), from the journal.
+func (u *unit) records() []servertest.Record {
+	u.t.Helper()
+	ctx, cancel := u.ctx()
+	defer cancel()
+	out, err := u.sb.Run(ctx, "journalctl", "--no-pager", "-o", "cat", "-u", u.name)
+	require.NoError(u.t, err)
+	var rs []servertest.Record
+	for _, line := range strings.Split(string(out), "\n") {
+		var r servertest.Record
+		if json.Unmarshal([]byte(line), &r) != nil {
+			continue // systemd's own lines
+		}
+		r.Raw = line
+		rs = append(rs, r)
+	}
+	return rs
+}
+
+// waitRecord polls the journal, bounded, until a record matches (there is
+// no event for a journal entry here), and returns it.
+func (u *unit) waitRecord(what string, match func(servertest.Record) bool) servertest.Record {
+	u.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		for _, r := range u.records() {
+			if match(r) {
+				return r
+			}
+		}
+		require.False(u.t, time.Now().After(deadline), "%s: no such record within 60s; journal:\n%s", what, u.journal())
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// get fetches path from the service and returns the body, trimmed.
 func get(t *testing.T, addr, path string) string {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
-	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path)
-	b, err := io.ReadAll(c)
-	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
-	}
-	_, body, ok := strings.Cut(string(b), "\r\n\r\n")
-	if !ok || !strings.HasPrefix(string(b), "HTTP/1.1 200") {
-		t.Fatalf("GET %s: %q", path, b)
-	}
-	return strings.TrimSpace(body)
+	return strings.TrimSpace(servertest.Get(t, "tcp", addr, path))
 }
 
 func load(addr string) upgradertest.Config {
@@ -244,9 +248,7 @@ func checkLoad(t *testing.T, what string, r *upgradertest.Result) {
 		what, r.Count(-1), r.Count(upgradertest.KeepAliveChecked), r.Count(upgradertest.KeepAliveBlind), r.Count(upgradertest.NewConn),
 		r.Count(upgradertest.Slow), r.Count(upgradertest.Stream), r.Failed(), len(r.PIDs()))
 	t.Logf("%s: requests answered per pid: %v", what, r.PIDs())
-	if r.Failed() != 0 {
-		t.Errorf("%s: %d failed requests %v\n%s", what, r.Failed(), r.Failures(), r.FirstFailures(20))
-	}
+	assert.Zero(t, r.Failed(), "%s: failed requests %v\n%s", what, r.Failures(), r.FirstFailures(20))
 }
 
 // reloads runs n reloads and returns the MainPID after each; each must
@@ -256,9 +258,7 @@ func (u *unit) reloads(n int, good []byte) []string {
 	pids := []string{u.show()["MainPID"]}
 	for i := range n {
 		old := pids[len(pids)-1]
-		if err := u.sb.WriteFile("/usr/local/bin/httpserver", good, 0o755); err != nil {
-			u.t.Fatal(err)
-		}
+		require.NoError(u.t, u.sb.WriteFile("/usr/local/bin/httpserver", good, 0o755))
 		u.systemctl("reload", u.name)
 		m := u.wait(fmt.Sprintf("reload %d: MainPID moves on from %s", i+1, old), func(m map[string]string) bool {
 			return m["MainPID"] != old && m["MainPID"] != "0" && m["ActiveState"] == "active" && m["SubState"] == "running"
@@ -268,10 +268,10 @@ func (u *unit) reloads(n int, good []byte) []string {
 	return pids
 }
 
-// inFlight starts requests that are in flight when it returns: streams
-// whose first line arrived. Their results come on the channel, one per
-// request, "" for a complete one.
-func inFlight(t *testing.T, addr string, n int) <-chan string {
+// inFlight starts requests that are in flight when it returns: streams of
+// secs seconds whose first line arrived. Their results come on the channel,
+// one per request, "" for a complete one.
+func inFlight(t *testing.T, addr string, n, secs int) <-chan string {
 	t.Helper()
 	res := make(chan string, n)
 	var started sync.WaitGroup
@@ -288,7 +288,7 @@ func inFlight(t *testing.T, addr string, n int) <-chan string {
 			}
 			defer c.Close()
 			_ = c.SetDeadline(time.Now().Add(60 * time.Second))
-			fmt.Fprintf(c, "GET /stream?s=3 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+			fmt.Fprintf(c, "GET /stream?s=%d HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", secs)
 			br := bufio.NewReader(c)
 			var all strings.Builder
 			for {
@@ -319,25 +319,27 @@ func inFlight(t *testing.T, addr string, n int) <-chan string {
 func (u *unit) stopInFlight(addr string) {
 	u.t.Helper()
 	const n = 6
-	res := inFlight(u.t, addr, n)
+	res := inFlight(u.t, addr, n, 3)
 	pid := u.show()["MainPID"]
 	u.systemctl("stop", u.name)
 	for range n {
-		if r := <-res; r != "" {
-			u.t.Errorf("request in flight at stop: %s", r)
-		}
+		assert.Empty(u.t, <-res, "request in flight at stop")
 	}
 	m := u.show()
 	u.t.Logf("after systemctl stop (MainPID was %s): ActiveState=%s SubState=%s Result=%s ExecMainStatus=%s",
 		pid, m["ActiveState"], m["SubState"], m["Result"], m["ExecMainStatus"])
 	j := u.journal()
-	if m["ActiveState"] != "inactive" || m["Result"] != "success" {
-		u.t.Errorf("after stop: %v, want inactive and Result=success\njournal:\n%s", m, j)
-	}
+	assert.Equal(u.t, "inactive", m["ActiveState"], "after stop; journal:\n%s", j)
+	assert.Equal(u.t, "success", m["Result"], "after stop; journal:\n%s", j)
+	u.journalClean(j)
+}
+
+// journalClean checks that systemd did not have to SIGKILL anything and
+// never refused the process that spoke to it.
+func (u *unit) journalClean(j string) {
+	u.t.Helper()
 	for _, bad := range []string{"SIGKILL", "not our child", "reception only permitted", "Watchdog timeout"} {
-		if strings.Contains(j, bad) {
-			u.t.Errorf("the journal says %q:\n%s", bad, j)
-		}
+		assert.NotContains(u.t, j, bad, "the journal:\n%s", j)
 	}
 }
 
@@ -350,19 +352,7 @@ func TestNotifyUnit(t *testing.T) {
 	good, broken := binaries(t)
 	addr := freeAddr(t)
 	u := &unit{t: t, sb: sb, name: "httpserver.service"}
-	if err := sb.WriteFile("/usr/local/bin/httpserver", good, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := sb.WriteFile("/etc/systemd/system/httpserver.service", unitFile(t, "httpserver.service", addr), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	u.systemctl("daemon-reload")
-	u.systemctl("start", u.name)
-	m := u.show()
-	t.Logf("after start: MainPID=%s ActiveState=%s SubState=%s StatusText=%q", m["MainPID"], m["ActiveState"], m["SubState"], m["StatusText"])
-	if m["ActiveState"] != "active" || m["SubState"] != "running" || get(t, addr, "/pid") != m["MainPID"] {
-		t.Fatalf("after start: %v\n%s", m, u.journal())
-	}
+	u.startNotify(good, addr)
 
 	cfg := load(addr)
 	stopLoad := startLoad(cfg)
@@ -372,38 +362,28 @@ func TestNotifyUnit(t *testing.T) {
 	r := stopLoad()
 	t.Logf("MainPID after start and each of 10 reloads: %s", strings.Join(pids, " "))
 	checkLoad(t, "10 reloads", r)
-	if len(bad) != 0 {
-		t.Errorf("the unit was not active throughout: %v", bad)
-	}
+	assert.Empty(t, bad, "the unit was not active throughout")
 	answered := r.PIDs()
 	for _, p := range pids[1:] {
-		if answered[p] == 0 {
-			t.Errorf("generation with pid %s answered no request", p)
-		}
+		assert.NotZero(t, answered[p], "generation with pid %s answered no request", p)
 	}
-	if got := get(t, addr, "/pid"); got != pids[len(pids)-1] {
-		t.Errorf("/pid = %s, MainPID = %s", got, pids[len(pids)-1])
-	}
+	assert.Equal(t, pids[len(pids)-1], get(t, addr, "/pid"), "/pid answered by MainPID")
 
 	// A broken binary: its health check fails; the unit stays on the old pid.
 	last := pids[len(pids)-1]
-	if err := sb.WriteFile("/usr/local/bin/httpserver", broken, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, sb.WriteFile("/usr/local/bin/httpserver", broken, 0o755))
 	stopLoad = startLoad(cfg)
 	u.systemctl("reload", u.name)
-	m = u.wait("rollback of the broken binary", func(m map[string]string) bool {
+	m := u.wait("rollback of the broken binary", func(m map[string]string) bool {
 		return strings.Contains(m["StatusText"], "failed") && m["SubState"] == "running"
 	})
 	r = stopLoad()
 	t.Logf("after the broken reload: MainPID=%s ActiveState=%s SubState=%s StatusText=%q", m["MainPID"], m["ActiveState"], m["SubState"], m["StatusText"])
 	checkLoad(t, "broken reload", r)
-	if m["MainPID"] != last || m["ActiveState"] != "active" || get(t, addr, "/pid") != last {
-		t.Errorf("after the broken reload: %v, want MainPID %s active and serving", m, last)
-	}
-	if err := sb.WriteFile("/usr/local/bin/httpserver", good, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	assert.Equal(t, last, m["MainPID"], "MainPID after the broken reload")
+	assert.Equal(t, "active", m["ActiveState"], "after the broken reload")
+	assert.Equal(t, last, get(t, addr, "/pid"), "/pid after the broken reload")
+	require.NoError(t, sb.WriteFile("/usr/local/bin/httpserver", good, 0o755))
 
 	u.stopInFlight(addr)
 }
@@ -417,13 +397,9 @@ func TestSocketUnit(t *testing.T) {
 	good, _ := binaries(t)
 	addr := freeAddr(t)
 	u := &unit{t: t, sb: sb, name: "httpserver.service"}
-	if err := sb.WriteFile("/usr/local/bin/httpserver", good, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, sb.WriteFile("/usr/local/bin/httpserver", good, 0o755))
 	for _, name := range []string{"httpserver.service", "httpserver.socket"} {
-		if err := sb.WriteFile("/etc/systemd/system/"+name, unitFile(t, name, addr), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, sb.WriteFile("/etc/systemd/system/"+name, unitFile(t, name, addr), 0o644))
 	}
 	u.systemctl("daemon-reload")
 	u.systemctl("start", "httpserver.socket")
@@ -433,12 +409,8 @@ func TestSocketUnit(t *testing.T) {
 		return m["ActiveState"] == "active" && m["SubState"] == "running"
 	})
 	t.Logf("after the first request: MainPID=%s (answered by %s) StatusText=%q", m["MainPID"], first, m["StatusText"])
-	if first != m["MainPID"] {
-		t.Errorf("first request answered by %s, MainPID %s", first, m["MainPID"])
-	}
-	if j := u.journal(); !strings.Contains(j, "adopted activated socket") {
-		t.Errorf("the server did not adopt the activated socket:\n%s", j)
-	}
+	assert.Equal(t, m["MainPID"], first, "the first request was answered by")
+	assert.Contains(t, u.journal(), "adopted activated socket", "the server adopts the activated socket")
 
 	cfg := load(addr)
 	stopLoad := startLoad(cfg)
@@ -448,12 +420,9 @@ func TestSocketUnit(t *testing.T) {
 	r := stopLoad()
 	t.Logf("MainPID after start and each of 3 reloads: %s", strings.Join(pids, " "))
 	checkLoad(t, "3 reloads on the activated socket", r)
-	if len(bad) != 0 {
-		t.Errorf("the unit was not active throughout: %v", bad)
-	}
-	if j := u.journal(); strings.Count(j, "adopted activated socket") != 1 {
-		t.Errorf("want exactly one adoption (later generations inherit):\n%s", j)
-	}
+	assert.Empty(t, bad, "the unit was not active throughout")
+	j := u.journal()
+	assert.Equal(t, 1, strings.Count(j, "adopted activated socket"), "adoptions (later generations inherit):\n%s", j)
 
 	u.stopInFlight(addr)
 
@@ -465,4 +434,81 @@ func TestSocketUnit(t *testing.T) {
 	})
 	t.Logf("after a request to the stopped service: MainPID=%s (answered by %s)", m["MainPID"], again)
 	u.systemctl("stop", "httpserver.socket", u.name)
+}
+
+// startNotify installs the good binary and httpserver.service serving on
+// addr, starts it, and returns its properties once it serves.
+func (u *unit) startNotify(good []byte, addr string) map[string]string {
+	u.t.Helper()
+	require.NoError(u.t, u.sb.WriteFile("/usr/local/bin/httpserver", good, 0o755))
+	require.NoError(u.t, u.sb.WriteFile("/etc/systemd/system/httpserver.service", unitFile(u.t, "httpserver.service", addr), 0o644))
+	u.systemctl("daemon-reload")
+	u.systemctl("start", u.name)
+	m := u.show()
+	u.t.Logf("after start: MainPID=%s ActiveState=%s SubState=%s StatusText=%q", m["MainPID"], m["ActiveState"], m["SubState"], m["StatusText"])
+	require.Equal(u.t, "active", m["ActiveState"], "after start; journal:\n%s", u.journal())
+	require.Equal(u.t, "running", m["SubState"], "after start; journal:\n%s", u.journal())
+	require.Equal(u.t, m["MainPID"], get(u.t, addr, "/pid"), "after start, /pid is answered by")
+	return m
+}
+
+// TestKillNewGenerationWhileDraining: under systemd, the new generation
+// killed (kill -9) after the commit, while the old one still drains a long
+// stream. The old generation never stopped being the unit's main process
+// (the PID file names the successor only from the end of the drain): it
+// takes charge again and answers within a second, the unit stays active on
+// its MainPID, the stream completes, and systemctl stop ends the unit
+// cleanly.
+func TestKillNewGenerationWhileDraining(t *testing.T) {
+	sb := boot(t, 3*time.Minute)
+	good, _ := binaries(t)
+	addr := freeAddr(t)
+	u := &unit{t: t, sb: sb, name: "httpserver.service"}
+	p1 := u.startNotify(good, addr)["MainPID"]
+
+	stream := inFlight(t, addr, 1, 8)
+	u.systemctl("reload", u.name)
+	r := u.waitRecord("the commit", func(r servertest.Record) bool {
+		return strconv.Itoa(r.PID) == p1 && r.Event == "committed" && strconv.Itoa(r.TargetPID) != p1
+	})
+	p2 := strconv.Itoa(r.TargetPID)
+	m := u.show()
+	t.Logf("after the commit to pid %s: MainPID=%s StatusText=%q", p2, m["MainPID"], m["StatusText"])
+	assert.Equal(t, p1, m["MainPID"], "MainPID while the old generation drains")
+	require.Equal(t, p2, get(t, addr, "/pid"), "the new generation serves")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	_, err := sb.Run(ctx, "kill", "-9", p2)
+	cancel()
+	require.NoError(t, err)
+	killed := time.Now()
+	answered := ""
+	for time.Since(killed) < 10*time.Second { // bounded
+		body, err := servertest.TryGet("tcp", addr, "/pid", 200*time.Millisecond)
+		if err == nil {
+			answered = strings.TrimSpace(body)
+			break
+		}
+	}
+	took := time.Since(killed)
+	t.Logf("after the kill of pid %s: answered by %q after %s", p2, answered, took)
+	assert.Equal(t, p1, answered, "the old generation answers again")
+	assert.Less(t, took, time.Second, "the service answered again after %s", took)
+
+	rc := u.waitRecord("the reclaim", func(r servertest.Record) bool { return strconv.Itoa(r.PID) == p1 && r.Event == "reclaimed" })
+	assert.Contains(t, rc.Error, "died")
+	m = u.wait("the unit back on the old generation", func(m map[string]string) bool {
+		return strings.Contains(m["StatusText"], "successor died")
+	})
+	t.Logf("after the reclaim: MainPID=%s ActiveState=%s SubState=%s StatusText=%q NRestarts=%s", m["MainPID"], m["ActiveState"], m["SubState"], m["StatusText"], m["NRestarts"])
+	assert.Equal(t, p1, m["MainPID"], "MainPID after the kill")
+	assert.Equal(t, "active", m["ActiveState"], "after the kill")
+	assert.Equal(t, "running", m["SubState"], "after the kill")
+	assert.Equal(t, "0", m["NRestarts"], "systemd restarted the service")
+	pidFile, err := os.ReadFile(sb.Path("/run/httpserver/httpserver.pid"))
+	require.NoError(t, err)
+	assert.Equal(t, p1, strings.TrimSpace(string(pidFile)), "the PID file after the kill")
+	assert.Empty(t, <-stream, "the stream on the old generation")
+
+	u.stopInFlight(addr)
 }
