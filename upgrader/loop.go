@@ -163,12 +163,8 @@ func (m *machine) handle(req any) {
 // onUpgrade starts an upgrade, joins the one running, forwards the request,
 // or makes it wait until this generation is in charge.
 func (m *machine) onUpgrade(r *upgradeReq) {
-	if r.ctx != nil {
-		if err := context.Cause(r.ctx); err != nil {
-			m.reply(r, fmt.Errorf("%w: %w", ErrCanceled, err))
-			return
-		}
-		r.stop = context.AfterFunc(r.ctx, func() { m.u.send(upgradeCtxDone{req: r}) })
+	if !m.watchCtx(r) {
+		return
 	}
 	switch {
 	case m.phase == phaseRetired || m.stopping:
@@ -176,10 +172,10 @@ func (m *machine) onUpgrade(r *upgradeReq) {
 	case m.noUpgrade != nil:
 		m.reply(r, m.noUpgrade)
 	case m.phase == phaseHandedOver:
-		m.forward(r)
+		m.forward([]*upgradeReq{r})
 	case m.att != nil:
 		m.follow = append(m.follow, r)
-	case m.phase != phaseInCharge || (m.parent != nil || m.u.tf.HasParent()) && !m.parentGone:
+	case !m.canStart():
 		// Not in charge yet, or in charge while the parent drains:
 		// tableflip starts the next generation only once the parent has
 		// exited.
@@ -187,6 +183,26 @@ func (m *machine) onUpgrade(r *upgradeReq) {
 	default:
 		m.startAttempt([]*upgradeReq{r})
 	}
+}
+
+// canStart reports whether an upgrade can start now.
+func (m *machine) canStart() bool {
+	return m.phase == phaseInCharge && !m.stopping && m.noUpgrade == nil && m.att == nil &&
+		(m.parentGone || m.parent == nil && !m.u.tf.HasParent())
+}
+
+// watchCtx answers a request whose context has ended, or arranges to hear
+// when it does; false when it answered.
+func (m *machine) watchCtx(r *upgradeReq) bool {
+	if r.ctx == nil {
+		return true
+	}
+	if err := context.Cause(r.ctx); err != nil {
+		m.reply(r, fmt.Errorf("%w: %w", ErrCanceled, err))
+		return false
+	}
+	r.stop = context.AfterFunc(r.ctx, func() { m.u.send(upgradeCtxDone{req: r}) })
+	return true
 }
 
 // refusal is what a retired or stopping generation answers.
@@ -249,16 +265,28 @@ func (m *machine) reply(r *upgradeReq, err error) {
 }
 
 // releaseWaiting re-examines the calls that waited for this generation to
-// take charge (or to be refused).
+// take charge (or to be refused). If an upgrade can start, the calls that
+// waited share one: they all came before it starts, on the binary there
+// then.
 func (m *machine) releaseWaiting() {
 	w := m.waiting
 	m.waiting = nil
+	var start []*upgradeReq
 	for _, r := range w {
 		if r.stop != nil {
-			r.stop() // onUpgrade installs a fresh one
+			r.stop() // a fresh watcher is installed below
 			r.stop = nil
 		}
+		if m.canStart() {
+			if m.watchCtx(r) {
+				start = append(start, r)
+			}
+			continue
+		}
 		m.onUpgrade(r)
+	}
+	if len(start) > 0 {
+		m.startAttempt(start)
 	}
 }
 

@@ -331,10 +331,9 @@ func (m *machine) commit(a *attempt) {
 		m.reply(r, nil)
 	}
 	a.callers = nil
-	follow := m.follow
-	m.follow = nil
-	for _, r := range follow {
-		m.forward(r)
+	if follow := m.follow; len(follow) > 0 {
+		m.follow = nil
+		m.forward(follow) // one follow-up, however many asked for it
 	}
 	m.releaseWaiting()
 	if a.tfDone {
@@ -342,19 +341,24 @@ func (m *machine) commit(a *attempt) {
 	}
 }
 
-// forward hands an upgrade request to the committed successor.
-func (m *machine) forward(r *upgradeReq) {
+// forward hands upgrade requests to the committed successor as one request:
+// it carries it out once this generation has exited.
+func (m *machine) forward(rs []*upgradeReq) {
 	s := m.succ
-	if s == nil || s.gone || s.stopping {
-		m.reply(r, fmt.Errorf("%w: the new generation is gone or stopping", ErrUpgraded))
-		return
+	var err error
+	switch {
+	case s == nil || s.gone || s.stopping:
+		err = fmt.Errorf("%w: the new generation is gone or stopping", ErrUpgraded)
+	default:
+		if serr := s.conn.Send(control.Message{Type: control.TypeUpgrade}); serr != nil {
+			err = fmt.Errorf("%w: forwarding the request to generation %d: %w", ErrUpgraded, s.gen, serr)
+		} else {
+			m.u.emit(Event{Kind: EventForwarded, Generation: s.gen, PID: s.pid})
+		}
 	}
-	if err := s.conn.Send(control.Message{Type: control.TypeUpgrade}); err != nil {
-		m.reply(r, fmt.Errorf("%w: forwarding the request to generation %d: %w", ErrUpgraded, s.gen, err))
-		return
+	for _, r := range rs {
+		m.reply(r, err)
 	}
-	m.u.emit(Event{Kind: EventForwarded, Generation: s.gen, PID: s.pid})
-	m.reply(r, nil)
 }
 
 // onTF handles tableflip's end of the upgrade.
