@@ -10,15 +10,14 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/handoff-go/handoff"
+	"github.com/handoff-go/handoff/upgrader/upgradertest"
 )
 
 // The quick start (examples/quickstart): an HTTP server that upgrades
 // itself on SIGHUP, drains on SIGTERM and loses no request. A process-level
 // flow: compiled, not run.
 func ExampleListenAndServe() {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hello\n")) })
-	srv := &http.Server{Addr: "127.0.0.1:8080", Handler: mux}
+	srv := &http.Server{Addr: "127.0.0.1:8080", Handler: upgradertest.Handler()}
 	if err := handoff.ListenAndServe(srv, handoff.Options{PIDFile: "/run/app/app.pid", Logger: slog.Default()}); err != nil {
 		log.Fatal(err)
 	}

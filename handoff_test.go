@@ -503,3 +503,32 @@ func TestTermNewGenerationWhileOldDrains(t *testing.T) {
 	_, err := os.Stat(s.PIDFile)
 	assert.True(t, os.IsNotExist(err), "the PID file is left: %v", err)
 }
+
+// TestPIDFileUnwritableAtCommit (issue 9): a PID file that cannot be written
+// at the commit fails the upgrade before the commit, with an error that
+// names the file and the cause; the old generation serves on.
+func TestPIDFileUnwritableAtCommit(t *testing.T) {
+	s, _ := servertest.Start(t, httpserver, servertest.Options{PIDFile: "run/server.pid"})
+	old := s.PID()
+	run := filepath.Dir(s.PIDFile)
+	// The directory becomes a file: no temporary file can be made there,
+	// root or not.
+	require.NoError(t, os.Rename(run, run+".away"))
+	require.NoError(t, os.WriteFile(run, nil, 0o644))
+	s.Install("")
+	from := s.Mark()
+	s.Signal(old, syscall.SIGHUP)
+	r := s.WaitRecord(from, 30*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Msg == servertest.MsgUpgradeFailed })
+	assert.Contains(t, r.Error, "cannot write the PID file "+s.PIDFile)
+	assert.Contains(t, r.Error, "not a directory")
+	assert.Contains(t, r.Error, "in commit")
+	spawned := s.WaitRecord(from, 0, func(r servertest.Record) bool { return r.PID == old && r.Event == "spawned" }).TargetPID
+	_, err := s.TryWaitExit(spawned, 30*time.Second)
+	var nc *servertest.NotChildError
+	assert.ErrorAs(t, err, &nc, "the new generation must be gone")
+	assert.Equal(t, strconv.Itoa(old), strings.TrimSpace(servertest.Get(t, "tcp", s.Addr, "/pid")))
+	require.NoError(t, os.Remove(run))
+	require.NoError(t, os.Rename(run+".away", run))
+	s.Signal(old, syscall.SIGTERM)
+	assert.Zero(t, s.WaitExit(old, 30*time.Second))
+}

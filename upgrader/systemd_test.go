@@ -310,7 +310,7 @@ func TestSocketActivation(t *testing.T) {
 			p1 := s.First
 			assert.Equal(t, strconv.Itoa(p1), askPending(t, pending), "the connection pending at start was answered by")
 			_, ok := s.FindRecord(0, 0, func(r servertest.Record) bool {
-				return r.Msg == "handoff: adopted activated socket" && r.PID == p1
+				return r.Msg == "upgrader: adopted activated socket" && r.PID == p1
 			})
 			assert.True(t, ok, "no adopted-socket record:\n%s", s.LogText(0))
 			r, ok := s.FindRecord(0, 10*time.Second, func(r servertest.Record) bool { return r.Event == "unused-socket" && r.PID == p1 })
@@ -322,7 +322,7 @@ func TestSocketActivation(t *testing.T) {
 			p2 := s.Upgrade()
 			assert.Equal(t, strconv.Itoa(p2), pidOf(t, tc.network, addr), "/pid after the upgrade")
 			_, ok = s.FindRecord(0, 0, func(r servertest.Record) bool {
-				return r.PID == p2 && (r.Msg == "handoff: adopted activated socket" || r.Event == "unused-socket")
+				return r.PID == p2 && (r.Msg == "upgrader: adopted activated socket" || r.Event == "unused-socket")
 			})
 			assert.False(t, ok, "the new generation read the activation variables again:\n%s", s.LogText(0))
 			for _, kv := range environ(t, p2) {

@@ -1,9 +1,11 @@
-//go:build unix
+//go:build linux
 
 package upgrader
 
 import (
 	"encoding/json"
+	"errors"
+	"slices"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +16,9 @@ import (
 	"github.com/cloudflare/tableflip"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/handoff-go/handoff/internal/proc"
+	"github.com/handoff-go/handoff/internal/servertest"
 )
 
 // The contract between upgrader and tableflip: tableflip reports failures
@@ -175,6 +180,10 @@ func TestTableflipContract(t *testing.T) {
 		{"parent-alive", tfParentAlive, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// The helper's children outlive it and are reparented to this
+			// process (the package's tests make it a subreaper): reap them.
+			before := proc.Children(os.Getpid())
+			defer reapNew(t, before)
 			out := filepath.Join(t.TempDir(), "child.json")
 			cmd := exec.Command(os.Args[0], "-test.run=^$")
 			cmd.Env = append(os.Environ(), contractEnv+"="+tc.name, outEnv+"="+out)
@@ -186,6 +195,21 @@ func TestTableflipContract(t *testing.T) {
 			assert.Equal(t, tc.status, res.Status, "tableflip said %q", res.Text)
 			t.Logf("tableflip: %q", res.Text)
 		})
+	}
+}
+
+// reapNew waits for and reaps the children of this process that are not in
+// before.
+func reapNew(t *testing.T, before []int) {
+	for _, pid := range proc.Children(os.Getpid()) {
+		if slices.Contains(before, pid) {
+			continue
+		}
+		_, err := servertest.WaitPID(pid, 30*time.Second)
+		var nc *servertest.NotChildError
+		if err != nil && !errors.As(err, &nc) {
+			t.Errorf("child %d of a helper: %v", pid, err)
+		}
 	}
 }
 

@@ -74,6 +74,9 @@ type Options struct {
 	Args []string
 	// Addr is the -addr argument; default 127.0.0.1:0.
 	Addr string
+	// PIDFile is the PID file's path under the server's directory;
+	// default "server.pid".
+	PIDFile string
 	// Plain: the server does not take -log-json (examples/quickstart
 	// logs text). Start then waits for the PID file to name the first
 	// generation and reads its address from /proc; the log is kept as raw
@@ -88,6 +91,12 @@ func Start(t testing.TB, b *Builds, o Options) (*Server, net.Conn) {
 	t.Helper()
 	dir := t.TempDir()
 	s := &Server{T: t, Dir: dir, Bin: filepath.Join(dir, "server"), PIDFile: filepath.Join(dir, "server.pid"), builds: b, cmdDone: make(chan struct{})}
+	if o.PIDFile != "" {
+		s.PIDFile = filepath.Join(dir, o.PIDFile)
+		if err := os.MkdirAll(filepath.Dir(s.PIDFile), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	s.cond = sync.NewCond(&s.mu)
 	s.Install("")
 	addr := o.Addr
