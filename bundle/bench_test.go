@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/handoff-go/handoff/bundle"
 	"github.com/handoff-go/handoff/reload"
 )
@@ -40,13 +42,13 @@ func randomBytes(seed uint64, n int) []byte {
 // index.html (2 KiB) and a 1 MiB asset.
 func benchSite(b *testing.B) (dir string, h *bundle.Handler) {
 	dir = b.TempDir()
-	must.NoError(b, os.WriteFile(filepath.Join(dir, "index.html"), randomBytes(1, 2<<10), 0o644))
-	must.NoError(b, os.MkdirAll(filepath.Join(dir, "assets"), 0o755))
-	must.NoError(b, os.WriteFile(filepath.Join(dir, "assets", "big-5d41402a.js"), randomBytes(2, 1<<20), 0o644))
+	require.NoError(b, os.WriteFile(filepath.Join(dir, "index.html"), randomBytes(1, 2<<10), 0o644))
+	require.NoError(b, os.MkdirAll(filepath.Join(dir, "assets"), 0o755))
+	require.NoError(b, os.WriteFile(filepath.Join(dir, "assets", "big-5d41402a.js"), randomBytes(2, 1<<20), 0o644))
 	h = bundle.New(bundle.Options{})
 	b.Cleanup(h.Close)
 	_, err := h.Load(context.Background(), dir)
-	must.NoError(b, err)
+	require.NoError(b, err)
 	return dir, h
 }
 

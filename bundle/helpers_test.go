@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sort"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // entry is one archive member. A non-empty link makes it a symlink (or,
@@ -53,11 +55,11 @@ func zipBytes(t testing.TB, entries []entry, fast ...bool) []byte {
 			h.SetMode(0o644)
 		}
 		w, err := zw.CreateHeader(h)
-		must.NoError(t, err)
+		require.NoError(t, err)
 		_, err = w.Write([]byte(e.data))
-		must.NoError(t, err)
+		require.NoError(t, err)
 	}
-	must.NoError(t, zw.Close())
+	require.NoError(t, zw.Close())
 	return buf.Bytes()
 }
 
@@ -69,7 +71,7 @@ func tarGzBytes(t testing.TB, entries []entry, fast ...bool) []byte {
 		level = gzip.HuffmanOnly
 	}
 	gz, err := gzip.NewWriterLevel(&buf, level)
-	must.NoError(t, err)
+	require.NoError(t, err)
 	tw := tar.NewWriter(gz)
 	for _, e := range entries {
 		h := &tar.Header{Name: e.name, Mode: 0o644, Size: int64(len(e.data)), Typeflag: tar.TypeReg}
@@ -81,14 +83,14 @@ func tarGzBytes(t testing.TB, entries []entry, fast ...bool) []byte {
 		case e.dir:
 			h.Typeflag, h.Mode, h.Size = tar.TypeDir, 0o755, 0
 		}
-		must.NoError(t, tw.WriteHeader(h))
+		require.NoError(t, tw.WriteHeader(h))
 		if h.Size > 0 {
 			_, err := tw.Write([]byte(e.data))
-			must.NoError(t, err)
+			require.NoError(t, err)
 		}
 	}
-	must.NoError(t, tw.Close())
-	must.NoError(t, gz.Close())
+	require.NoError(t, tw.Close())
+	require.NoError(t, gz.Close())
 	return buf.Bytes()
 }
 
@@ -96,8 +98,8 @@ func writeTree(t testing.TB, root string, files map[string]string) {
 	t.Helper()
 	for n, d := range files {
 		p := filepath.Join(root, filepath.FromSlash(n))
-		must.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
-		must.NoError(t, os.WriteFile(p, []byte(d), 0o644))
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, []byte(d), 0o644))
 	}
 }
 
@@ -106,6 +108,6 @@ func writeTree(t testing.TB, root string, files map[string]string) {
 func writeAtomic(t testing.TB, path string, data []byte) {
 	t.Helper()
 	tmp := path + ".new"
-	must.NoError(t, os.WriteFile(tmp, data, 0o644))
-	must.NoError(t, os.Rename(tmp, path))
+	require.NoError(t, os.WriteFile(tmp, data, 0o644))
+	require.NoError(t, os.Rename(tmp, path))
 }

@@ -15,6 +15,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/handoff-go/handoff/bundle"
 )
 
@@ -100,21 +103,21 @@ func TestRefusedBundlesKeepServing(t *testing.T) {
 		{"tar.gz dangling symlink", bundle.Options{}, tgzAt(plus(entry{name: "x", link: "nowhere"})), bundle.ErrEscapingSymlink, "target not in the bundle"},
 		{"tar.gz hard link out", bundle.Options{}, tgzAt(plus(entry{name: "x", link: "../etc/passwd", hard: true})), bundle.ErrEscapingSymlink, `hard link "x" -> "../etc/passwd"`},
 		{"directory symlink out", bundle.Options{}, treeWith(func(t *testing.T, root, dir string) {
-			must.NoError(t, os.WriteFile(filepath.Join(dir, "secret"), []byte("s"), 0o600))
-			must.NoError(t, os.Symlink("../../secret", filepath.Join(root, "assets", "leak")))
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "secret"), []byte("s"), 0o600))
+			require.NoError(t, os.Symlink("../../secret", filepath.Join(root, "assets", "leak")))
 		}), bundle.ErrEscapingSymlink, `"assets/leak" -> "../../secret": symlink leaves`},
 		{"directory symlink out, absolute", bundle.Options{}, treeWith(func(t *testing.T, root, dir string) {
-			must.NoError(t, os.Symlink("/etc", filepath.Join(root, "etc")))
+			require.NoError(t, os.Symlink("/etc", filepath.Join(root, "etc")))
 		}), bundle.ErrEscapingSymlink, `"etc" -> "/etc"`},
 		{"directory broken symlink", bundle.Options{}, treeWith(func(t *testing.T, root, dir string) {
-			must.NoError(t, os.Symlink("gone.js", filepath.Join(root, "assets", "x.js")))
+			require.NoError(t, os.Symlink("gone.js", filepath.Join(root, "assets", "x.js")))
 		}), bundle.ErrEscapingSymlink, "broken"},
 		{"directory symlink loop", bundle.Options{}, treeWith(func(t *testing.T, root, dir string) {
-			must.NoError(t, os.Symlink("..", filepath.Join(root, "assets", "up")))
+			require.NoError(t, os.Symlink("..", filepath.Join(root, "assets", "up")))
 		}), nil, "assets/up"},
 		{"too many files", bundle.Options{MaxFiles: 4}, zipAt(plus(entry{name: "a", data: "1"}, entry{name: "b", data: "2"})), bundle.ErrTooLarge, "more than 4 files (MaxFiles)"},
 		{"too many bytes", bundle.Options{MaxBytes: 1 << 20}, treeWith(func(t *testing.T, root, dir string) {
-			must.NoError(t, os.WriteFile(filepath.Join(root, "big.bin"), make([]byte, 2<<20), 0o644))
+			require.NoError(t, os.WriteFile(filepath.Join(root, "big.bin"), make([]byte, 2<<20), 0o644))
 		}), bundle.ErrTooLarge, "MaxBytes"},
 		{"zip bomb", bundle.Options{MaxBytes: 1 << 20}, zipAt(plus(entry{name: "bomb.bin", data: big})), bundle.ErrTooLarge, `"bomb.bin": zip declares more than 1048576 bytes in all (MaxBytes)`},
 		{"zip bomb lying about its size", bundle.Options{MaxBytes: 1 << 20}, bytesAt("liar.zip", lyingZip(t, big)), bundle.ErrFormat, `"bomb.bin"`},
@@ -138,7 +141,7 @@ func TestRefusedBundlesKeepServing(t *testing.T) {
 		{"checksum mismatch", bundle.Options{Checksum: bundle.SidecarChecksum}, func(t *testing.T, dir string) string {
 			p := zipAt(sortedEntries(map[string]string{"index.html": "evil"}))(t, dir)
 			sum := sha256.Sum256(goodZip) // the sidecar of another archive
-			must.NoError(t, os.WriteFile(p+".sha256", []byte(hex.EncodeToString(sum[:])+"  bad.zip\n"), 0o644))
+			require.NoError(t, os.WriteFile(p+".sha256", []byte(hex.EncodeToString(sum[:])+"  bad.zip\n"), 0o644))
 			return p
 		}, bundle.ErrChecksum, "expected SHA-256"},
 		{"checksum sidecar missing", bundle.Options{Checksum: bundle.SidecarChecksum}, zipAt(sortedEntries(good)), bundle.ErrChecksum, "bad.zip.sha256"},
@@ -157,11 +160,11 @@ func TestRefusedBundlesKeepServing(t *testing.T) {
 					t.Skip("running as root without /proc/self/mem")
 				}
 				p := filepath.Join(dir, "unreadable.zip")
-				must.NoError(t, os.Symlink("/proc/self/mem", p))
+				require.NoError(t, os.Symlink("/proc/self/mem", p))
 				return p
 			}
 			p := bytesAt("unreadable.zip", goodZip)(t, dir)
-			must.NoError(t, os.Chmod(p, 0o000))
+			require.NoError(t, os.Chmod(p, 0o000))
 			return p
 		}, nil, "unreadable.zip"},
 		{"fifo in directory", bundle.Options{}, treeWith(func(t *testing.T, root, dir string) {
@@ -187,27 +190,27 @@ func TestRefusedBundlesKeepServing(t *testing.T) {
 			writeTree(t, goodPath, files)
 			if c.opts.Checksum != nil {
 				b, err := bundle.Load(context.Background(), goodPath, bundle.Options{})
-				must.NoError(t, err)
-				must.NoError(t, os.WriteFile(goodPath+".sha256", []byte(b.ID()), 0o644))
+				require.NoError(t, err)
+				require.NoError(t, os.WriteFile(goodPath+".sha256", []byte(b.ID()), 0o644))
 			}
 			h := bundle.New(c.opts)
 			defer h.Close()
 			before, err := h.Load(context.Background(), goodPath)
-			must.NoError(t, err, "good bundle")
+			require.NoError(t, err, "good bundle")
 
 			bad := c.build(t, dir)
 			ver, err := h.Load(context.Background(), bad)
-			must.Error(t, err, "bad bundle accepted")
-			check.Nil(t, ver)
+			require.Error(t, err, "bad bundle accepted")
+			assert.Nil(t, ver)
 			t.Logf("refused: %v", err)
 			if c.is != nil {
-				check.ErrorIs(t, err, c.is)
+				assert.ErrorIs(t, err, c.is)
 			}
-			check.ErrorContains(t, err, c.says)
-			check.Same(t, before, h.Value().Current(), "current version kept")
+			assert.ErrorContains(t, err, c.says)
+			assert.Same(t, before, h.Value().Current(), "current version kept")
 			w := get(t, h, "/assets/app-1a2b3c4d.js")
-			check.Equal(t, 200, w.Code)
-			check.Equal(t, good["assets/app-1a2b3c4d.js"], w.Body.String(), "good bundle still served")
+			assert.Equal(t, 200, w.Code)
+			assert.Equal(t, good["assets/app-1a2b3c4d.js"], w.Body.String(), "good bundle still served")
 		})
 	}
 }
@@ -217,7 +220,7 @@ func lyingZip(t *testing.T, data string) []byte {
 	var comp bytes.Buffer
 	fw, _ := flate.NewWriter(&comp, flate.BestCompression)
 	_, _ = fw.Write([]byte(data))
-	must.NoError(t, fw.Close())
+	require.NoError(t, fw.Close())
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
 	w, err := zw.CreateRaw(&zip.FileHeader{
@@ -226,9 +229,9 @@ func lyingZip(t *testing.T, data string) []byte {
 		CompressedSize64:   uint64(comp.Len()),
 		UncompressedSize64: 100,
 	})
-	must.NoError(t, err)
+	require.NoError(t, err)
 	_, _ = w.Write(comp.Bytes())
-	must.NoError(t, zw.Close())
+	require.NoError(t, zw.Close())
 	return buf.Bytes()
 }
 
@@ -243,9 +246,9 @@ func corruptZipData(t *testing.T) []byte {
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
 	w, err := zw.CreateHeader(&zip.FileHeader{Name: "index.html", Method: zip.Store})
-	must.NoError(t, err)
+	require.NoError(t, err)
 	_, _ = w.Write([]byte("<html>hello hello hello</html>"))
-	must.NoError(t, zw.Close())
+	require.NoError(t, zw.Close())
 	out := buf.Bytes()
 	i := bytes.Index(out, []byte("hello hello"))
 	out[i] = 'J'

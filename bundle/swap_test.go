@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/handoff-go/handoff/bundle"
 )
 
@@ -78,7 +81,7 @@ func TestSwapUnderLoad(t *testing.T) {
 		}
 	}
 	_, err := h.Load(context.Background(), write(1))
-	must.NoError(t, err)
+	require.NoError(t, err)
 
 	srv := httptest.NewServer(h) // 127.0.0.1
 	defer srv.Close()
@@ -184,8 +187,8 @@ func TestSwapUnderLoad(t *testing.T) {
 		}
 		t0 = time.Now()
 		ver, err := h.Load(context.Background(), p)
-		must.NoError(t, err)
-		must.Equal(t, uint64(k), ver.Seq)
+		require.NoError(t, err)
+		require.Equal(t, uint64(k), ver.Seq)
 		loadTime += time.Since(t0)
 		lastSwapPages = pages.Load()
 		swapMu.Lock()
@@ -193,7 +196,7 @@ func TestSwapUnderLoad(t *testing.T) {
 		swapped = make(chan struct{})
 		swapMu.Unlock()
 		if k%3 == 0 {
-			must.NoError(t, os.RemoveAll(fmt.Sprintf("%s-%d", paths[0], k-3))) // old release dirs go away
+			require.NoError(t, os.RemoveAll(fmt.Sprintf("%s-%d", paths[0], k-3))) // old release dirs go away
 		}
 	}
 	took := time.Since(start)
@@ -205,11 +208,11 @@ func TestSwapUnderLoad(t *testing.T) {
 		"failed %d, mixed %d, missing (previous version) %d, missing (older than Retain) %d; assets served from a replaced bundle %d",
 		swaps, took.Round(time.Millisecond), clients, pages.Load(), requests.Load(),
 		failed.Load(), mixed.Load(), missingPrev.Load(), missingOlder.Load(), viaOld.Load())
-	check.Equal(t, int64(0), failed.Load(), "failed requests")
-	check.Equal(t, int64(0), mixed.Load(), "mixed-version page loads")
-	check.Equal(t, int64(0), missingPrev.Load(), "missing assets")
-	check.True(t, viaOld.Load() > 0, "the grace path was never exercised")
-	check.True(t, pages.Load() >= swaps*clients/2, "too few page loads: %d", pages.Load())
+	assert.Equal(t, int64(0), failed.Load(), "failed requests")
+	assert.Equal(t, int64(0), mixed.Load(), "mixed-version page loads")
+	assert.Equal(t, int64(0), missingPrev.Load(), "missing assets")
+	assert.True(t, viaOld.Load() > 0, "the grace path was never exercised")
+	assert.True(t, pages.Load() >= swaps*clients/2, "too few page loads: %d", pages.Load())
 }
 
 func TestGracePeriodAndRetain(t *testing.T) {
@@ -222,25 +225,25 @@ func TestGracePeriodAndRetain(t *testing.T) {
 		p := filepath.Join(dir, strconv.Itoa(k))
 		writeTree(t, p, frontEnd(k))
 		_, err := h.Load(context.Background(), p)
-		must.NoError(t, err)
+		require.NoError(t, err)
 	}
 	asset := func(k int) string { return assetRE.FindStringSubmatch(frontEnd(k)["index.html"])[1] }
 
 	load(1)
 	load(2)
-	check.Equal(t, 200, get(t, h, asset(1)).Code, "previous bundle's asset within grace")
-	check.Equal(t, 200, get(t, h, asset(2)).Code)
+	assert.Equal(t, 200, get(t, h, asset(1)).Code, "previous bundle's asset within grace")
+	assert.Equal(t, 200, get(t, h, asset(2)).Code)
 	load(3)
 	load(4)
-	check.Equal(t, 404, get(t, h, asset(1)).Code, "beyond Retain")
-	check.Equal(t, 200, get(t, h, asset(2)).Code)
+	assert.Equal(t, 404, get(t, h, asset(1)).Code, "beyond Retain")
+	assert.Equal(t, 200, get(t, h, asset(2)).Code)
 	now = now.Add(2 * time.Minute) // ReplacedAt uses the real clock
-	check.Equal(t, 404, get(t, h, asset(3)).Code, "after the grace period")
-	check.Equal(t, 200, get(t, h, asset(4)).Code, "current")
+	assert.Equal(t, 404, get(t, h, asset(3)).Code, "after the grace period")
+	assert.Equal(t, 200, get(t, h, asset(4)).Code, "current")
 
 	// Rollback brings version 3 back at once.
 	ver, err := h.Value().Rollback()
-	must.NoError(t, err)
-	check.Equal(t, uint64(3), ver.Seq)
-	check.Equal(t, frontEnd(3)["index.html"], get(t, h, "/").Body.String())
+	require.NoError(t, err)
+	assert.Equal(t, uint64(3), ver.Seq)
+	assert.Equal(t, frontEnd(3)["index.html"], get(t, h, "/").Body.String())
 }
