@@ -186,18 +186,109 @@ func TestCloseReleasesAfterLastLease(t *testing.T) {
 	assert.ErrorIs(t, err, reload.ErrClosed)
 	_, err = v.Load(context.Background(), func(context.Context) (*item, reload.Info, error) { return nil, reload.Info{}, nil })
 	assert.ErrorIs(t, err, reload.ErrClosed)
-	select {
-	case <-v.Done():
-		t.Fatal("Done before the last lease ended")
-	default:
-	}
+	assert.False(t, isClosed(v.Done()), "Done before the last lease ended")
 	assert.Zero(t, a.released.Load())
 	l.Release()
 	assert.Equal(t, int32(1), a.released.Load())
+	assert.True(t, isClosed(v.Done()), "Done not closed after the last release")
+}
+
+func isClosed(c <-chan struct{}) bool {
 	select {
-	case <-v.Done():
+	case <-c:
+		return true
 	default:
-		t.Fatal("Done not closed after the last release")
+		return false
+	}
+}
+
+// TestRetainFor: versions replaced within RetainFor stay retained however
+// many swaps follow (up to MaxRetainedFor), and go at the first swap after
+// their time is up, down to the Retain most recent.
+func TestRetainFor(t *testing.T) {
+	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	v := newItemValue(t, reload.Options[*item]{Retain: 1, RetainFor: time.Minute})
+	reload.SetClock(v, func() time.Time { return now })
+	var items []*item
+	swap := func() {
+		t.Helper()
+		it := &item{n: len(items) + 1}
+		items = append(items, it)
+		_, err := v.Swap(it, reload.Info{ID: fmt.Sprint(it.n)})
+		require.NoError(t, err)
+	}
+	for range 10 { // a burst: ten swaps in the same second
+		swap()
+	}
+	for i := range 9 {
+		l, ok := v.AcquirePrevious(i)
+		require.True(t, ok, "replaced version %d is within RetainFor", 9-i)
+		assert.Same(t, items[8-i], l.Value())
+		l.Release()
+	}
+	for _, it := range items {
+		assert.Zero(t, it.released.Load(), "item %d", it.n)
+	}
+
+	now = now.Add(time.Minute)
+	swap() // 10 is replaced now; 1-9 are a minute old: only Retain keeps one
+	_, ok := v.AcquirePrevious(1)
+	assert.False(t, ok)
+	l, ok := v.AcquirePrevious(0)
+	require.True(t, ok)
+	assert.Same(t, items[9], l.Value())
+	l.Release()
+	for _, it := range items[:9] {
+		assert.Equal(t, int32(1), it.released.Load(), "item %d released", it.n)
+	}
+
+	// A burst longer than MaxRetainedFor keeps MaxRetainedFor versions.
+	for range 2 * reload.MaxRetainedFor {
+		swap()
+	}
+	assert.Equal(t, reload.MaxRetainedFor, retained(v))
+
+	// Rollback keeps the version it rolls away from, and the window too.
+	cur := v.Current()
+	_, err := v.Rollback()
+	require.NoError(t, err)
+	l, ok = v.AcquirePrevious(0)
+	require.True(t, ok)
+	assert.Same(t, cur, l.Version())
+	l.Release()
+	assert.Equal(t, reload.MaxRetainedFor, retained(v))
+}
+
+// retained counts the retained versions of v.
+func retained[T any](v *reload.Value[T]) int {
+	n := 0
+	for ; ; n++ {
+		l, ok := v.AcquirePrevious(n)
+		if !ok {
+			return n
+		}
+		l.Release()
+	}
+}
+
+// TestZeroMeansDefaultNegativeMeansNone: the Options convention.
+func TestZeroMeansDefaultNegativeMeansNone(t *testing.T) {
+	for _, c := range []struct {
+		opts              reload.Options[int]
+		history, retained int
+	}{
+		{reload.Options[int]{}, reload.DefaultHistory, reload.DefaultRetain},
+		{reload.Options[int]{History: -1, Retain: -1, RetainFor: -1}, 0, 0},
+		{reload.Options[int]{History: 2, Retain: 3}, 2, 3},
+	} {
+		v := reload.New(c.opts)
+		for i := range 20 {
+			_, err := v.Swap(i, reload.Info{})
+			require.NoError(t, err)
+		}
+		assert.Len(t, v.History(), c.history, "%+v", c.opts)
+		assert.Equal(t, c.retained, retained(v), "%+v", c.opts)
+		v.Close()
 	}
 }
 
@@ -337,11 +428,8 @@ func TestConcurrentReadersAndSwaps(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	v.Close()
-	select {
-	case <-v.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("versions not all released after Close")
-	}
+	// Every lease has ended: Close released everything before it returned.
+	assert.True(t, isClosed(v.Done()), "versions not all released after Close")
 	assert.Equal(t, int64(swaps+1), releases.Load())
 }
 

@@ -61,25 +61,22 @@ func startWatch(t *testing.T, path string) *watched {
 			select {
 			case tw.events <- e:
 			default:
-				t.Errorf("event channel full, dropped %v", e.Kind)
+				assert.Fail(t, "event channel full", "dropped %v", e.Kind)
 			}
 		},
 	})
 	w, err := reload.NewWatcher(tw.v, path, loadDoc(path, &tw.loads), reload.WatcherOptions{Debounce: testDebounce})
 	require.NoError(t, err)
 	tw.w = w
-	if _, err := w.Reload(context.Background()); err != nil {
-		t.Fatalf("first load: %v", err)
-	}
+	_, err = w.Reload(context.Background())
+	require.NoError(t, err, "first load")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; !errors.Is(err, context.Canceled) {
-			t.Errorf("Run: %v", err)
-		}
-		require.NoError(t, w.Close())
+		assert.ErrorIs(t, <-done, context.Canceled, "Run")
+		assert.NoError(t, w.Close())
 		tw.v.Close()
 	})
 	tw.nextSwap(t) // the first load
@@ -105,7 +102,7 @@ func (tw *watched) nextSwap(t *testing.T) string {
 				t.Logf("load refused (expected only when a writer was slower than the debounce): %v", e.Err)
 			}
 		case <-deadline:
-			t.Fatalf("no swap within %v", waitLimit)
+			require.FailNow(t, "no swap", "within %v", waitLimit)
 			return ""
 		}
 	}
@@ -236,7 +233,7 @@ func TestWatchSlowerThanDebounceNeverLoadsHalf(t *testing.T) {
 			assert.False(t, e.Kind == reload.EventSwap, "half a file swapped in")
 			refused = e.Kind == reload.EventFailure
 		case <-deadline:
-			t.Fatal("partial file not attempted")
+			require.FailNow(t, "partial file not attempted")
 		}
 	}
 	l, ok := tw.v.Acquire()
@@ -329,7 +326,7 @@ func TestWatchDirectoryTree(t *testing.T) {
 					return
 				}
 			case <-deadline:
-				t.Fatalf("no swap to %q; current %q", want, v.Current().ID)
+				require.FailNow(t, "no swap", "to %q; current %q", want, v.Current().ID)
 			}
 		}
 	}
@@ -350,13 +347,14 @@ func TestReloadOnDemandCoalesces(t *testing.T) {
 	defer v.Close()
 
 	var running, maxRunning, loads atomic.Int64
-	gate := make(chan struct{})
+	gate, started := make(chan struct{}), make(chan struct{})
 	load := func(ctx context.Context) (string, reload.Info, error) {
 		if n := running.Add(1); n > maxRunning.Load() {
 			maxRunning.Store(n)
 		}
 		defer running.Add(-1)
 		if loads.Add(1) == 1 {
+			close(started)
 			select {
 			case <-gate:
 			case <-ctx.Done():
@@ -373,12 +371,10 @@ func TestReloadOnDemandCoalesces(t *testing.T) {
 	ctx := context.Background()
 	first := make(chan error, 1)
 	go func() { _, err := w.Reload(ctx); first <- err }()
-	// Wait for the first load to be running.
-	for deadline := time.Now().Add(waitLimit); running.Load() == 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("first load did not start")
-		}
-		time.Sleep(time.Millisecond)
+	select { // the first load is running
+	case <-started:
+	case <-time.After(waitLimit):
+		require.FailNow(t, "first load did not start")
 	}
 	// Change the file, then ask 10 times while the first load is blocked.
 	require.NoError(t, os.WriteFile(path, []byte(doc("v2", 1)), 0o644))
@@ -417,9 +413,46 @@ func TestWatcherCloseIdempotentAndRunAfterClose(t *testing.T) {
 	require.NoError(t, w.Close())
 	require.NoError(t, w.Close())
 	assert.ErrorIs(t, w.Run(context.Background()), reload.ErrWatcherClosed)
+	_, err = w.Reload(context.Background())
+	assert.ErrorContains(t, err, "missing.txt", "Reload works without Run, after Close too")
 
 	_, err = reload.NewWatcher(v, filepath.Join(dir, "no", "such", "dir", "f"), loadDoc("", &loads), reload.WatcherOptions{})
 	assert.Error(t, err)
+}
+
+// TestWatcherRunOneAtATime: a second Run while one runs is refused with
+// ErrBusy; once the first has returned, Run can run again and still sees
+// the changes made in between.
+func TestWatcherRunOneAtATime(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.txt")
+	require.NoError(t, os.WriteFile(path, []byte(doc("v1", 1)), 0o644))
+	events := make(chan reload.Event, 64)
+	v := reload.New(reload.Options[string]{OnEvent: func(e reload.Event) { events <- e }})
+	defer v.Close()
+	w, err := reload.NewWatcher(v, path, loadDoc(path, new(atomic.Int64)), reload.WatcherOptions{Debounce: -1})
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, w.Close()) }()
+	_, err = w.Reload(context.Background())
+	require.NoError(t, err)
+	waitEvent(t, events, reload.EventSwap)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	renameInto(t, path, doc("v2", 1)) // seen by the first Run
+	waitEvent(t, events, reload.EventSwap)
+	assert.ErrorIs(t, w.Run(context.Background()), reload.ErrBusy)
+	cancel()
+	assert.ErrorIs(t, <-done, context.Canceled)
+
+	renameInto(t, path, doc("v3", 1)) // while no Run runs
+	ctx, cancel = context.WithCancel(context.Background())
+	go func() { done <- w.Run(ctx) }()
+	e := waitEvent(t, events, reload.EventSwap)
+	assert.Equal(t, uint64(3), e.Seq)
+	cancel()
+	assert.ErrorIs(t, <-done, context.Canceled)
 }
 
 func TestWatchFileAppearsLater(t *testing.T) {
@@ -446,7 +479,7 @@ func TestWatchFileAppearsLater(t *testing.T) {
 				return
 			}
 		case <-deadline:
-			t.Fatal("file created later never loaded")
+			require.FailNow(t, "file created later never loaded")
 		}
 	}
 }
