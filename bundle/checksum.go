@@ -20,3 +20,17 @@ func SidecarChecksum(source string) (string, error) {
 	}
 	return fields[0], nil
 }
+
+// checkSum compares got, the hex SHA-256 of the bundle at source (of the
+// archive file, or the bundle ID for a directory), with what checksum
+// expects.
+func checkSum(checksum func(string) (string, error), source, got string) error {
+	want, err := checksum(source)
+	if err != nil {
+		return fmt.Errorf("checksum: %w: %w", err, ErrChecksum)
+	}
+	if want = strings.ToLower(strings.TrimSpace(want)); want != got {
+		return fmt.Errorf("expected SHA-256 %s, got %s: %w", want, got, ErrChecksum)
+	}
+	return nil
+}

@@ -14,16 +14,17 @@ type raw struct {
 
 // collector gathers files while enforcing the limits.
 type collector struct {
-	source   string
-	maxFiles int
-	maxBytes int64
-	files    map[string]*raw
-	count    int
-	bytes    int64
+	prefix    string // of every error message
+	maxFiles  int
+	maxBytes  int64
+	hardLinks bool // Options.AllowHardLinks
+	files     map[string]*raw
+	count     int
+	bytes     int64
 }
 
 func (c *collector) errorf(format string, args ...any) error {
-	return fmt.Errorf("bundle: %s: "+format, append([]any{c.source}, args...)...)
+	return fmt.Errorf(c.prefix+format, args...)
 }
 
 // reserve checks, before reading, that one more file of size n fits.

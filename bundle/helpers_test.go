@@ -5,13 +5,17 @@ import (
 	"archive/zip"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/handoff-go/handoff/bundle"
 )
 
 // entry is one archive member. A non-empty link makes it a symlink (or,
@@ -110,4 +114,34 @@ func writeAtomic(t testing.TB, path string, data []byte) {
 	tmp := path + ".new"
 	require.NoError(t, os.WriteFile(tmp, data, 0o644))
 	require.NoError(t, os.Rename(tmp, path))
+}
+
+// deploy points link at target (a directory or an archive) as a deploy
+// does: a new symbolic link renamed over the old one.
+func deploy(t testing.TB, link, target string) {
+	t.Helper()
+	tmp := link + ".new"
+	require.NoError(t, os.Symlink(target, tmp))
+	require.NoError(t, os.Rename(tmp, link))
+}
+
+// handlerAt returns a Handler on a symbolic link to target, with target
+// loaded; the test closes it. A deploy to the link and a Reload swap.
+func handlerAt(t testing.TB, target string, opts bundle.Options) (h *bundle.Handler, link string) {
+	t.Helper()
+	link = filepath.Join(filepath.Dir(target), "live")
+	deploy(t, link, target)
+	h = bundle.New(link, opts)
+	t.Cleanup(func() { assert.NoError(t, h.Close()) })
+	require.NoError(t, h.Reload(context.Background()))
+	return h, link
+}
+
+// swapTo deploys target to link and reloads h; it returns the current
+// version's Seq.
+func swapTo(t testing.TB, h *bundle.Handler, link, target string) uint64 {
+	t.Helper()
+	deploy(t, link, target)
+	require.NoError(t, h.Reload(context.Background()))
+	return h.Value().Current().Seq
 }

@@ -105,7 +105,7 @@ func TestRefusedBundlesKeepServing(t *testing.T) {
 		{"directory symlink out", bundle.Options{}, treeWith(func(t *testing.T, root, dir string) {
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "secret"), []byte("s"), 0o600))
 			require.NoError(t, os.Symlink("../../secret", filepath.Join(root, "assets", "leak")))
-		}), bundle.ErrEscapingSymlink, `"assets/leak" -> "../../secret": symlink leaves`},
+		}), bundle.ErrEscapingSymlink, `"assets/leak" -> "../../secret": bundle: link leaves the bundle`},
 		{"directory symlink out, absolute", bundle.Options{}, treeWith(func(t *testing.T, root, dir string) {
 			require.NoError(t, os.Symlink("/etc", filepath.Join(root, "etc")))
 		}), bundle.ErrEscapingSymlink, `"etc" -> "/etc"`},
@@ -115,6 +115,14 @@ func TestRefusedBundlesKeepServing(t *testing.T) {
 		{"directory symlink loop", bundle.Options{}, treeWith(func(t *testing.T, root, dir string) {
 			require.NoError(t, os.Symlink("..", filepath.Join(root, "assets", "up")))
 		}), nil, "assets/up"},
+		{"directory hard link to a file outside", bundle.Options{}, treeWith(func(t *testing.T, root, dir string) {
+			secret := filepath.Join(dir, "passwd")
+			require.NoError(t, os.WriteFile(secret, []byte("root:x:0:0"), 0o600))
+			require.NoError(t, os.Link(secret, filepath.Join(root, "assets", "passwd.txt")))
+		}), bundle.ErrHardLink, `"assets/passwd.txt" has 2 links`},
+		{"directory hard link inside", bundle.Options{}, treeWith(func(t *testing.T, root, dir string) {
+			require.NoError(t, os.Link(filepath.Join(root, "index.html"), filepath.Join(root, "copy.html")))
+		}), bundle.ErrHardLink, "has 2 links"},
 		{"too many files", bundle.Options{MaxFiles: 4}, zipAt(plus(entry{name: "a", data: "1"}, entry{name: "b", data: "2"})), bundle.ErrTooLarge, "more than 4 files (MaxFiles)"},
 		{"too many bytes", bundle.Options{MaxBytes: 1 << 20}, treeWith(func(t *testing.T, root, dir string) {
 			require.NoError(t, os.WriteFile(filepath.Join(root, "big.bin"), make([]byte, 2<<20), 0o644))
@@ -141,10 +149,13 @@ func TestRefusedBundlesKeepServing(t *testing.T) {
 		{"checksum mismatch", bundle.Options{Checksum: bundle.SidecarChecksum}, func(t *testing.T, dir string) string {
 			p := zipAt(sortedEntries(map[string]string{"index.html": "evil"}))(t, dir)
 			sum := sha256.Sum256(goodZip) // the sidecar of another archive
-			require.NoError(t, os.WriteFile(p+".sha256", []byte(hex.EncodeToString(sum[:])+"  bad.zip\n"), 0o644))
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "live.sha256"), []byte(hex.EncodeToString(sum[:])+"  live\n"), 0o644))
 			return p
 		}, bundle.ErrChecksum, "expected SHA-256"},
-		{"checksum sidecar missing", bundle.Options{Checksum: bundle.SidecarChecksum}, zipAt(sortedEntries(good)), bundle.ErrChecksum, "bad.zip.sha256"},
+		{"checksum sidecar missing", bundle.Options{Checksum: bundle.SidecarChecksum}, func(t *testing.T, dir string) string {
+			require.NoError(t, os.Remove(filepath.Join(dir, "live.sha256")))
+			return zipAt(sortedEntries(good))(t, dir)
+		}, bundle.ErrChecksum, "live.sha256: no such file"},
 		{"truncated zip", bundle.Options{}, bytesAt("cut.zip", goodZip[:len(goodZip)/2]), bundle.ErrFormat, "truncated or not a zip"},
 		{"truncated tar.gz", bundle.Options{}, bytesAt("cut.tar.gz", goodTgz[:len(goodTgz)-6]), bundle.ErrFormat, "truncated archive"},
 		{"tar.gz with bad gzip checksum", bundle.Options{}, bytesAt("crc.tar.gz", corruptTrailer(goodTgz)), bundle.ErrFormat, "checksum"},
@@ -166,7 +177,7 @@ func TestRefusedBundlesKeepServing(t *testing.T) {
 			p := bytesAt("unreadable.zip", goodZip)(t, dir)
 			require.NoError(t, os.Chmod(p, 0o000))
 			return p
-		}, nil, "unreadable.zip"},
+		}, bundle.ErrFormat, "live"},
 		{"fifo in directory", bundle.Options{}, treeWith(func(t *testing.T, root, dir string) {
 			if err := mkfifo(filepath.Join(root, "pipe")); err != nil {
 				t.Skip("mkfifo:", err)
@@ -188,20 +199,17 @@ func TestRefusedBundlesKeepServing(t *testing.T) {
 				files = withManifest(good)
 			}
 			writeTree(t, goodPath, files)
-			if c.opts.Checksum != nil {
+			if c.opts.Checksum != nil { // the sidecar of the Handler's path
 				b, err := bundle.Load(context.Background(), goodPath, bundle.Options{})
 				require.NoError(t, err)
-				require.NoError(t, os.WriteFile(goodPath+".sha256", []byte(b.ID()), 0o644))
+				require.NoError(t, os.WriteFile(filepath.Join(dir, "live.sha256"), []byte(b.ID()), 0o644))
 			}
-			h := bundle.New(c.opts)
-			defer h.Close()
-			before, err := h.Load(context.Background(), goodPath)
-			require.NoError(t, err, "good bundle")
+			h, link := handlerAt(t, goodPath, c.opts)
+			before := h.Value().Current()
 
-			bad := c.build(t, dir)
-			ver, err := h.Load(context.Background(), bad)
+			deploy(t, link, c.build(t, dir))
+			err := h.Reload(context.Background())
 			require.Error(t, err, "bad bundle accepted")
-			assert.Nil(t, ver)
 			t.Logf("refused: %v", err)
 			if c.is != nil {
 				assert.ErrorIs(t, err, c.is)
@@ -253,4 +261,25 @@ func corruptZipData(t *testing.T) []byte {
 	i := bytes.Index(out, []byte("hello hello"))
 	out[i] = 'J'
 	return out
+}
+
+// TestHardLinksWhenAllowed: Options.AllowHardLinks serves hard-linked
+// files, as a deploy that hard-links its release directories needs; the
+// default refuses them (see TestRefusedBundlesKeepServing).
+func TestHardLinksWhenAllowed(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, filepath.Join(dir, "1"), good)
+	// cp -al 1 2, then the changed file replaced in 2.
+	writeTree(t, filepath.Join(dir, "2"), map[string]string{"index.html": "<html>two</html>"})
+	for _, name := range []string{"assets/app-1a2b3c4d.js", "assets/logo-9f8e7d6c.svg"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, "2", "assets"), 0o755))
+		require.NoError(t, os.Link(filepath.Join(dir, "1", name), filepath.Join(dir, "2", name)))
+	}
+	_, err := bundle.Load(context.Background(), filepath.Join(dir, "2"), bundle.Options{})
+	require.ErrorIs(t, err, bundle.ErrHardLink)
+
+	h, link := handlerAt(t, filepath.Join(dir, "1"), bundle.Options{AllowHardLinks: true})
+	swapTo(t, h, link, filepath.Join(dir, "2"))
+	assert.Equal(t, "<html>two</html>", get(t, h, "/").Body.String())
+	assert.Equal(t, good["assets/app-1a2b3c4d.js"], get(t, h, "/assets/app-1a2b3c4d.js").Body.String())
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/handoff-go/handoff/bundle"
+	"github.com/handoff-go/handoff/reload"
 )
 
 func get(t *testing.T, h http.Handler, target string, hdr ...string) *httptest.ResponseRecorder {
@@ -61,10 +62,9 @@ func loadedHandler(t *testing.T, files map[string]string, opts bundle.Options) *
 	t.Helper()
 	dir := t.TempDir()
 	writeTree(t, dir, files)
-	h := bundle.New(opts)
-	t.Cleanup(h.Close)
-	_, err := h.Load(context.Background(), dir)
-	require.NoError(t, err)
+	h := bundle.New(dir, opts)
+	t.Cleanup(func() { assert.NoError(t, h.Close()) })
+	require.NoError(t, h.Reload(context.Background()))
 	return h
 }
 
@@ -165,7 +165,9 @@ func TestServeRange(t *testing.T) {
 }
 
 func TestServeSPAFallback(t *testing.T) {
-	h := loadedHandler(t, site, bundle.Options{Fallback: "index.html"})
+	dir := t.TempDir()
+	writeTree(t, filepath.Join(dir, "site"), site)
+	h, link := handlerAt(t, filepath.Join(dir, "site"), bundle.Options{Fallback: "index.html"})
 	w := get(t, h, "/settings/profile")
 	assert.Equal(t, 200, w.Code)
 	assert.Equal(t, "<html>home</html>", w.Body.String())
@@ -174,23 +176,25 @@ func TestServeSPAFallback(t *testing.T) {
 	assert.Equal(t, 404, w.Code, "missing asset must not get HTML")
 
 	// The fallback document must be in every bundle.
-	dir := t.TempDir()
-	writeTree(t, dir, map[string]string{"app.js": "x"})
-	_, err := h.Load(context.Background(), dir)
+	writeTree(t, filepath.Join(dir, "app"), map[string]string{"app.js": "x"})
+	deploy(t, link, filepath.Join(dir, "app"))
+	err := h.Reload(context.Background())
 	assert.ErrorIs(t, err, bundle.ErrFormat)
 	assert.ErrorContains(t, err, `fallback document "index.html" missing`)
 }
 
 func TestServeBeforeLoadAndAfterClose(t *testing.T) {
-	h := bundle.New(bundle.Options{})
-	assert.Equal(t, 503, get(t, h, "/").Code)
 	dir := t.TempDir()
-	writeTree(t, dir, site)
-	_, err := h.Load(context.Background(), dir)
-	require.NoError(t, err)
-	assert.Equal(t, 200, get(t, h, "/").Code)
-	h.Close()
+	h := bundle.New(dir, bundle.Options{})
 	assert.Equal(t, 503, get(t, h, "/").Code)
+	writeTree(t, dir, site)
+	require.NoError(t, h.Reload(context.Background()))
+	assert.Equal(t, 200, get(t, h, "/").Code)
+	require.NoError(t, h.Close())
+	require.NoError(t, h.Close(), "idempotent")
+	assert.Equal(t, 503, get(t, h, "/").Code)
+	assert.ErrorIs(t, h.Reload(context.Background()), reload.ErrClosed)
+	assert.ErrorIs(t, h.Watch(context.Background()), reload.ErrClosed)
 }
 
 func TestSameContentAnyPackagingSameID(t *testing.T) {
@@ -208,13 +212,11 @@ func TestSameContentAnyPackagingSameID(t *testing.T) {
 	assert.Equal(t, ids[0], ids[1])
 	assert.Equal(t, ids[0], ids[2])
 
-	h := bundle.New(bundle.Options{})
-	defer h.Close()
-	v1, err := h.Load(context.Background(), filepath.Join(dir, "tree"))
-	require.NoError(t, err)
-	v2, err := h.Load(context.Background(), filepath.Join(dir, "b.zip"))
-	require.NoError(t, err)
-	assert.Same(t, v1, v2, "unchanged content: no swap")
+	h, link := handlerAt(t, filepath.Join(dir, "tree"), bundle.Options{})
+	v1 := h.Value().Current()
+	deploy(t, link, filepath.Join(dir, "b.zip"))
+	require.NoError(t, h.Reload(context.Background()))
+	assert.Same(t, v1, h.Value().Current(), "unchanged content: no swap")
 }
 
 func TestHashedName(t *testing.T) {

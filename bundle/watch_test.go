@@ -2,6 +2,7 @@ package bundle_test
 
 import (
 	"context"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -17,33 +18,31 @@ import (
 
 type watchedBundle struct {
 	h      *bundle.Handler
-	w      *reload.Watcher[*bundle.Bundle]
 	events chan reload.Event
 }
 
+// watchBundle serves the bundle at path with Watch running (which loads
+// it first) until the test ends.
 func watchBundle(t *testing.T, path string) *watchedBundle {
 	t.Helper()
 	wb := &watchedBundle{events: make(chan reload.Event, 256)}
-	wb.h = bundle.New(bundle.Options{OnEvent: func(e reload.Event) {
-		select {
-		case wb.events <- e:
-		default:
-			t.Errorf("event dropped: %v", e.Kind)
-		}
-	}})
-	w, err := wb.h.Watch(path, reload.WatcherOptions{Debounce: 300 * time.Millisecond})
-	require.NoError(t, err)
-	wb.w = w
-	_, err = w.Reload(context.Background())
-	require.NoError(t, err)
+	wb.h = bundle.New(path, bundle.Options{
+		Debounce: 300 * time.Millisecond,
+		OnEvent: func(e reload.Event) {
+			select {
+			case wb.events <- e:
+			default:
+				assert.Fail(t, "event dropped", "%v", e.Kind)
+			}
+		},
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { _ = w.Run(ctx) })
+	wg.Go(func() { assert.ErrorIs(t, wb.h.Watch(ctx), context.Canceled) })
 	t.Cleanup(func() {
 		cancel()
 		wg.Wait()
-		require.NoError(t, w.Close())
-		wb.h.Close()
+		assert.NoError(t, wb.h.Close())
 	})
 	wb.next(t, reload.EventSwap)
 	return wb
@@ -59,11 +58,9 @@ func (wb *watchedBundle) next(t *testing.T, kind reload.EventKind) reload.Event 
 			if e.Kind == kind {
 				return e
 			}
-			if e.Kind == reload.EventSwap {
-				t.Fatalf("unexpected swap to %d while waiting for %v", e.Seq, kind)
-			}
+			require.NotEqual(t, reload.EventSwap, e.Kind, "unexpected swap to %d while waiting for %v", e.Seq, kind)
 		case <-deadline:
-			t.Fatalf("no %v event within 20s", kind)
+			require.FailNow(t, "no event", "no %v event within 20s", kind)
 		}
 	}
 }
@@ -119,9 +116,9 @@ func TestWatchArchiveCopiedSlowly(t *testing.T) {
 	assert.Equal(t, frontEnd(2)["index.html"], wb.index(t))
 
 	// SIGUSR2-style reload of unchanged content: no swap.
-	ver, err := wb.w.Reload(context.Background())
-	require.NoError(t, err)
-	assert.Equal(t, uint64(2), ver.Seq)
+	require.NoError(t, wb.h.Reload(context.Background()))
+	wb.next(t, reload.EventUnchanged)
+	assert.Equal(t, uint64(2), wb.h.Value().Current().Seq)
 }
 
 // TestWatchKubernetesVolume serves a ConfigMap-style volume as a directory
@@ -158,6 +155,43 @@ func TestWatchKubernetesVolume(t *testing.T) {
 	kubelet("..2026_11_24_10_10_00.000000003", frontEnd(3), false)
 	wb.next(t, reload.EventSwap)
 	assert.Equal(t, frontEnd(3)["index.html"], wb.index(t))
+}
+
+// TestWatchCloseEndsIt: Close ends a running Watch, which says so.
+func TestWatchCloseEndsIt(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, frontEnd(1))
+	swapped := make(chan struct{}, 1)
+	h := bundle.New(dir, bundle.Options{OnEvent: func(e reload.Event) {
+		if e.Kind == reload.EventSwap {
+			swapped <- struct{}{}
+		}
+	}})
+	done := make(chan error, 1)
+	go func() { done <- h.Watch(context.Background()) }()
+	select { // Watch loads first
+	case <-swapped:
+	case <-time.After(20 * time.Second):
+		require.FailNow(t, "Watch did not load")
+	}
+	require.NoError(t, h.Close())
+	select {
+	case err := <-done:
+		assert.ErrorIs(t, err, reload.ErrClosed)
+	case <-time.After(20 * time.Second):
+		require.FailNow(t, "Watch still running after Close")
+	}
+}
+
+// TestWatchMissingDirectory: a path whose directory does not exist cannot
+// be watched; Reload still says what is wrong.
+func TestWatchMissingDirectory(t *testing.T) {
+	h := bundle.New(filepath.Join(t.TempDir(), "no", "site.zip"), bundle.Options{})
+	defer func() { assert.NoError(t, h.Close()) }()
+	assert.ErrorIs(t, h.Watch(context.Background()), fs.ErrNotExist)
+	err := h.Reload(context.Background())
+	assert.ErrorIs(t, err, bundle.ErrFormat)
+	assert.ErrorIs(t, err, fs.ErrNotExist)
 }
 
 func TestWatchSymlinkedReleaseDir(t *testing.T) {

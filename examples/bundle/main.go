@@ -49,14 +49,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 
-	h := bundle.New(bundle.Options{Fallback: *fallback, Grace: *grace, Logger: log})
+	h := bundle.New(*path, bundle.Options{Fallback: *fallback, Grace: *grace, Debounce: *debounce, Logger: log})
 	defer h.Close()
-	w, err := h.Watch(*path, reload.WatcherOptions{Debounce: *debounce})
-	if err != nil {
-		return err
-	}
-	defer w.Close()
-	if _, err := w.Reload(ctx); err != nil {
+	if err := h.Reload(ctx); err != nil {
 		return err // no bundle, no service
 	}
 
@@ -79,7 +74,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Go(func() { _ = w.Run(ctx) })
+	wg.Go(func() { _ = h.Watch(ctx) })
 	wg.Go(func() {
 		for {
 			select {
@@ -87,7 +82,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 				return
 			case <-usr2:
 				log.Info("SIGUSR2: reloading", "bundle", *path)
-				_, _ = w.Reload(ctx) // failures are logged by the Value
+				_ = h.Reload(ctx) // failures are logged by the Value
 			}
 		}
 	})
