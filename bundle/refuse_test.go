@@ -44,54 +44,61 @@ var good = map[string]string{
 	"assets/logo-9f8e7d6c.svg": "<svg/>",
 }
 
-// TestRefusedBundlesKeepServing loads a good bundle, then offers each kind
-// of bad bundle: each is refused with an error naming the problem, and the
-// good bundle keeps serving.
-func TestRefusedBundlesKeepServing(t *testing.T) {
+// refuseCase is one kind of bad bundle: build writes it in dir and returns
+// its path; the refusal wraps is (when set) and its message says says.
+type refuseCase struct {
+	name  string
+	opts  bundle.Options
+	build func(t *testing.T, dir string) string
+	is    error
+	says  string
+}
+
+func zipAt(entries []entry) func(*testing.T, string) string {
+	return func(t *testing.T, dir string) string {
+		p := filepath.Join(dir, "bad.zip")
+		writeAtomic(t, p, zipBytes(t, entries))
+		return p
+	}
+}
+
+func tgzAt(entries []entry) func(*testing.T, string) string {
+	return func(t *testing.T, dir string) string {
+		p := filepath.Join(dir, "bad.tar.gz")
+		writeAtomic(t, p, tarGzBytes(t, entries))
+		return p
+	}
+}
+
+func bytesAt(name string, data []byte) func(*testing.T, string) string {
+	return func(t *testing.T, dir string) string {
+		p := filepath.Join(dir, name)
+		writeAtomic(t, p, data)
+		return p
+	}
+}
+
+// treeWith is the good bundle as a directory, changed by extra.
+func treeWith(extra func(t *testing.T, root, dir string)) func(*testing.T, string) string {
+	return func(t *testing.T, dir string) string {
+		root := filepath.Join(dir, "badtree")
+		writeTree(t, root, good)
+		extra(t, root, dir)
+		return root
+	}
+}
+
+// plus is the good bundle's entries and extra.
+func plus(extra ...entry) []entry { return append(sortedEntries(good), extra...) }
+
+// refuseCases is the table of TestRefusedBundlesKeepServing, one case a
+// line where it fits.
+func refuseCases(t *testing.T) []refuseCase {
 	big := strings.Repeat("\x00", 4<<20) // 4 MiB of zeros: deflates to ~4 KiB
 	goodZip := zipBytes(t, sortedEntries(good))
 	goodTgz := tarGzBytes(t, sortedEntries(good))
-	plus := func(extra ...entry) []entry { return append(sortedEntries(good), extra...) }
-
-	type tc struct {
-		name  string
-		opts  bundle.Options
-		build func(t *testing.T, dir string) string // returns the bad bundle's path
-		is    error
-		says  string
-	}
-	zipAt := func(entries []entry) func(*testing.T, string) string {
-		return func(t *testing.T, dir string) string {
-			p := filepath.Join(dir, "bad.zip")
-			writeAtomic(t, p, zipBytes(t, entries))
-			return p
-		}
-	}
-	tgzAt := func(entries []entry) func(*testing.T, string) string {
-		return func(t *testing.T, dir string) string {
-			p := filepath.Join(dir, "bad.tar.gz")
-			writeAtomic(t, p, tarGzBytes(t, entries))
-			return p
-		}
-	}
-	bytesAt := func(name string, data []byte) func(*testing.T, string) string {
-		return func(t *testing.T, dir string) string {
-			p := filepath.Join(dir, name)
-			writeAtomic(t, p, data)
-			return p
-		}
-	}
-	treeWith := func(extra func(t *testing.T, root, dir string)) func(*testing.T, string) string {
-		return func(t *testing.T, dir string) string {
-			root := filepath.Join(dir, "badtree")
-			writeTree(t, root, good)
-			extra(t, root, dir)
-			return root
-		}
-	}
 	manifestOpts := bundle.Options{Manifest: "SHA256SUMS"}
-
-	cases := []tc{
+	return []refuseCase{
 		{"zip path traversal", bundle.Options{}, zipAt(plus(entry{name: "../../evil.sh", data: "x"})), bundle.ErrUnsafePath, `"../../evil.sh": path traversal`},
 		{"zip-slip backslash", bundle.Options{}, zipAt(plus(entry{name: `..\..\evil.exe`, data: "x"})), bundle.ErrUnsafePath, "backslash"},
 		{"zip absolute path", bundle.Options{}, zipAt(plus(entry{name: "/etc/cron.d/evil", data: "x"})), bundle.ErrUnsafePath, `"/etc/cron.d/evil": absolute path`},
@@ -190,7 +197,13 @@ func TestRefusedBundlesKeepServing(t *testing.T) {
 			return nil
 		}}, zipAt([]entry{{name: "app.js", data: "x"}}), nil, "no index.html"},
 	}
-	for _, c := range cases {
+}
+
+// TestRefusedBundlesKeepServing loads a good bundle, then offers each kind
+// of bad bundle: each is refused with an error naming the problem, and the
+// good bundle keeps serving.
+func TestRefusedBundlesKeepServing(t *testing.T) {
+	for _, c := range refuseCases(t) {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
 			goodPath := filepath.Join(dir, "good")
