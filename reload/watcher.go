@@ -87,6 +87,7 @@ type Watcher[T any] struct {
 	closed    bool
 	runDone   chan struct{}      // of the running Run, nil when none runs
 	cancelRun context.CancelFunc // of the running Run
+	pending   bool               // the last Run ended with a change it had not loaded
 }
 
 // NewWatcher watches path (a file or a directory, through any symbolic
@@ -165,7 +166,7 @@ func (w *Watcher[T]) Reload(ctx context.Context) (*Version[T], error) {
 // the current version keeps serving. Run returns nil after Close, the
 // context's cause when ctx is done, ErrWatcherClosed if called after Close
 // and ErrBusy while another Run runs. Run may be called again once it has
-// returned.
+// returned; it then loads a change the previous Run saw but had not loaded.
 func (w *Watcher[T]) Run(ctx context.Context) error {
 	w.mu.Lock()
 	switch {
@@ -180,17 +181,20 @@ func (w *Watcher[T]) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	w.runDone, w.cancelRun = done, cancel
+	armed := w.pending // the debounce timer runs: a change waits to be loaded
 	w.mu.Unlock()
 	defer func() {
 		cancel()
 		w.mu.Lock()
-		w.runDone, w.cancelRun = nil, nil
+		w.runDone, w.cancelRun, w.pending = nil, nil, armed
 		w.mu.Unlock()
 		close(done)
 	}()
 
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
+	timer := time.NewTimer(w.debounce)
+	if !armed {
+		timer.Stop()
+	}
 	defer timer.Stop()
 	for {
 		select {
@@ -205,6 +209,7 @@ func (w *Watcher[T]) Run(ctx context.Context) error {
 			}
 			if w.relevant(ev) {
 				timer.Reset(w.debounce)
+				armed = true
 			}
 		case err, ok := <-w.fsw.Errors:
 			if !ok {
@@ -213,6 +218,7 @@ func (w *Watcher[T]) Run(ctx context.Context) error {
 			w.report(Event{Kind: EventWatchError, Err: fmt.Errorf("reload: watch %s: %w", w.path, err)})
 			if errors.Is(err, fsnotify.ErrEventOverflow) {
 				timer.Reset(w.debounce) // events were lost: look again
+				armed = true
 			}
 		case <-timer.C:
 			if err := w.refresh(); err != nil {
@@ -221,6 +227,7 @@ func (w *Watcher[T]) Run(ctx context.Context) error {
 			w.report(Event{Kind: EventChange})
 			// Errors are reported by the Value (event and log).
 			_, _ = w.Reload(ctx)
+			armed = ctx.Err() != nil // a load Run's end cancelled is still to do
 		}
 	}
 }

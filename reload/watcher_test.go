@@ -455,6 +455,42 @@ func TestWatcherRunOneAtATime(t *testing.T) {
 	assert.ErrorIs(t, <-done, context.Canceled)
 }
 
+// TestWatcherRunLoadsWhatTheLastRunSaw: a change the previous Run saw, but
+// had not loaded when it ended, is loaded by the next Run.
+func TestWatcherRunLoadsWhatTheLastRunSaw(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.txt")
+	require.NoError(t, os.WriteFile(path, []byte(doc("v1", 1)), 0o644))
+	events := make(chan reload.Event, 64)
+	v := reload.New(reload.Options[string]{OnEvent: func(e reload.Event) { events <- e }})
+	defer v.Close()
+	w, err := reload.NewWatcher(v, path, loadDoc(path, new(atomic.Int64)), reload.WatcherOptions{Debounce: time.Hour})
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, w.Close()) }()
+	_, err = w.Reload(context.Background())
+	require.NoError(t, err)
+	waitEvent(t, events, reload.EventSwap)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	renameInto(t, path, doc("v2", 1))
+	// Not synchronisation: time for the first Run to take the change in, so
+	// that the test fails if a Run forgets what it saw. Either way the
+	// second Run must load v2.
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+
+	reload.SetDebounce(w, 10*time.Millisecond)
+	ctx, cancel = context.WithCancel(context.Background())
+	go func() { done <- w.Run(ctx) }()
+	e := waitEvent(t, events, reload.EventSwap)
+	assert.Equal(t, uint64(2), e.Seq)
+	cancel()
+	assert.ErrorIs(t, <-done, context.Canceled)
+}
+
 func TestWatchFileAppearsLater(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "later.txt")
