@@ -75,9 +75,8 @@ func BenchmarkServeHandler(b *testing.B) {
 					w.n = 0
 					s.h.ServeHTTP(w, r)
 				}
-				if w.code != 0 && w.code != 200 || w.n == 0 {
-					b.Fatalf("status %d, %d bytes", w.code, w.n)
-				}
+				require.True(b, w.code == 0 || w.code == 200, "status %d", w.code)
+				require.NotZero(b, w.n)
 				b.SetBytes(int64(w.n))
 			})
 		}
@@ -105,14 +104,10 @@ func BenchmarkServeHTTP(b *testing.B) {
 				var n int64
 				for b.Loop() {
 					resp, err := c.Get(url)
-					if err != nil {
-						b.Fatal(err)
-					}
+					require.NoError(b, err)
 					n, _ = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
-					if resp.StatusCode != 200 {
-						b.Fatalf("status %d", resp.StatusCode)
-					}
+					require.Equal(b, 200, resp.StatusCode)
 				}
 				b.SetBytes(n)
 			})

@@ -27,7 +27,7 @@ func newItemValue(t *testing.T, opts reload.Options[*item]) *reload.Value[*item]
 	userRelease := opts.Release
 	opts.Release = func(it *item) {
 		if it.released.Add(1) != 1 {
-			t.Errorf("item %d released twice", it.n)
+			assert.Fail(t, "released twice", "item %d", it.n)
 		}
 		if userRelease != nil {
 			userRelease(it)
@@ -378,7 +378,7 @@ func TestConcurrentReadersAndSwaps(t *testing.T) {
 		Retain: 1,
 		Release: func(it *item) {
 			if it.released.Add(1) != 1 {
-				t.Errorf("item %d released twice", it.n)
+				assert.Fail(t, "released twice", "item %d", it.n)
 			}
 			releases.Add(1)
 		},
@@ -401,15 +401,15 @@ func TestConcurrentReadersAndSwaps(t *testing.T) {
 				}
 				l, ok := v.Acquire()
 				if !ok {
-					t.Error("Acquire failed while open")
+					assert.Fail(t, "Acquire failed while open")
 					return
 				}
 				if l.Value().released.Load() != 0 {
-					t.Errorf("lease on released item %d", l.Value().n)
+					assert.Fail(t, "lease on a released item", "item %d", l.Value().n)
 				}
 				if p, ok := v.AcquirePrevious(0); ok {
 					if p.Value().released.Load() != 0 {
-						t.Errorf("lease on released previous item %d", p.Value().n)
+						assert.Fail(t, "lease on a released previous item", "item %d", p.Value().n)
 					}
 					p.Release()
 				}
