@@ -34,7 +34,9 @@ type Handler struct {
 // New returns a Handler for the bundle at path (a directory, a .zip or a
 // .tar.gz, through any symbolic links; a relative path is resolved now).
 // It loads nothing: it answers 503 until the first Reload (or Watch) has
-// loaded a bundle. Close it when done.
+// loaded a bundle. From the first Reload or Watch on, it holds file
+// watches on the path's directories, so that a change made while Watch is
+// not running is loaded when it runs; Close releases them.
 func New(path string, opts Options) *Handler {
 	if abs, err := filepath.Abs(path); err == nil {
 		path = abs
