@@ -11,6 +11,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/handoff-go/handoff/bundle"
 	"github.com/handoff-go/handoff/reload"
 )
@@ -40,13 +43,12 @@ func randomBytes(seed uint64, n int) []byte {
 // index.html (2 KiB) and a 1 MiB asset.
 func benchSite(b *testing.B) (dir string, h *bundle.Handler) {
 	dir = b.TempDir()
-	must.NoError(b, os.WriteFile(filepath.Join(dir, "index.html"), randomBytes(1, 2<<10), 0o644))
-	must.NoError(b, os.MkdirAll(filepath.Join(dir, "assets"), 0o755))
-	must.NoError(b, os.WriteFile(filepath.Join(dir, "assets", "big-5d41402a.js"), randomBytes(2, 1<<20), 0o644))
-	h = bundle.New(bundle.Options{})
-	b.Cleanup(h.Close)
-	_, err := h.Load(context.Background(), dir)
-	must.NoError(b, err)
+	require.NoError(b, os.WriteFile(filepath.Join(dir, "index.html"), randomBytes(1, 2<<10), 0o644))
+	require.NoError(b, os.MkdirAll(filepath.Join(dir, "assets"), 0o755))
+	require.NoError(b, os.WriteFile(filepath.Join(dir, "assets", "big-5d41402a.js"), randomBytes(2, 1<<20), 0o644))
+	h = bundle.New(dir, bundle.Options{})
+	b.Cleanup(func() { assert.NoError(b, h.Close()) })
+	require.NoError(b, h.Reload(context.Background()))
 	return dir, h
 }
 
@@ -73,9 +75,8 @@ func BenchmarkServeHandler(b *testing.B) {
 					w.n = 0
 					s.h.ServeHTTP(w, r)
 				}
-				if w.code != 0 && w.code != 200 || w.n == 0 {
-					b.Fatalf("status %d, %d bytes", w.code, w.n)
-				}
+				require.True(b, w.code == 0 || w.code == 200, "status %d", w.code)
+				require.NotZero(b, w.n)
 				b.SetBytes(int64(w.n))
 			})
 		}
@@ -103,14 +104,10 @@ func BenchmarkServeHTTP(b *testing.B) {
 				var n int64
 				for b.Loop() {
 					resp, err := c.Get(url)
-					if err != nil {
-						b.Fatal(err)
-					}
+					require.NoError(b, err)
 					n, _ = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
-					if resp.StatusCode != 200 {
-						b.Fatalf("status %d", resp.StatusCode)
-					}
+					require.Equal(b, 200, resp.StatusCode)
 				}
 				b.SetBytes(n)
 			})
@@ -139,17 +136,17 @@ func BenchmarkLoadAndSwap10MB(b *testing.B) {
 		{"dir", "tree%d"}, {"zip", "b%d.zip"}, {"tar.gz", "b%d.tar.gz"},
 	} {
 		b.Run(kind.name, func(b *testing.B) {
-			h := bundle.New(bundle.Options{Retain: -1})
-			defer h.Close()
+			link := filepath.Join(b.TempDir(), "live")
+			deploy(b, link, filepath.Join(dir, fmt.Sprintf(kind.pattern, 1)))
+			h := bundle.New(link, bundle.Options{Retain: -1, Grace: -1})
+			defer func() { assert.NoError(b, h.Close()) }()
 			i := 0
 			cpu0 := cpuTime()
 			for b.Loop() {
-				p := filepath.Join(dir, fmt.Sprintf(kind.pattern, i%2))
+				deploy(b, link, filepath.Join(dir, fmt.Sprintf(kind.pattern, i%2)))
 				i++
-				ver, err := h.Load(context.Background(), p)
-				if err != nil || ver.Seq != uint64(i) {
-					b.Fatalf("load %s: %v", p, err)
-				}
+				require.NoError(b, h.Reload(context.Background()))
+				require.Equal(b, uint64(i), h.Value().Current().Seq)
 			}
 			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/1e6, "cpu-ms/op")
 			b.SetBytes(10_000_000)

@@ -86,6 +86,9 @@ func (c *collector) readFile(p, name string) error {
 	if err != nil {
 		return c.errorf("%v: %w", err, ErrFormat)
 	}
+	if n, known := linkCount(f, fi); known && n > 1 && !c.hardLinks {
+		return c.errorf("%q has %d links, and the others may lie outside the bundle (Options.AllowHardLinks accepts it): %w", name, n, ErrHardLink)
+	}
 	data, err := c.read(name, f, fi.Size())
 	if err != nil {
 		return err

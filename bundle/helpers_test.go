@@ -5,11 +5,17 @@ import (
 	"archive/zip"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/handoff-go/handoff/bundle"
 )
 
 // entry is one archive member. A non-empty link makes it a symlink (or,
@@ -53,11 +59,11 @@ func zipBytes(t testing.TB, entries []entry, fast ...bool) []byte {
 			h.SetMode(0o644)
 		}
 		w, err := zw.CreateHeader(h)
-		must.NoError(t, err)
+		require.NoError(t, err)
 		_, err = w.Write([]byte(e.data))
-		must.NoError(t, err)
+		require.NoError(t, err)
 	}
-	must.NoError(t, zw.Close())
+	require.NoError(t, zw.Close())
 	return buf.Bytes()
 }
 
@@ -69,7 +75,7 @@ func tarGzBytes(t testing.TB, entries []entry, fast ...bool) []byte {
 		level = gzip.HuffmanOnly
 	}
 	gz, err := gzip.NewWriterLevel(&buf, level)
-	must.NoError(t, err)
+	require.NoError(t, err)
 	tw := tar.NewWriter(gz)
 	for _, e := range entries {
 		h := &tar.Header{Name: e.name, Mode: 0o644, Size: int64(len(e.data)), Typeflag: tar.TypeReg}
@@ -81,14 +87,14 @@ func tarGzBytes(t testing.TB, entries []entry, fast ...bool) []byte {
 		case e.dir:
 			h.Typeflag, h.Mode, h.Size = tar.TypeDir, 0o755, 0
 		}
-		must.NoError(t, tw.WriteHeader(h))
+		require.NoError(t, tw.WriteHeader(h))
 		if h.Size > 0 {
 			_, err := tw.Write([]byte(e.data))
-			must.NoError(t, err)
+			require.NoError(t, err)
 		}
 	}
-	must.NoError(t, tw.Close())
-	must.NoError(t, gz.Close())
+	require.NoError(t, tw.Close())
+	require.NoError(t, gz.Close())
 	return buf.Bytes()
 }
 
@@ -96,8 +102,8 @@ func writeTree(t testing.TB, root string, files map[string]string) {
 	t.Helper()
 	for n, d := range files {
 		p := filepath.Join(root, filepath.FromSlash(n))
-		must.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
-		must.NoError(t, os.WriteFile(p, []byte(d), 0o644))
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, []byte(d), 0o644))
 	}
 }
 
@@ -106,6 +112,36 @@ func writeTree(t testing.TB, root string, files map[string]string) {
 func writeAtomic(t testing.TB, path string, data []byte) {
 	t.Helper()
 	tmp := path + ".new"
-	must.NoError(t, os.WriteFile(tmp, data, 0o644))
-	must.NoError(t, os.Rename(tmp, path))
+	require.NoError(t, os.WriteFile(tmp, data, 0o644))
+	require.NoError(t, os.Rename(tmp, path))
+}
+
+// deploy points link at target (a directory or an archive) as a deploy
+// does: a new symbolic link renamed over the old one.
+func deploy(t testing.TB, link, target string) {
+	t.Helper()
+	tmp := link + ".new"
+	require.NoError(t, os.Symlink(target, tmp))
+	require.NoError(t, os.Rename(tmp, link))
+}
+
+// handlerAt returns a Handler on a symbolic link to target, with target
+// loaded; the test closes it. A deploy to the link and a Reload swap.
+func handlerAt(t testing.TB, target string, opts bundle.Options) (h *bundle.Handler, link string) {
+	t.Helper()
+	link = filepath.Join(filepath.Dir(target), "live")
+	deploy(t, link, target)
+	h = bundle.New(link, opts)
+	t.Cleanup(func() { assert.NoError(t, h.Close()) })
+	require.NoError(t, h.Reload(context.Background()))
+	return h, link
+}
+
+// swapTo deploys target to link and reloads h; it returns the current
+// version's Seq.
+func swapTo(t testing.TB, h *bundle.Handler, link, target string) uint64 {
+	t.Helper()
+	deploy(t, link, target)
+	require.NoError(t, h.Reload(context.Background()))
+	return h.Value().Current().Seq
 }

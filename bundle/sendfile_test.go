@@ -1,8 +1,9 @@
+//go:build linux
+
 package bundle_test
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/handoff-go/handoff/bundle"
 )
@@ -40,44 +44,30 @@ func TestLargeFileFromDisk(t *testing.T) {
 	writeTree(t, filepath.Join(dir, "v2"), map[string]string{"index.html": "v2"})
 	before := spilled(t)
 
-	h := bundle.New(bundle.Options{Retain: -1})
-	defer h.Close()
-	if _, err := h.Load(context.Background(), filepath.Join(dir, "v1")); err != nil {
-		t.Fatal(err)
-	}
-	if got := spilled(t) - before; got != 1 {
-		t.Fatalf("%d disk copies, want 1", got)
-	}
+	h, link := handlerAt(t, filepath.Join(dir, "v1"), bundle.Options{Retain: -1, Grace: -1})
+	require.Equal(t, 1, spilled(t)-before, "disk copies")
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	for range 3 {
 		resp, err := http.Get(srv.URL + "/big.bin")
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if err != nil || !bytes.Equal(body, big) {
-			t.Fatalf("body: %d bytes, equal %v, err %v", len(body), bytes.Equal(body, big), err)
-		}
+		require.NoError(t, err)
+		require.True(t, bytes.Equal(body, big), "body: %d bytes", len(body))
 	}
-	req, _ := http.NewRequest("GET", srv.URL+"/big.bin", nil)
+	req, err := http.NewRequest("GET", srv.URL+"/big.bin", nil)
+	require.NoError(t, err)
 	req.Header.Set("Range", "bytes=100-199")
 	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	part, _ := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	part, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(part, big[100:200]) {
-		t.Errorf("range: %s, %d bytes", resp.Status, len(part))
-	}
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusPartialContent, resp.StatusCode)
+	assert.True(t, bytes.Equal(part, big[100:200]), "range: %d bytes", len(part))
 	srv.CloseClientConnections()
 
-	if _, err := h.Load(context.Background(), filepath.Join(dir, "v2")); err != nil {
-		t.Fatal(err)
-	}
-	if got := spilled(t) - before; got != 0 {
-		t.Errorf("%d disk copies left after the bundle was replaced", got)
-	}
+	swapTo(t, h, link, filepath.Join(dir, "v2"))
+	assert.Zero(t, spilled(t)-before, "disk copies left after the bundle was replaced")
 }

@@ -11,7 +11,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/handoff-go/handoff/bundle"
+	"github.com/handoff-go/handoff/reload"
 )
 
 func get(t *testing.T, h http.Handler, target string, hdr ...string) *httptest.ResponseRecorder {
@@ -48,7 +52,7 @@ func siteWithGzip(t *testing.T) map[string]string {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	_, _ = zw.Write([]byte(site["assets/index-BHr7Ra_x.js"]))
-	must.NoError(t, zw.Close())
+	require.NoError(t, zw.Close())
 	files["assets/index-BHr7Ra_x.js.gz"] = buf.String()
 	files["assets/index-BHr7Ra_x.js.br"] = "pretend-brotli"
 	return files
@@ -58,10 +62,9 @@ func loadedHandler(t *testing.T, files map[string]string, opts bundle.Options) *
 	t.Helper()
 	dir := t.TempDir()
 	writeTree(t, dir, files)
-	h := bundle.New(opts)
-	t.Cleanup(h.Close)
-	_, err := h.Load(context.Background(), dir)
-	must.NoError(t, err)
+	h := bundle.New(dir, opts)
+	t.Cleanup(func() { assert.NoError(t, h.Close()) })
+	require.NoError(t, h.Reload(context.Background()))
 	return h
 }
 
@@ -69,47 +72,47 @@ func TestServeBasics(t *testing.T) {
 	h := loadedHandler(t, siteWithGzip(t), bundle.Options{})
 
 	w := get(t, h, "/")
-	check.Equal(t, 200, w.Code)
-	check.Equal(t, "<html>home</html>", w.Body.String())
-	check.Equal(t, "text/html; charset=utf-8", w.Header().Get("Content-Type"))
-	check.Equal(t, "no-cache", w.Header().Get("Cache-Control"))
+	assert.Equal(t, 200, w.Code)
+	assert.Equal(t, "<html>home</html>", w.Body.String())
+	assert.Equal(t, "text/html; charset=utf-8", w.Header().Get("Content-Type"))
+	assert.Equal(t, "no-cache", w.Header().Get("Cache-Control"))
 	etag := w.Header().Get("ETag")
-	check.True(t, strings.HasPrefix(etag, `"`) && len(etag) > 10, "etag %q", etag)
+	assert.True(t, strings.HasPrefix(etag, `"`) && len(etag) > 10, "etag %q", etag)
 
 	w = get(t, h, "/", "If-None-Match", `"other", W/`+etag)
-	check.Equal(t, 304, w.Code)
-	check.Equal(t, 0, w.Body.Len())
+	assert.Equal(t, 304, w.Code)
+	assert.Equal(t, 0, w.Body.Len())
 
 	w = get(t, h, "/docs/")
-	check.Equal(t, "<html>docs</html>", w.Body.String())
+	assert.Equal(t, "<html>docs</html>", w.Body.String())
 	w = get(t, h, "/docs?x=1")
-	check.Equal(t, http.StatusMovedPermanently, w.Code)
-	check.Equal(t, "/docs/?x=1", w.Header().Get("Location"))
+	assert.Equal(t, http.StatusMovedPermanently, w.Code)
+	assert.Equal(t, "/docs/?x=1", w.Header().Get("Location"))
 
 	w = get(t, h, "/assets/style.3f2a9c1b.css")
-	check.Equal(t, "public, max-age=31536000, immutable", w.Header().Get("Cache-Control"))
-	check.Equal(t, "text/css; charset=utf-8", w.Header().Get("Content-Type"))
-	check.Equal(t, "6", w.Header().Get("Content-Length"))
+	assert.Equal(t, "public, max-age=31536000, immutable", w.Header().Get("Cache-Control"))
+	assert.Equal(t, "text/css; charset=utf-8", w.Header().Get("Content-Type"))
+	assert.Equal(t, "6", w.Header().Get("Content-Length"))
 
 	w = get(t, h, "/robots.txt")
-	check.Equal(t, "no-cache", w.Header().Get("Cache-Control"))
-	check.Equal(t, "text/plain; charset=utf-8", w.Header().Get("Content-Type"))
+	assert.Equal(t, "no-cache", w.Header().Get("Cache-Control"))
+	assert.Equal(t, "text/plain; charset=utf-8", w.Header().Get("Content-Type"))
 	w = get(t, h, "/data.unknownext")
-	check.Equal(t, "text/html; charset=utf-8", w.Header().Get("Content-Type"), "sniffed")
+	assert.Equal(t, "text/html; charset=utf-8", w.Header().Get("Content-Type"), "sniffed")
 
 	w = get(t, h, "/missing")
-	check.Equal(t, 404, w.Code)
+	assert.Equal(t, 404, w.Code)
 	w = get(t, h, "/../../etc/passwd")
-	check.Equal(t, 404, w.Code)
+	assert.Equal(t, 404, w.Code)
 
 	w = do(t, h, http.MethodPost, "/")
-	check.Equal(t, 405, w.Code)
-	check.Equal(t, "GET, HEAD", w.Header().Get("Allow"))
+	assert.Equal(t, 405, w.Code)
+	assert.Equal(t, "GET, HEAD", w.Header().Get("Allow"))
 
 	w = do(t, h, http.MethodHead, "/robots.txt")
-	check.Equal(t, 200, w.Code)
-	check.Equal(t, 0, w.Body.Len())
-	check.Equal(t, "13", w.Header().Get("Content-Length"))
+	assert.Equal(t, 200, w.Code)
+	assert.Equal(t, 0, w.Body.Len())
+	assert.Equal(t, "13", w.Header().Get("Content-Length"))
 }
 
 func TestServePrecompressed(t *testing.T) {
@@ -117,77 +120,81 @@ func TestServePrecompressed(t *testing.T) {
 	js := "/assets/index-BHr7Ra_x.js"
 
 	plain := get(t, h, js)
-	check.Equal(t, site["assets/index-BHr7Ra_x.js"], plain.Body.String())
-	check.Equal(t, "", plain.Header().Get("Content-Encoding"))
-	check.Equal(t, "Accept-Encoding", plain.Header().Get("Vary"))
+	assert.Equal(t, site["assets/index-BHr7Ra_x.js"], plain.Body.String())
+	assert.Equal(t, "", plain.Header().Get("Content-Encoding"))
+	assert.Equal(t, "Accept-Encoding", plain.Header().Get("Vary"))
 
 	gz := get(t, h, js, "Accept-Encoding", "gzip, deflate")
-	check.Equal(t, "gzip", gz.Header().Get("Content-Encoding"))
-	check.Equal(t, "text/javascript; charset=utf-8", gz.Header().Get("Content-Type"))
-	check.True(t, gz.Header().Get("ETag") != plain.Header().Get("ETag"), "variant ETag differs")
+	assert.Equal(t, "gzip", gz.Header().Get("Content-Encoding"))
+	assert.Equal(t, "text/javascript; charset=utf-8", gz.Header().Get("Content-Type"))
+	assert.True(t, gz.Header().Get("ETag") != plain.Header().Get("ETag"), "variant ETag differs")
 	zr, err := gzip.NewReader(gz.Body)
-	must.NoError(t, err)
+	require.NoError(t, err)
 	body, err := io.ReadAll(zr)
-	must.NoError(t, err)
-	check.Equal(t, site["assets/index-BHr7Ra_x.js"], string(body))
+	require.NoError(t, err)
+	assert.Equal(t, site["assets/index-BHr7Ra_x.js"], string(body))
 
 	br := get(t, h, js, "Accept-Encoding", "gzip, br")
-	check.Equal(t, "br", br.Header().Get("Content-Encoding"))
-	check.Equal(t, "pretend-brotli", br.Body.String())
-	check.Equal(t, "public, max-age=31536000, immutable", br.Header().Get("Cache-Control"))
+	assert.Equal(t, "br", br.Header().Get("Content-Encoding"))
+	assert.Equal(t, "pretend-brotli", br.Body.String())
+	assert.Equal(t, "public, max-age=31536000, immutable", br.Header().Get("Cache-Control"))
 
 	noBr := get(t, h, js, "Accept-Encoding", "br;q=0, gzip;q=0.5")
-	check.Equal(t, "gzip", noBr.Header().Get("Content-Encoding"))
+	assert.Equal(t, "gzip", noBr.Header().Get("Content-Encoding"))
 	none := get(t, h, js, "Accept-Encoding", "*;q=0")
-	check.Equal(t, "", none.Header().Get("Content-Encoding"))
+	assert.Equal(t, "", none.Header().Get("Content-Encoding"))
 	star := get(t, h, js, "Accept-Encoding", "*")
-	check.Equal(t, "br", star.Header().Get("Content-Encoding"))
+	assert.Equal(t, "br", star.Header().Get("Content-Encoding"))
 }
 
 func TestServeRange(t *testing.T) {
 	h := loadedHandler(t, site, bundle.Options{})
 	w := get(t, h, "/robots.txt", "Range", "bytes=0-9")
-	check.Equal(t, http.StatusPartialContent, w.Code)
-	check.Equal(t, "User-agen", w.Body.String()[:9])
-	check.Equal(t, "bytes 0-9/13", w.Header().Get("Content-Range"))
+	assert.Equal(t, http.StatusPartialContent, w.Code)
+	assert.Equal(t, "User-agen", w.Body.String()[:9])
+	assert.Equal(t, "bytes 0-9/13", w.Header().Get("Content-Range"))
 
 	etag := get(t, h, "/robots.txt").Header().Get("ETag")
 	w = get(t, h, "/robots.txt", "Range", "bytes=5-", "If-Range", etag)
-	check.Equal(t, http.StatusPartialContent, w.Code)
-	check.Equal(t, "agent: *", w.Body.String())
+	assert.Equal(t, http.StatusPartialContent, w.Code)
+	assert.Equal(t, "agent: *", w.Body.String())
 	w = get(t, h, "/robots.txt", "Range", "bytes=5-", "If-Range", `"stale"`)
-	check.Equal(t, 200, w.Code)
+	assert.Equal(t, 200, w.Code)
 	w = get(t, h, "/robots.txt", "Range", "bytes=100-")
-	check.Equal(t, http.StatusRequestedRangeNotSatisfiable, w.Code)
+	assert.Equal(t, http.StatusRequestedRangeNotSatisfiable, w.Code)
 }
 
 func TestServeSPAFallback(t *testing.T) {
-	h := loadedHandler(t, site, bundle.Options{Fallback: "index.html"})
+	dir := t.TempDir()
+	writeTree(t, filepath.Join(dir, "site"), site)
+	h, link := handlerAt(t, filepath.Join(dir, "site"), bundle.Options{Fallback: "index.html"})
 	w := get(t, h, "/settings/profile")
-	check.Equal(t, 200, w.Code)
-	check.Equal(t, "<html>home</html>", w.Body.String())
-	check.Equal(t, "no-cache", w.Header().Get("Cache-Control"))
+	assert.Equal(t, 200, w.Code)
+	assert.Equal(t, "<html>home</html>", w.Body.String())
+	assert.Equal(t, "no-cache", w.Header().Get("Cache-Control"))
 	w = get(t, h, "/assets/gone-12345678.js")
-	check.Equal(t, 404, w.Code, "missing asset must not get HTML")
+	assert.Equal(t, 404, w.Code, "missing asset must not get HTML")
 
 	// The fallback document must be in every bundle.
-	dir := t.TempDir()
-	writeTree(t, dir, map[string]string{"app.js": "x"})
-	_, err := h.Load(context.Background(), dir)
-	check.ErrorIs(t, err, bundle.ErrFormat)
-	check.ErrorContains(t, err, `fallback document "index.html" missing`)
+	writeTree(t, filepath.Join(dir, "app"), map[string]string{"app.js": "x"})
+	deploy(t, link, filepath.Join(dir, "app"))
+	err := h.Reload(context.Background())
+	assert.ErrorIs(t, err, bundle.ErrFormat)
+	assert.ErrorContains(t, err, `fallback document "index.html" missing`)
 }
 
 func TestServeBeforeLoadAndAfterClose(t *testing.T) {
-	h := bundle.New(bundle.Options{})
-	check.Equal(t, 503, get(t, h, "/").Code)
 	dir := t.TempDir()
+	h := bundle.New(dir, bundle.Options{})
+	assert.Equal(t, 503, get(t, h, "/").Code)
 	writeTree(t, dir, site)
-	_, err := h.Load(context.Background(), dir)
-	must.NoError(t, err)
-	check.Equal(t, 200, get(t, h, "/").Code)
-	h.Close()
-	check.Equal(t, 503, get(t, h, "/").Code)
+	require.NoError(t, h.Reload(context.Background()))
+	assert.Equal(t, 200, get(t, h, "/").Code)
+	require.NoError(t, h.Close())
+	require.NoError(t, h.Close(), "idempotent")
+	assert.Equal(t, 503, get(t, h, "/").Code)
+	assert.ErrorIs(t, h.Reload(context.Background()), reload.ErrClosed)
+	assert.ErrorIs(t, h.Watch(context.Background()), reload.ErrClosed)
 }
 
 func TestSameContentAnyPackagingSameID(t *testing.T) {
@@ -198,20 +205,18 @@ func TestSameContentAnyPackagingSameID(t *testing.T) {
 	var ids []string
 	for _, p := range []string{"tree", "b.zip", "b.tar.gz"} {
 		b, err := bundle.Load(context.Background(), filepath.Join(dir, p), bundle.Options{})
-		must.NoError(t, err, p)
+		require.NoError(t, err, p)
 		ids = append(ids, b.ID())
-		check.Equal(t, len(site), b.Len())
+		assert.Equal(t, len(site), b.Len())
 	}
-	check.Equal(t, ids[0], ids[1])
-	check.Equal(t, ids[0], ids[2])
+	assert.Equal(t, ids[0], ids[1])
+	assert.Equal(t, ids[0], ids[2])
 
-	h := bundle.New(bundle.Options{})
-	defer h.Close()
-	v1, err := h.Load(context.Background(), filepath.Join(dir, "tree"))
-	must.NoError(t, err)
-	v2, err := h.Load(context.Background(), filepath.Join(dir, "b.zip"))
-	must.NoError(t, err)
-	check.Same(t, v1, v2, "unchanged content: no swap")
+	h, link := handlerAt(t, filepath.Join(dir, "tree"), bundle.Options{})
+	v1 := h.Value().Current()
+	deploy(t, link, filepath.Join(dir, "b.zip"))
+	require.NoError(t, h.Reload(context.Background()))
+	assert.Same(t, v1, h.Value().Current(), "unchanged content: no swap")
 }
 
 func TestHashedName(t *testing.T) {
@@ -230,6 +235,6 @@ func TestHashedName(t *testing.T) {
 		"favicon.ico":                   false,
 		"12345678.js":                   false,
 	} {
-		check.Equal(t, want, bundle.HashedName(name), name)
+		assert.Equal(t, want, bundle.HashedName(name), name)
 	}
 }

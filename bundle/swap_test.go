@@ -16,7 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/handoff-go/handoff/bundle"
+	"github.com/handoff-go/handoff/reload"
 )
 
 // frontEnd returns version k of a small front end: an index.html naming
@@ -40,207 +44,274 @@ func frontEnd(k int) map[string]string {
 	return files
 }
 
+// asset returns the path of the first asset of version k.
+func asset(k int) string { return assetRE.FindStringSubmatch(frontEnd(k)["index.html"])[1] }
+
 var (
 	versionRE = regexp.MustCompile(`name="version" content="(\d+)"`)
 	assetRE   = regexp.MustCompile(`(?:src|href)="(/assets/[^"]+)"`)
 	bodyVerRE = regexp.MustCompile(`v=(\d+) \*/`)
 )
 
+// pageLoads is the client side of TestSwapUnderLoad: browsers that load
+// index.html and then every asset it names, and count what went wrong.
+type pageLoads struct {
+	t      *testing.T
+	h      *bundle.Handler
+	url    string
+	client *http.Client
+
+	pages, requests, failed, mixed    atomic.Int64
+	missingPrev, missingOlder, viaOld atomic.Int64
+	pageDone                          chan struct{} // a page load ended
+
+	mu      sync.Mutex
+	swapped chan struct{} // closed and replaced on each swap
+}
+
+func (p *pageLoads) nextSwap() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.swapped
+}
+
+// swappedNow wakes the clients that wait for a swap.
+func (p *pageLoads) swappedNow() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	close(p.swapped)
+	p.swapped = make(chan struct{})
+}
+
+func (p *pageLoads) fetch(url string) (int, string, error) {
+	p.requests.Add(1)
+	resp, err := p.client.Get(p.url + url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// page loads index.html, waits for the next swap when slow is set (the
+// bundle changes under the page), then loads its assets.
+func (p *pageLoads) page(c int, slow bool) {
+	waitForSwap := p.nextSwap()
+	code, page, err := p.fetch("/index.html")
+	m := versionRE.FindStringSubmatch(page)
+	if err != nil || code != 200 || m == nil {
+		p.failed.Add(1)
+		assert.Fail(p.t, "index.html", "client %d: %d %v", c, code, err)
+		return
+	}
+	k, _ := strconv.Atoi(m[1])
+	if slow {
+		select {
+		case <-waitForSwap:
+		case <-time.After(10 * time.Second):
+		}
+	}
+	for _, a := range assetRE.FindAllStringSubmatch(page, -1) {
+		cur := int(p.h.Value().Current().Seq)
+		code, body, err := p.fetch(a[1])
+		switch {
+		case err != nil:
+			p.failed.Add(1)
+			assert.Fail(p.t, "asset", "client %d: %s: %v", c, a[1], err)
+		case code == http.StatusNotFound && k >= cur-1:
+			p.missingPrev.Add(1)
+			assert.Fail(p.t, "asset missing", "client %d: %s of version %d (current %d)", c, a[1], k, cur)
+		case code == http.StatusNotFound:
+			p.missingOlder.Add(1)
+		case code != 200:
+			p.failed.Add(1)
+			assert.Fail(p.t, "asset", "client %d: %s: status %d", c, a[1], code)
+		default:
+			if bm := bodyVerRE.FindStringSubmatch(body); bm == nil || bm[1] != m[1] {
+				p.mixed.Add(1)
+				assert.Fail(p.t, "mixed versions", "client %d: page v%d got %s from another version", c, k, a[1])
+			}
+			if k < cur {
+				p.viaOld.Add(1)
+			}
+		}
+	}
+	p.pages.Add(1)
+	select {
+	case p.pageDone <- struct{}{}:
+	default:
+	}
+}
+
 // TestSwapUnderLoad is acceptance point a: 16 concurrent clients each load
 // index.html and then every asset it names, while the bundle is swapped 100
-// times, cycling through a directory, a zip and a tar.gz. Every fourth page
-// load waits for the next swap before fetching its assets, so that the
-// grace period is exercised on every swap. Counted: failed requests, pages
-// whose assets come from another version than their index.html, and
-// missing assets.
+// times, cycling through a directory, a zip and a tar.gz deployed by a
+// symlink swap. Every fourth page load waits for the next swap before
+// fetching its assets, so that the grace period is exercised on every swap.
+// Counted: failed requests, pages whose assets come from another version
+// than their index.html, and missing assets.
 func TestSwapUnderLoad(t *testing.T) {
 	const (
 		clients = 16
 		swaps   = 100
 	)
 	dir := t.TempDir()
-	h := bundle.New(bundle.Options{})
-	defer h.Close()
-	paths := []string{filepath.Join(dir, "release"), filepath.Join(dir, "bundle.zip"), filepath.Join(dir, "bundle.tar.gz")}
 	write := func(k int) string {
 		files := frontEnd(k)
 		switch k % 3 {
 		case 0:
-			p := fmt.Sprintf("%s-%d", paths[0], k)
+			p := filepath.Join(dir, fmt.Sprint("release-", k))
 			writeTree(t, p, files)
 			return p
 		case 1:
-			writeAtomic(t, paths[1], zipBytes(t, sortedEntries(files), true))
-			return paths[1]
+			p := filepath.Join(dir, "bundle.zip")
+			writeAtomic(t, p, zipBytes(t, sortedEntries(files), true))
+			return p
 		default:
-			writeAtomic(t, paths[2], tarGzBytes(t, sortedEntries(files), true))
-			return paths[2]
+			p := filepath.Join(dir, "bundle.tar.gz")
+			writeAtomic(t, p, tarGzBytes(t, sortedEntries(files), true))
+			return p
 		}
 	}
-	_, err := h.Load(context.Background(), write(1))
-	must.NoError(t, err)
-
+	h, link := handlerAt(t, write(1), bundle.Options{})
 	srv := httptest.NewServer(h) // 127.0.0.1
 	defer srv.Close()
 	tr := &http.Transport{MaxIdleConnsPerHost: clients}
 	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	p := &pageLoads{
+		t: t, h: h, url: srv.URL, client: &http.Client{Transport: tr, Timeout: 20 * time.Second},
+		pageDone: make(chan struct{}, 1), swapped: make(chan struct{}),
+	}
 
-	var (
-		pages, requests, failed, mixed    atomic.Int64
-		missingPrev, missingOlder, viaOld atomic.Int64
-		swapped                           = make(chan struct{}) // closed and replaced on each swap
-		swapMu                            sync.Mutex
-		done                              atomic.Bool
-		pageDone                          = make(chan struct{}, 1)
-	)
-	nextSwap := func() <-chan struct{} {
-		swapMu.Lock()
-		defer swapMu.Unlock()
-		return swapped
-	}
-	fetch := func(url string) (int, string, error) {
-		requests.Add(1)
-		resp, err := client.Get(srv.URL + url)
-		if err != nil {
-			return 0, "", err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b), err
-	}
 	deadline := time.Now().Add(60 * time.Second)
+	var done atomic.Bool
 	var wg sync.WaitGroup
 	for c := range clients {
 		wg.Go(func() {
 			for i := 0; i < 100_000 && !done.Load() && time.Now().Before(deadline); i++ {
-				waitForSwap := nextSwap()
-				code, page, err := fetch("/index.html")
-				if err != nil || code != 200 {
-					failed.Add(1)
-					t.Errorf("client %d: index.html: %d %v", c, code, err)
-					continue
-				}
-				m := versionRE.FindStringSubmatch(page)
-				if m == nil {
-					failed.Add(1)
-					continue
-				}
-				k, _ := strconv.Atoi(m[1])
-				if i%4 == 3 {
-					select { // a slow client: the bundle changes under it
-					case <-waitForSwap:
-					case <-time.After(10 * time.Second):
-					}
-				}
-				for _, a := range assetRE.FindAllStringSubmatch(page, -1) {
-					cur := int(h.Value().Current().Seq)
-					code, body, err := fetch(a[1])
-					switch {
-					case err != nil:
-						failed.Add(1)
-						t.Errorf("client %d: %s: %v", c, a[1], err)
-					case code == http.StatusNotFound && k >= cur-1:
-						missingPrev.Add(1)
-						t.Errorf("client %d: %s of version %d missing (current %d)", c, a[1], k, cur)
-					case code == http.StatusNotFound:
-						missingOlder.Add(1)
-					case code != 200:
-						failed.Add(1)
-						t.Errorf("client %d: %s: status %d", c, a[1], code)
-					default:
-						if bm := bodyVerRE.FindStringSubmatch(body); bm == nil || bm[1] != m[1] {
-							mixed.Add(1)
-							t.Errorf("client %d: page v%d got %s from another version", c, k, a[1])
-						}
-						if k < cur {
-							viaOld.Add(1)
-						}
-					}
-				}
-				pages.Add(1)
-				select {
-				case pageDone <- struct{}{}:
-				default:
-				}
+				p.page(c, i%4 == 3)
 			}
 		})
 	}
-
 	start := time.Now()
 	lastSwapPages := int64(0)
-	var writeTime, loadTime time.Duration
 	for k := 2; k <= swaps+1; k++ {
-		t0 := time.Now()
-		p := write(k)
-		writeTime += time.Since(t0)
+		target := write(k)
 		// Let the clients load some pages in between swaps (each can load
 		// at least one more page after a swap before it waits for the next).
-		for pages.Load() < lastSwapPages+clients/2 && time.Now().Before(deadline) {
+		for p.pages.Load() < lastSwapPages+clients/2 && time.Now().Before(deadline) {
 			select {
-			case <-pageDone:
+			case <-p.pageDone:
 			case <-time.After(time.Until(deadline)):
 			}
 		}
-		t0 = time.Now()
-		ver, err := h.Load(context.Background(), p)
-		must.NoError(t, err)
-		must.Equal(t, uint64(k), ver.Seq)
-		loadTime += time.Since(t0)
-		lastSwapPages = pages.Load()
-		swapMu.Lock()
-		close(swapped)
-		swapped = make(chan struct{})
-		swapMu.Unlock()
-		if k%3 == 0 {
-			must.NoError(t, os.RemoveAll(fmt.Sprintf("%s-%d", paths[0], k-3))) // old release dirs go away
+		require.Equal(t, uint64(k), swapTo(t, h, link, target))
+		lastSwapPages = p.pages.Load()
+		p.swappedNow()
+		if k%3 == 0 && k > 3 {
+			require.NoError(t, os.RemoveAll(filepath.Join(dir, fmt.Sprint("release-", k-3)))) // old release dirs go away
 		}
 	}
 	took := time.Since(start)
-	t.Logf("writing bundles %v, loading them %v", writeTime.Round(time.Millisecond), loadTime.Round(time.Millisecond))
 	done.Store(true)
 	wg.Wait()
 
 	t.Logf("%d swaps (dir, zip, tar.gz) in %v; %d clients; %d page loads, %d requests; "+
-		"failed %d, mixed %d, missing (previous version) %d, missing (older than Retain) %d; assets served from a replaced bundle %d",
-		swaps, took.Round(time.Millisecond), clients, pages.Load(), requests.Load(),
-		failed.Load(), mixed.Load(), missingPrev.Load(), missingOlder.Load(), viaOld.Load())
-	check.Equal(t, int64(0), failed.Load(), "failed requests")
-	check.Equal(t, int64(0), mixed.Load(), "mixed-version page loads")
-	check.Equal(t, int64(0), missingPrev.Load(), "missing assets")
-	check.True(t, viaOld.Load() > 0, "the grace path was never exercised")
-	check.True(t, pages.Load() >= swaps*clients/2, "too few page loads: %d", pages.Load())
+		"failed %d, mixed %d, missing (previous version) %d, missing (older) %d; assets served from a replaced bundle %d",
+		swaps, took.Round(time.Millisecond), clients, p.pages.Load(), p.requests.Load(),
+		p.failed.Load(), p.mixed.Load(), p.missingPrev.Load(), p.missingOlder.Load(), p.viaOld.Load())
+	assert.Zero(t, p.failed.Load(), "failed requests")
+	assert.Zero(t, p.mixed.Load(), "mixed-version page loads")
+	assert.Zero(t, p.missingPrev.Load(), "missing assets")
+	assert.Positive(t, p.viaOld.Load(), "the grace path was never exercised")
+	assert.GreaterOrEqual(t, p.pages.Load(), int64(swaps*clients/2), "too few page loads")
 }
 
-func TestGracePeriodAndRetain(t *testing.T) {
+// TestGraceKeepsFastSwappedVersions: a page's assets stay servable for
+// Grace however many swaps follow, well past Retain; after Grace they are
+// gone.
+func TestGraceKeepsFastSwappedVersions(t *testing.T) {
 	dir := t.TempDir()
-	now := time.Now()
-	h := bundle.New(bundle.Options{Grace: time.Minute, Retain: 2})
-	defer h.Close()
-	bundle.SetClock(h, func() time.Time { return now })
-	load := func(k int) {
+	release := func(k int) string {
 		p := filepath.Join(dir, strconv.Itoa(k))
 		writeTree(t, p, frontEnd(k))
-		_, err := h.Load(context.Background(), p)
-		must.NoError(t, err)
+		return p
 	}
-	asset := func(k int) string { return assetRE.FindStringSubmatch(frontEnd(k)["index.html"])[1] }
+	now := time.Now()
+	h, link := handlerAt(t, release(1), bundle.Options{}) // DefaultGrace, DefaultRetain
+	bundle.SetClock(h, func() time.Time { return now })
+	page := get(t, h, "/").Body.String() // a browser loads version 1
+	const swaps = 3 * bundle.DefaultRetain
+	for k := 2; k <= swaps+1; k++ { // the fastest deploys: one after the other
+		swapTo(t, h, link, release(k))
+	}
+	for _, a := range assetRE.FindAllStringSubmatch(page, -1) {
+		w := get(t, h, a[1])
+		assert.Equal(t, 200, w.Code, "%s of version 1, %d swaps ago", a[1], swaps)
+		assert.Contains(t, w.Body.String(), "v=1 */")
+	}
 
-	load(1)
-	load(2)
-	check.Equal(t, 200, get(t, h, asset(1)).Code, "previous bundle's asset within grace")
-	check.Equal(t, 200, get(t, h, asset(2)).Code)
-	load(3)
-	load(4)
-	check.Equal(t, 404, get(t, h, asset(1)).Code, "beyond Retain")
-	check.Equal(t, 200, get(t, h, asset(2)).Code)
-	now = now.Add(2 * time.Minute) // ReplacedAt uses the real clock
-	check.Equal(t, 404, get(t, h, asset(3)).Code, "after the grace period")
-	check.Equal(t, 200, get(t, h, asset(4)).Code, "current")
+	now = now.Add(bundle.DefaultGrace + time.Second)
+	assert.Equal(t, 404, get(t, h, asset(1)).Code, "after Grace")
+	assert.Equal(t, 404, get(t, h, asset(swaps)).Code, "after Grace")
+	assert.Equal(t, 200, get(t, h, asset(swaps+1)).Code, "current")
+}
 
-	// Rollback brings version 3 back at once.
+// TestRetainWithoutGrace: with no Grace, Retain keeps bundles for Rollback
+// only; their files are not served.
+func TestRetainWithoutGrace(t *testing.T) {
+	dir := t.TempDir()
+	release := func(k int) string {
+		p := filepath.Join(dir, strconv.Itoa(k))
+		writeTree(t, p, frontEnd(k))
+		return p
+	}
+	h, link := handlerAt(t, release(1), bundle.Options{Grace: -1, Retain: 2})
+	for k := 2; k <= 4; k++ {
+		swapTo(t, h, link, release(k))
+	}
+	assert.Equal(t, 404, get(t, h, asset(3)).Code, "no Grace: replaced bundles are not served")
+
+	// Rollback brings version 3 back at once, then 2; 1 is beyond Retain.
 	ver, err := h.Value().Rollback()
-	must.NoError(t, err)
-	check.Equal(t, uint64(3), ver.Seq)
-	check.Equal(t, frontEnd(3)["index.html"], get(t, h, "/").Body.String())
+	require.NoError(t, err)
+	assert.Equal(t, uint64(3), ver.Seq)
+	assert.Equal(t, frontEnd(3)["index.html"], get(t, h, "/").Body.String())
+	ver, err = h.Value().RollbackTo(2)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(2), ver.Seq)
+	_, err = h.Value().RollbackTo(1)
+	assert.ErrorIs(t, err, reload.ErrNotRetained)
+}
+
+// TestReloadNeverOverlaps: SIGUSR2-style reloads from many goroutines,
+// while Watch runs, end in one swap per content change.
+func TestReloadNeverOverlaps(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, filepath.Join(dir, "1"), frontEnd(1))
+	writeTree(t, filepath.Join(dir, "2"), frontEnd(2))
+	var swaps atomic.Int64
+	h, link := handlerAt(t, filepath.Join(dir, "1"), bundle.Options{
+		Debounce: time.Hour, // the watcher sees the change but never loads it
+		OnEvent: func(e reload.Event) {
+			if e.Kind == reload.EventSwap {
+				swaps.Add(1)
+			}
+		},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { assert.ErrorIs(t, h.Watch(ctx), context.Canceled) })
+	defer wg.Wait()
+	defer cancel()
+
+	deploy(t, link, filepath.Join(dir, "2"))
+	var reloads sync.WaitGroup
+	for range 8 {
+		reloads.Go(func() { assert.NoError(t, h.Reload(ctx)) })
+	}
+	reloads.Wait()
+	assert.Equal(t, int64(2), swaps.Load(), "the first load and one swap to version 2")
+	assert.Equal(t, uint64(2), h.Value().Current().Seq)
 }

@@ -2,11 +2,15 @@ package bundle_test
 
 import (
 	"context"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/handoff-go/handoff/bundle"
 	"github.com/handoff-go/handoff/reload"
@@ -14,33 +18,31 @@ import (
 
 type watchedBundle struct {
 	h      *bundle.Handler
-	w      *reload.Watcher[*bundle.Bundle]
 	events chan reload.Event
 }
 
+// watchBundle serves the bundle at path with Watch running (which loads
+// it first) until the test ends.
 func watchBundle(t *testing.T, path string) *watchedBundle {
 	t.Helper()
 	wb := &watchedBundle{events: make(chan reload.Event, 256)}
-	wb.h = bundle.New(bundle.Options{OnEvent: func(e reload.Event) {
-		select {
-		case wb.events <- e:
-		default:
-			t.Errorf("event dropped: %v", e.Kind)
-		}
-	}})
-	w, err := wb.h.Watch(path, reload.WatcherOptions{Debounce: 300 * time.Millisecond})
-	must.NoError(t, err)
-	wb.w = w
-	_, err = w.Reload(context.Background())
-	must.NoError(t, err)
+	wb.h = bundle.New(path, bundle.Options{
+		Debounce: 300 * time.Millisecond,
+		OnEvent: func(e reload.Event) {
+			select {
+			case wb.events <- e:
+			default:
+				assert.Fail(t, "event dropped", "%v", e.Kind)
+			}
+		},
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { _ = w.Run(ctx) })
+	wg.Go(func() { assert.ErrorIs(t, wb.h.Watch(ctx), context.Canceled) })
 	t.Cleanup(func() {
 		cancel()
 		wg.Wait()
-		must.NoError(t, w.Close())
-		wb.h.Close()
+		assert.NoError(t, wb.h.Close())
 	})
 	wb.next(t, reload.EventSwap)
 	return wb
@@ -56,11 +58,9 @@ func (wb *watchedBundle) next(t *testing.T, kind reload.EventKind) reload.Event 
 			if e.Kind == kind {
 				return e
 			}
-			if e.Kind == reload.EventSwap {
-				t.Fatalf("unexpected swap to %d while waiting for %v", e.Seq, kind)
-			}
+			require.NotEqual(t, reload.EventSwap, e.Kind, "unexpected swap to %d while waiting for %v", e.Seq, kind)
 		case <-deadline:
-			t.Fatalf("no %v event within 20s", kind)
+			require.FailNow(t, "no event", "no %v event within 20s", kind)
 		}
 	}
 }
@@ -78,18 +78,18 @@ func TestWatchArchiveRenamedIntoPlace(t *testing.T) {
 
 	writeAtomic(t, path, zipBytes(t, sortedEntries(frontEnd(2))))
 	wb.next(t, reload.EventSwap)
-	check.Equal(t, frontEnd(2)["index.html"], wb.index(t))
+	assert.Equal(t, frontEnd(2)["index.html"], wb.index(t))
 
 	// A bad bundle renamed into place: refused, version 2 keeps serving.
 	writeAtomic(t, path, zipBytes(t, append(sortedEntries(frontEnd(3)), entry{name: "../evil", data: "x"})))
 	e := wb.next(t, reload.EventFailure)
-	check.ErrorIs(t, e.Err, bundle.ErrUnsafePath)
-	check.Equal(t, frontEnd(2)["index.html"], wb.index(t))
+	assert.ErrorIs(t, e.Err, bundle.ErrUnsafePath)
+	assert.Equal(t, frontEnd(2)["index.html"], wb.index(t))
 
 	// Then a good one: exactly the next swap.
 	writeAtomic(t, path, zipBytes(t, sortedEntries(frontEnd(4))))
 	wb.next(t, reload.EventSwap)
-	check.Equal(t, frontEnd(4)["index.html"], wb.index(t))
+	assert.Equal(t, frontEnd(4)["index.html"], wb.index(t))
 }
 
 // TestWatchArchiveCopiedSlowly writes a tar.gz in place, in chunks, with a
@@ -103,22 +103,22 @@ func TestWatchArchiveCopiedSlowly(t *testing.T) {
 
 	data := tarGzBytes(t, sortedEntries(frontEnd(2)))
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
-	must.NoError(t, err)
+	require.NoError(t, err)
 	_, err = f.Write(data[:len(data)/2])
-	must.NoError(t, err)
+	require.NoError(t, err)
 	e := wb.next(t, reload.EventFailure) // the watcher tried the half file
-	check.ErrorIs(t, e.Err, bundle.ErrFormat)
-	check.Equal(t, frontEnd(1)["index.html"], wb.index(t), "version 1 keeps serving")
+	assert.ErrorIs(t, e.Err, bundle.ErrFormat)
+	assert.Equal(t, frontEnd(1)["index.html"], wb.index(t), "version 1 keeps serving")
 	_, err = f.Write(data[len(data)/2:])
-	must.NoError(t, err)
-	must.NoError(t, f.Close())
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
 	wb.next(t, reload.EventSwap)
-	check.Equal(t, frontEnd(2)["index.html"], wb.index(t))
+	assert.Equal(t, frontEnd(2)["index.html"], wb.index(t))
 
 	// SIGUSR2-style reload of unchanged content: no swap.
-	ver, err := wb.w.Reload(context.Background())
-	must.NoError(t, err)
-	check.Equal(t, uint64(2), ver.Seq)
+	require.NoError(t, wb.h.Reload(context.Background()))
+	wb.next(t, reload.EventUnchanged)
+	assert.Equal(t, uint64(2), wb.h.Value().Current().Seq)
 }
 
 // TestWatchKubernetesVolume serves a ConfigMap-style volume as a directory
@@ -128,33 +128,70 @@ func TestWatchKubernetesVolume(t *testing.T) {
 	kubelet := func(ts string, files map[string]string, first bool) {
 		writeTree(t, filepath.Join(vol, ts), files)
 		if first {
-			must.NoError(t, os.Symlink(ts, filepath.Join(vol, "..data")))
+			require.NoError(t, os.Symlink(ts, filepath.Join(vol, "..data")))
 			for _, top := range []string{"index.html", "favicon.ico", "assets"} {
-				must.NoError(t, os.Symlink(filepath.Join("..data", top), filepath.Join(vol, top)))
+				require.NoError(t, os.Symlink(filepath.Join("..data", top), filepath.Join(vol, top)))
 			}
 			return
 		}
 		old, err := os.Readlink(filepath.Join(vol, "..data"))
-		must.NoError(t, err)
-		must.NoError(t, os.Symlink(ts, filepath.Join(vol, "..data_tmp")))
-		must.NoError(t, os.Rename(filepath.Join(vol, "..data_tmp"), filepath.Join(vol, "..data")))
-		must.NoError(t, os.RemoveAll(filepath.Join(vol, old)))
+		require.NoError(t, err)
+		require.NoError(t, os.Symlink(ts, filepath.Join(vol, "..data_tmp")))
+		require.NoError(t, os.Rename(filepath.Join(vol, "..data_tmp"), filepath.Join(vol, "..data")))
+		require.NoError(t, os.RemoveAll(filepath.Join(vol, old)))
 	}
 	kubelet("..2026_11_24_10_00_00.000000001", frontEnd(1), true)
 	wb := watchBundle(t, vol)
 	b := wb.h.Value().Current()
-	check.Equal(t, frontEnd(1)["index.html"], wb.index(t))
+	assert.Equal(t, frontEnd(1)["index.html"], wb.index(t))
 	l, _ := wb.h.Value().Acquire()
-	check.Equal(t, len(frontEnd(1)), l.Value().Len(), "..data internals skipped: %v", l.Value().Names())
+	assert.Equal(t, len(frontEnd(1)), l.Value().Len(), "..data internals skipped: %v", l.Value().Names())
 	l.Release()
 
 	kubelet("..2026_11_24_10_05_00.000000002", frontEnd(2), false)
 	e := wb.next(t, reload.EventSwap)
-	check.Equal(t, b.Seq+1, e.Seq)
-	check.Equal(t, frontEnd(2)["index.html"], wb.index(t))
+	assert.Equal(t, b.Seq+1, e.Seq)
+	assert.Equal(t, frontEnd(2)["index.html"], wb.index(t))
 	kubelet("..2026_11_24_10_10_00.000000003", frontEnd(3), false)
 	wb.next(t, reload.EventSwap)
-	check.Equal(t, frontEnd(3)["index.html"], wb.index(t))
+	assert.Equal(t, frontEnd(3)["index.html"], wb.index(t))
+}
+
+// TestWatchCloseEndsIt: Close ends a running Watch, which says so.
+func TestWatchCloseEndsIt(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, frontEnd(1))
+	swapped := make(chan struct{}, 1)
+	h := bundle.New(dir, bundle.Options{OnEvent: func(e reload.Event) {
+		if e.Kind == reload.EventSwap {
+			swapped <- struct{}{}
+		}
+	}})
+	done := make(chan error, 1)
+	go func() { done <- h.Watch(context.Background()) }()
+	select { // Watch loads first
+	case <-swapped:
+	case <-time.After(20 * time.Second):
+		require.FailNow(t, "Watch did not load")
+	}
+	require.NoError(t, h.Close())
+	select {
+	case err := <-done:
+		assert.ErrorIs(t, err, reload.ErrClosed)
+	case <-time.After(20 * time.Second):
+		require.FailNow(t, "Watch still running after Close")
+	}
+}
+
+// TestWatchMissingDirectory: a path whose directory does not exist cannot
+// be watched; Reload still says what is wrong.
+func TestWatchMissingDirectory(t *testing.T) {
+	h := bundle.New(filepath.Join(t.TempDir(), "no", "site.zip"), bundle.Options{})
+	defer func() { assert.NoError(t, h.Close()) }()
+	assert.ErrorIs(t, h.Watch(context.Background()), fs.ErrNotExist)
+	err := h.Reload(context.Background())
+	assert.ErrorIs(t, err, bundle.ErrFormat)
+	assert.ErrorIs(t, err, fs.ErrNotExist)
 }
 
 func TestWatchSymlinkedReleaseDir(t *testing.T) {
@@ -162,12 +199,12 @@ func TestWatchSymlinkedReleaseDir(t *testing.T) {
 	writeTree(t, filepath.Join(dir, "releases", "1"), frontEnd(1))
 	writeTree(t, filepath.Join(dir, "releases", "2"), frontEnd(2))
 	current := filepath.Join(dir, "current")
-	must.NoError(t, os.Symlink(filepath.Join("releases", "1"), current))
+	require.NoError(t, os.Symlink(filepath.Join("releases", "1"), current))
 	wb := watchBundle(t, current)
 
 	// Capistrano-style: ln -s releases/2 current.tmp && mv -T current.tmp current
-	must.NoError(t, os.Symlink(filepath.Join("releases", "2"), current+".tmp"))
-	must.NoError(t, os.Rename(current+".tmp", current))
+	require.NoError(t, os.Symlink(filepath.Join("releases", "2"), current+".tmp"))
+	require.NoError(t, os.Rename(current+".tmp", current))
 	wb.next(t, reload.EventSwap)
-	check.Equal(t, frontEnd(2)["index.html"], wb.index(t))
+	assert.Equal(t, frontEnd(2)["index.html"], wb.index(t))
 }

@@ -13,8 +13,9 @@
 // exactly once. Acquire and Release take no lock and allocate nothing.
 //
 // A failed load or validation never touches the current version: it is
-// reported as an [Event] (Options.OnEvent) and a log record (Options.Logger)
-// and returned to the caller.
+// reported as an [Event] (Options.OnEvent) and a log record (Options.Logger,
+// message "reload: failure", the reason under the key "error") and returned
+// to the caller.
 //
 // # History and rollback
 //
@@ -24,13 +25,18 @@
 //
 // Rollback keeps values, it does not re-load them: the artifact a bad deploy
 // replaced is usually gone from disk by the time someone wants it back. With
-// Options.Retain = N the N most recently replaced versions stay loaded;
-// [Value.Rollback] makes the newest of them current again at once (and the
-// version rolled away from becomes retained, so Rollback twice rolls
-// forward); [Value.RollbackTo] picks one by Seq. Retained versions are also
-// readable with [Value.AcquirePrevious]; package bundle serves the assets of
-// recently replaced bundles that way. Retain defaults to 0: a replaced
-// version is released as soon as its leases end.
+// Options.Retain = N the N most recently replaced versions stay loaded, and
+// with Options.RetainFor = D so does every version replaced less than D ago
+// (up to MaxRetainedFor); [Value.Rollback] makes the newest of them current
+// again at once (and the version rolled away from becomes retained, so
+// Rollback twice rolls forward); [Value.RollbackTo] picks one by Seq.
+// Retained versions are also readable with [Value.AcquirePrevious]; package
+// bundle serves the assets of recently replaced bundles that way. By default
+// nothing is retained: a replaced version is released as soon as its leases
+// end.
+//
+// As in every handoff package, the zero value of an Options field means its
+// default (a named constant), and a negative count or duration means none.
 //
 // # Watching files
 //
@@ -68,8 +74,8 @@
 // The deploy step that needs none of this is the atomic one: write the new
 // artifact next to the live one and rename it into place.
 //
-// On-demand reloads ([Watcher.Reload], for SIGHUP, SIGUSR2 or an admin
-// endpoint) share the same path. Loads never overlap, and concurrent Reload
+// On-demand reloads ([Watcher.Reload], for SIGUSR2 through
+// handoff.Options.Reload, or an admin endpoint) share the same path. Loads never overlap, and concurrent Reload
 // calls are coalesced into one load that starts after the last of them was
 // made (a stricter rule than x/sync/singleflight, which would let a caller
 // join a load that began before its change was written).

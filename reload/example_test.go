@@ -111,8 +111,8 @@ func ExampleWatcher() {
 
 	_ = mux // http.ListenAndServe(addr, mux)
 
-	// Deploy: write next to it, rename into place; or call w.Reload from a
-	// SIGHUP handler.
+	// Deploy: write next to it and rename it into place; or call w.Reload
+	// for SIGUSR2 (handoff.Options.Reload).
 	_ = os.WriteFile(path+".tmp", []byte("bonjour\n"), 0o644)
 	_ = os.Rename(path+".tmp", path)
 	ver, _ := w.Reload(context.Background())

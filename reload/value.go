@@ -5,15 +5,30 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// DefaultHistory is the number of versions [Value.History] remembers when
-// [Options.History] is zero.
-const DefaultHistory = 16
+// Defaults for the zero fields of [Options].
+const (
+	// DefaultHistory is the number of versions [Value.History] remembers.
+	DefaultHistory = 16
+	// DefaultRetain is the number of replaced versions kept loaded: none,
+	// because what a version holds (memory, a process) is the caller's to
+	// weigh; package bundle, whose versions are only memory, keeps some.
+	DefaultRetain = 0
+	// DefaultRetainFor is how long a replaced version is kept loaded beyond
+	// the Retain most recent: not at all.
+	DefaultRetainFor time.Duration = 0
+)
+
+// MaxRetainedFor bounds the versions [Options.RetainFor] keeps: a version
+// kept only because it was replaced recently is released once
+// MaxRetainedFor more recently replaced versions are retained, however
+// recent it is, so that a burst of swaps cannot hold an unbounded number
+// of versions. [Options.Retain] is not bounded by it.
+const MaxRetainedFor = 32
 
 // ErrClosed is returned by Swap, Load, Rollback and RollbackTo after [Value.Close].
 var ErrClosed = errors.New("reload: value closed")
@@ -22,8 +37,9 @@ var ErrClosed = errors.New("reload: value closed")
 // for is not retained (see [Options.Retain]).
 var ErrNotRetained = errors.New("reload: version not retained")
 
-// Options configures a [Value]. The zero Options is valid: no validation,
-// no release hook, DefaultHistory, no retained versions, logs discarded.
+// Options configures a [Value]. The zero value of each field means its
+// default, so the zero Options is valid: no validation, no release hook,
+// DefaultHistory, no retained versions, logs discarded.
 type Options[T any] struct {
 	// Validate, when set, is called by Swap and Load before a value becomes
 	// current. A non-nil error keeps the current version serving and is
@@ -44,26 +60,39 @@ type Options[T any] struct {
 	Release func(T)
 
 	// History is the number of versions remembered by [Value.History]
-	// (sequence, ID, source, load and replacement time). Default DefaultHistory.
+	// (sequence, ID, source, load and replacement time). Zero means
+	// DefaultHistory; negative: none.
 	History int
 
 	// Retain is the number of replaced versions kept loaded (not released) so
 	// that [Value.Rollback] can make one current again at once, without going
 	// back to a source that a bad deploy has usually overwritten, and so that
-	// readers can still reach them with [Value.AcquirePrevious]. Default 0:
-	// a version is released as soon as it is replaced and its leases end.
-	// Each retained version costs whatever T holds (memory, a process...).
+	// readers can still reach them with [Value.AcquirePrevious]. Zero means
+	// DefaultRetain (none); negative: none. A version that is not retained
+	// is released as soon as it is replaced and its leases end. Each
+	// retained version costs whatever T holds (memory, a process...).
 	Retain int
 
-	// Logger receives one record per swap, failure, rollback, release and
-	// close. Default: logs are discarded.
+	// RetainFor also keeps a replaced version loaded, beyond the Retain most
+	// recently replaced, until it has been replaced for this long, and
+	// while fewer than MaxRetainedFor more recent ones are retained: a
+	// count alone lets a burst of swaps push out a version that readers
+	// were handed a moment ago. Versions past their time are released at
+	// the next swap or rollback (or at Close), not by a timer. Zero means
+	// DefaultRetainFor (none); negative: none.
+	RetainFor time.Duration
+
+	// Logger receives one record per event (see [Event]): swaps, failures
+	// and rollbacks at Info, Error and Warn, unchanged loads and releases
+	// at Debug. Nil discards them.
 	Logger *slog.Logger
 
-	// OnEvent, when set, is called synchronously for every swap, unchanged
-	// load, failure, rollback, release and close, after the state change and
-	// outside the Value's lock (so it may call any method of the Value). It
-	// can be called concurrently from several goroutines; [Event.Seq] orders
-	// versions.
+	// OnEvent, when set, is called synchronously for every event (swap,
+	// unchanged load, failure, rollback, release, close, and the events of
+	// a Watcher of the Value), after its log record, after the state change
+	// and outside the Value's lock (so it may call any method of the
+	// Value). It must not block. It can be called concurrently from several
+	// goroutines; [Event.Seq] orders versions.
 	OnEvent func(Event)
 }
 
@@ -195,17 +224,16 @@ type Value[T any] struct {
 	closedCh chan struct{}
 	doneCh   chan struct{} // closed when closed and live == 0
 	doneOnce sync.Once
+
+	now func() time.Time // time.Now; tests replace it (export_test.go)
 }
 
 // New returns a Value with no version yet: Acquire reports false until the
 // first successful Swap or Load. opts is copied; a zero Options is valid.
 func New[T any](opts Options[T]) *Value[T] {
-	if opts.History <= 0 {
-		opts.History = DefaultHistory
-	}
-	if opts.Retain < 0 {
-		opts.Retain = 0
-	}
+	opts.History = orDefault(opts.History, DefaultHistory)
+	opts.Retain = orDefault(opts.Retain, DefaultRetain)
+	opts.RetainFor = orDefault(opts.RetainFor, DefaultRetainFor)
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -215,9 +243,22 @@ func New[T any](opts Options[T]) *Value[T] {
 		log:      log,
 		closedCh: make(chan struct{}),
 		doneCh:   make(chan struct{}),
+		now:      time.Now,
 	}
 	v.state.Store(&state[T]{})
 	return v
+}
+
+// orDefault applies the convention of every Options field: zero means def,
+// negative means none.
+func orDefault[N int | time.Duration](n, def N) N {
+	switch {
+	case n == 0:
+		return def
+	case n < 0:
+		return 0
+	}
+	return n
 }
 
 // Acquire leases the current version. It reports false, with the zero
@@ -239,7 +280,7 @@ func (v *Value[T]) Acquire() (Lease[T], bool) {
 }
 
 // AcquirePrevious leases the i-th retained version, i = 0 being the one
-// replaced most recently (see [Options.Retain]). It reports false when there
+// replaced most recently (see [Options.Retain] and [Options.RetainFor]). It reports false when there
 // is no such version. Like Acquire, it allocates nothing and a true result
 // must be matched by exactly one Release.
 func (v *Value[T]) AcquirePrevious(i int) (Lease[T], bool) {
@@ -280,7 +321,7 @@ func (v *Value[T]) Swap(val T, info Info) (*Version[T], error) {
 }
 
 func (v *Value[T]) swap(val T, info Info, took time.Duration) (*Version[T], error) {
-	now := time.Now()
+	now := v.now()
 	v.mu.Lock()
 	if v.closed {
 		v.mu.Unlock()
@@ -295,7 +336,7 @@ func (v *Value[T]) swap(val T, info Info, took time.Duration) (*Version[T], erro
 	var dropped []*Version[T]
 	if old.cur != nil {
 		old.cur.replaced.Store(now.UnixNano())
-		next.retained, dropped = retain(old.cur, old.retained, v.opts.Retain)
+		next.retained, dropped = v.retain(old.cur, old.retained, v.opts.Retain, now)
 	}
 	v.state.Store(next)
 	v.remember(ver)
@@ -305,21 +346,25 @@ func (v *Value[T]) swap(val T, info Info, took time.Duration) (*Version[T], erro
 	if old.cur != nil {
 		prev = old.cur.Seq
 	}
-	v.log.Info("reload: swapped", "seq", ver.Seq, "id", ver.ID, "source", ver.Source, "previous", prev, "took", took)
-	v.emit(Event{Kind: EventSwap, Time: now, Seq: ver.Seq, ID: ver.ID, Source: ver.Source, Previous: prev, Took: took})
+	v.emit(Event{Kind: EventSwap, Time: now, Duration: took, Seq: ver.Seq, ID: ver.ID, Source: ver.Source, Previous: prev})
 	for _, d := range dropped {
 		d.unref()
 	}
 	return ver, nil
 }
 
-// retain puts front ahead of list, keeps at most n and returns what falls off.
-func retain[T any](front *Version[T], list []*Version[T], n int) (kept, dropped []*Version[T]) {
+// retain puts front (just replaced) ahead of list (the retained versions,
+// most recently replaced first) and returns the first keep of them, plus
+// those after them replaced less than RetainFor before now (up to
+// MaxRetainedFor in all), and what falls off.
+func (v *Value[T]) retain(front *Version[T], list []*Version[T], keep int, now time.Time) (kept, dropped []*Version[T]) {
 	all := make([]*Version[T], 0, len(list)+1)
 	all = append(all, front)
 	all = append(all, list...)
-	if len(all) <= n {
-		return all, nil
+	n := min(keep, len(all))
+	for v.opts.RetainFor > 0 && n < len(all) && n < MaxRetainedFor &&
+		now.Sub(all[n].ReplacedAt()) < v.opts.RetainFor {
+		n++
 	}
 	return all[:n:n], all[n:]
 }
@@ -338,7 +383,8 @@ func (v *Value[T]) remember(ver *Version[T]) {
 }
 
 // Loader loads a value and describes it. A Loader should return promptly
-// when ctx is done. A Loader that panics is not recovered: the panic
+// when ctx is done. Its error need not name the source: Load wraps it in
+// one that names info's Source and ID. A Loader that panics is not recovered: the panic
 // propagates to the goroutine that called Load or Reload, as any panic in
 // Go would, because a recovered panic would leave the loader's own state
 // unknown.
@@ -355,21 +401,16 @@ func (v *Value[T]) Load(ctx context.Context, load Loader[T]) (*Version[T], error
 	if v.isClosed() {
 		return nil, ErrClosed
 	}
-	start := time.Now()
+	start := v.now()
 	val, info, err := load(ctx)
-	took := time.Since(start)
+	took := v.now().Sub(start)
 	if err != nil {
-		if info.Source != "" && strings.Contains(err.Error(), info.Source) {
-			err = fmt.Errorf("reload: load: %w", err) // the error names the source already
-		} else {
-			err = fmt.Errorf("reload: load %s: %w", describe(info), err)
-		}
+		err = fmt.Errorf("reload: load %s: %w", describe(info), err)
 		v.failed(info, err, took)
 		return nil, err
 	}
 	if cur := v.Current(); cur != nil && info.ID != "" && cur.ID == info.ID {
-		v.log.Debug("reload: unchanged", "seq", cur.Seq, "id", cur.ID, "source", info.Source, "took", took)
-		v.emit(Event{Kind: EventUnchanged, Time: time.Now(), Seq: cur.Seq, ID: info.ID, Source: info.Source, Took: took})
+		v.emit(Event{Kind: EventUnchanged, Time: v.now(), Duration: took, Seq: cur.Seq, ID: info.ID, Source: info.Source})
 		v.discard(val)
 		return cur, nil
 	}
@@ -408,8 +449,7 @@ func (v *Value[T]) failed(info Info, err error, took time.Duration) {
 	if c := v.Current(); c != nil {
 		cur = c.Seq
 	}
-	v.log.Error("reload: refused; current version kept", "id", info.ID, "source", info.Source, "current", cur, "err", err)
-	v.emit(Event{Kind: EventFailure, Time: time.Now(), ID: info.ID, Source: info.Source, Previous: cur, Err: err, Took: took})
+	v.emit(Event{Kind: EventFailure, Time: v.now(), Duration: took, Err: err, ID: info.ID, Source: info.Source, Previous: cur})
 }
 
 // Rollback makes the most recently replaced retained version current again
@@ -439,7 +479,7 @@ func (v *Value[T]) RollbackTo(seq uint64) (*Version[T], error) {
 }
 
 func (v *Value[T]) rollback(pick func(*state[T]) int, why string) (*Version[T], error) {
-	now := time.Now()
+	now := v.now()
 	v.mu.Lock()
 	if v.closed {
 		v.mu.Unlock()
@@ -450,7 +490,6 @@ func (v *Value[T]) rollback(pick func(*state[T]) int, why string) (*Version[T], 
 	if i < 0 || old.cur == nil {
 		v.mu.Unlock()
 		err := fmt.Errorf("reload: rollback: %s: %w", why, ErrNotRetained)
-		v.log.Error("reload: rollback refused", "err", err)
 		v.emit(Event{Kind: EventFailure, Time: now, Err: err})
 		return nil, err
 	}
@@ -464,12 +503,11 @@ func (v *Value[T]) rollback(pick func(*state[T]) int, why string) (*Version[T], 
 	var dropped []*Version[T]
 	// The version rolled away from is kept ahead of the others so that a
 	// second Rollback returns to it, even with Retain = 1.
-	next.retained, dropped = retain(old.cur, rest, max(v.opts.Retain, 1))
+	next.retained, dropped = v.retain(old.cur, rest, max(v.opts.Retain, 1), now)
 	v.state.Store(next)
 	v.remember(target)
 	v.mu.Unlock()
 
-	v.log.Warn("reload: rolled back", "seq", target.Seq, "id", target.ID, "source", target.Source, "from", old.cur.Seq)
 	v.emit(Event{Kind: EventRollback, Time: now, Seq: target.Seq, ID: target.ID, Source: target.Source, Previous: old.cur.Seq})
 	for _, d := range dropped {
 		d.unref()
@@ -493,10 +531,10 @@ func (v *Value[T]) Close() {
 	v.state.Store(&state[T]{})
 	v.mu.Unlock()
 
-	v.log.Info("reload: closed")
-	v.emit(Event{Kind: EventClose, Time: time.Now()})
+	now := v.now()
+	v.emit(Event{Kind: EventClose, Time: now})
 	if old.cur != nil {
-		old.cur.replaced.Store(time.Now().UnixNano())
+		old.cur.replaced.Store(now.UnixNano())
 		old.cur.unref()
 	}
 	for _, r := range old.retained {
@@ -523,17 +561,12 @@ func (v *Value[T]) release(ver *Version[T]) {
 	}
 	var zero T
 	ver.val = zero // let the value be collected even if the Version is kept
-	v.log.Debug("reload: released", "seq", ver.Seq, "id", ver.ID, "source", ver.Source)
-	v.emit(Event{Kind: EventRelease, Time: time.Now(), Seq: ver.Seq, ID: ver.ID, Source: ver.Source})
+	v.emit(Event{Kind: EventRelease, Time: v.now(), Seq: ver.Seq, ID: ver.ID, Source: ver.Source})
 	v.live.Add(-1)
 	v.checkDone()
 }
 
-func (v *Value[T]) emit(e Event) {
-	if v.opts.OnEvent != nil {
-		v.opts.OnEvent(e)
-	}
-}
+func (v *Value[T]) emit(e Event) { report(v.log, v.opts.OnEvent, e) }
 
 // Record describes one version remembered by History.
 type Record struct {

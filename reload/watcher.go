@@ -30,16 +30,23 @@ const maxSymlinks = 40
 // ErrWatcherClosed is returned by [Watcher.Run] after [Watcher.Close].
 var ErrWatcherClosed = errors.New("reload: watcher closed")
 
-// WatcherOptions configures a [Watcher]. The zero value is valid.
+// ErrBusy is returned by [Watcher.Run] while another Run of the same
+// Watcher runs: a Watcher has one watch loop at a time.
+var ErrBusy = errors.New("reload: watcher already running")
+
+// WatcherOptions configures a [Watcher]. The zero value of each field means
+// its default.
 type WatcherOptions struct {
 	// Debounce is the quiet period: the Watcher loads once no relevant event
-	// has arrived for this long. Default DefaultDebounce. A writer that
-	// pauses longer than this between two chunks of a file is seen as done
-	// (see the package documentation on complete content).
+	// has arrived for this long. Zero means DefaultDebounce; negative: none
+	// (a load after each event, loads still never overlapping). A writer
+	// that pauses longer than this between two chunks of a file is seen as
+	// done (see the package documentation on complete content).
 	Debounce time.Duration
 
-	// Logger receives the watcher's own records (watch errors, triggers).
-	// Default: the Value's Options.Logger.
+	// Logger receives the records of the watcher's own events
+	// (EventChange, EventWatchError). Nil means the Value's Logger (which
+	// may discard them). The events also go to the Value's Options.OnEvent.
 	Logger *slog.Logger
 }
 
@@ -51,7 +58,9 @@ type WatcherOptions struct {
 // tree. Bursts of events are debounced into one load; loads never overlap.
 //
 // Create one with [NewWatcher], load the first version with Reload, start
-// [Watcher.Run] in a goroutine, and [Watcher.Close] it when done.
+// [Watcher.Run] in a goroutine, and [Watcher.Close] it when done. Events
+// that arrive while Run is not running are kept (by the system, within its
+// limits) and handled when Run next runs.
 type Watcher[T any] struct {
 	v        *Value[T]
 	load     Loader[T]
@@ -76,9 +85,9 @@ type Watcher[T any] struct {
 
 	mu        sync.Mutex
 	closed    bool
-	running   bool
-	runDone   chan struct{}
-	cancelRun context.CancelFunc
+	runDone   chan struct{}      // of the running Run, nil when none runs
+	cancelRun context.CancelFunc // of the running Run
+	pending   bool               // the last Run ended with a change it had not loaded
 }
 
 // NewWatcher watches path (a file or a directory, through any symbolic
@@ -87,9 +96,7 @@ type Watcher[T any] struct {
 // kept and handled when Run starts. The directory holding path must exist.
 // A Source left empty by load is set to path.
 func NewWatcher[T any](v *Value[T], path string, load Loader[T], opts WatcherOptions) (*Watcher[T], error) {
-	if opts.Debounce <= 0 {
-		opts.Debounce = DefaultDebounce
-	}
+	opts.Debounce = orDefault(opts.Debounce, DefaultDebounce)
 	if opts.Logger == nil {
 		opts.Logger = v.log
 	}
@@ -108,7 +115,7 @@ func NewWatcher[T any](v *Value[T], path string, load Loader[T], opts WatcherOpt
 		v:        v,
 		path:     abs,
 		debounce: opts.Debounce,
-		log:      opts.Logger.With("watch", abs),
+		log:      opts.Logger,
 		fsw:      fsw,
 		sem:      make(chan struct{}, 1),
 	}
@@ -127,8 +134,8 @@ func NewWatcher[T any](v *Value[T], path string, load Loader[T], opts WatcherOpt
 }
 
 // Reload loads now and swaps the result in (see [Value.Load]): it is the
-// on-demand trigger to call from a signal handler (SIGHUP, SIGUSR2) or an
-// admin endpoint. It blocks until the load is done or ctx is done. Loads
+// on-demand trigger for SIGUSR2 (handoff.Options.Reload) or an admin
+// endpoint. It blocks until the load is done or ctx is done. Loads
 // never overlap: a Reload that arrives while a load is running waits for it
 // and is then answered by the next load, shared with every other Reload
 // that arrived meanwhile, so a Reload always reflects the source as it was
@@ -154,29 +161,40 @@ func (w *Watcher[T]) Reload(ctx context.Context) (*Version[T], error) {
 }
 
 // Run watches until ctx is done or Close is called, loading once after
-// each burst of relevant events has been quiet for the debounce period. A
-// failed load is reported by the Value (event, log) and the current version
-// keeps serving. Run returns nil after Close, the context's cause when ctx
-// is done, and an error if called twice or after Close.
+// each burst of relevant events has been quiet for the debounce period
+// (EventChange). A failed load is reported by the Value (event, log) and
+// the current version keeps serving. Run returns nil after Close, the
+// context's cause when ctx is done, ErrWatcherClosed if called after Close
+// and ErrBusy while another Run runs. Run may be called again once it has
+// returned; it then loads a change the previous Run saw but had not loaded.
 func (w *Watcher[T]) Run(ctx context.Context) error {
 	w.mu.Lock()
 	switch {
 	case w.closed:
 		w.mu.Unlock()
 		return ErrWatcherClosed
-	case w.running:
+	case w.runDone != nil:
 		w.mu.Unlock()
-		return errors.New("reload: Watcher.Run called twice")
+		return ErrBusy
 	}
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
-	w.running, w.runDone, w.cancelRun = true, make(chan struct{}), cancel
+	done := make(chan struct{})
+	w.runDone, w.cancelRun = done, cancel
+	armed := w.pending // the debounce timer runs: a change waits to be loaded
 	w.mu.Unlock()
-	defer close(w.runDone)
-	defer cancel()
+	defer func() {
+		cancel()
+		w.mu.Lock()
+		w.runDone, w.cancelRun, w.pending = nil, nil, armed
+		w.mu.Unlock()
+		close(done)
+	}()
 
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
+	timer := time.NewTimer(w.debounce)
+	if !armed {
+		timer.Stop()
+	}
 	defer timer.Stop()
 	for {
 		select {
@@ -190,30 +208,41 @@ func (w *Watcher[T]) Run(ctx context.Context) error {
 				return nil
 			}
 			if w.relevant(ev) {
-				w.log.Debug("reload: change seen", "event", ev.String())
 				timer.Reset(w.debounce)
+				armed = true
 			}
 		case err, ok := <-w.fsw.Errors:
 			if !ok {
 				return nil
 			}
-			w.log.Warn("reload: watch error", "err", err)
+			w.report(Event{Kind: EventWatchError, Err: fmt.Errorf("reload: watch %s: %w", w.path, err)})
 			if errors.Is(err, fsnotify.ErrEventOverflow) {
 				timer.Reset(w.debounce) // events were lost: look again
+				armed = true
 			}
 		case <-timer.C:
 			if err := w.refresh(); err != nil {
-				w.log.Warn("reload: rewatch", "err", err)
+				w.report(Event{Kind: EventWatchError, Err: fmt.Errorf("reload: watch %s: %w", w.path, err)})
 			}
+			w.report(Event{Kind: EventChange})
 			// Errors are reported by the Value (event and log).
 			_, _ = w.Reload(ctx)
+			armed = ctx.Err() != nil // a load Run's end cancelled is still to do
 		}
 	}
 }
 
+// report sends one of the watcher's own events to the Value's OnEvent and
+// to the watcher's Logger.
+func (w *Watcher[T]) report(e Event) {
+	e.Time, e.Source = w.v.now(), w.path
+	report(w.log, w.v.opts.OnEvent, e)
+}
+
 // Close stops Run, waits for it to return, and releases the watches. A
-// Reload in progress is cancelled through its context. Close is idempotent;
-// it must not be called from the Loader.
+// Reload that Run started is cancelled through its context. Close is
+// idempotent (later calls return nil); it must not be called from the
+// Loader. The error is the system's, if releasing the watches failed.
 func (w *Watcher[T]) Close() error {
 	w.mu.Lock()
 	if w.closed {
@@ -227,7 +256,10 @@ func (w *Watcher[T]) Close() error {
 		cancel()
 		<-done
 	}
-	return w.fsw.Close()
+	if err := w.fsw.Close(); err != nil {
+		return fmt.Errorf("reload: close watcher of %s: %w", w.path, err)
+	}
+	return nil
 }
 
 // relevant reports whether ev can change what the watched path holds.

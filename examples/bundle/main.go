@@ -1,8 +1,16 @@
-//go:build unix
-
-// Command bundle serves a static front end from a directory, a .zip or a
-// .tar.gz and swaps it, with no restart, when the file changes or on
-// SIGUSR2. See README.md for the deploy step.
+// Command bundle serves a static front end (a directory, a .zip or a
+// .tar.gz) with every guarantee of handoff.Run, and swaps the front end for
+// a new version with no restart:
+//
+//   - a change of the bundle on disk (an archive renamed into place, a
+//     symlink swapped) swaps it: bundle.Handler.Watch;
+//   - SIGUSR2 loads it again now: handoff.Options.Reload;
+//   - SIGHUP upgrades the binary: a new process takes the socket over and
+//     loads the bundle itself, the old one drains and exits;
+//   - SIGTERM or SIGINT drains and exits.
+//
+// Requests in flight keep the bundle they started with, and pages loaded
+// before a swap still get their hashed assets for -grace. See README.md.
 package main
 
 import (
@@ -10,108 +18,60 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
-	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
-	ossignal "os/signal"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/handoff-go/handoff"
 	"github.com/handoff-go/handoff/bundle"
 	"github.com/handoff-go/handoff/reload"
 )
 
 func main() {
-	ctx, stop := ossignal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr, nil); err != nil {
-		fmt.Fprintln(os.Stderr, "bundle:", err)
+	addr := flag.String("addr", "127.0.0.1:8080", "address to serve on")
+	path := flag.String("bundle", "site", "the bundle to serve: a directory, a .zip or a .tar.gz")
+	fallback := flag.String("fallback", "index.html", "document served for client-side routes (empty: none)")
+	grace := flag.Duration("grace", bundle.DefaultGrace, "how long the assets of a replaced bundle stay servable")
+	debounce := flag.Duration("debounce", reload.DefaultDebounce, "quiet period before a changed bundle is loaded")
+	pidFile := flag.String("pidfile", "", "PID file naming the generation in charge")
+	flag.Parse()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("pid", os.Getpid())
+
+	site := bundle.New(*path, bundle.Options{Fallback: *fallback, Grace: *grace, Debounce: *debounce, Logger: log})
+	err := serve(site, *addr, *pidFile, log)
+	if cerr := site.Close(); cerr != nil {
+		log.Warn("bundle: close", "error", cerr)
+	}
+	if err != nil {
+		log.Error("bundle: exiting", "error", err)
 		os.Exit(1)
 	}
 }
 
-// run serves until ctx is done. ready, when set, is called with the
-// listening address once the first bundle is loaded and SIGUSR2 is handled.
-func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr string)) error {
-	fl := flag.NewFlagSet("bundle", flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	addr := fl.String("addr", "127.0.0.1:8080", "listen address")
-	path := fl.String("bundle", "site", "bundle to serve: a directory, a .zip or a .tar.gz")
-	fallback := fl.String("fallback", "index.html", "document served for client-side routes (empty: none)")
-	grace := fl.Duration("grace", bundle.DefaultGrace, "how long assets of replaced bundles stay servable")
-	debounce := fl.Duration("debounce", reload.DefaultDebounce, "quiet period before a changed bundle is loaded")
-	if err := fl.Parse(args); err != nil {
-		return err
-	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-
-	h := bundle.New(bundle.Options{Fallback: *fallback, Grace: *grace, Logger: log})
-	defer h.Close()
-	w, err := h.Watch(*path, reload.WatcherOptions{Debounce: *debounce})
-	if err != nil {
-		return err
-	}
-	defer w.Close()
-	if _, err := w.Reload(ctx); err != nil {
+// serve loads the bundle, watches it and serves it until handoff.Run
+// returns: after SIGTERM, or once a new generation has taken over.
+func serve(site *bundle.Handler, addr, pidFile string, log *slog.Logger) error {
+	if err := site.Reload(context.Background()); err != nil {
 		return err // no bundle, no service
 	}
-
-	mux := http.NewServeMux()
-	mux.Handle("/", h)
-	mux.HandleFunc("GET /-/bundle", func(rw http.ResponseWriter, r *http.Request) {
-		rw.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(rw).Encode(h.Value().History())
-	})
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-
-	usr2 := make(chan os.Signal, 1)
-	ossignal.Notify(usr2, syscall.SIGUSR2)
-	defer ossignal.Stop(usr2)
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { _ = w.Run(ctx) })
+	defer wg.Wait()
+	defer cancel()
 	wg.Go(func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-usr2:
-				log.Info("SIGUSR2: reloading", "bundle", *path)
-				_, _ = w.Reload(ctx) // failures are logged by the Value
-			}
+		if err := site.Watch(ctx); !errors.Is(err, context.Canceled) {
+			log.Error("bundle: not watching", "error", err)
 		}
 	})
-	serveErr := make(chan error, 1)
-	wg.Go(func() { serveErr <- srv.Serve(ln) })
-	log.Info("serving", "addr", ln.Addr().String(), "bundle", *path, "version", h.Value().Current().ID)
-	if ready != nil {
-		ready(ln.Addr().String())
-	}
 
-	var err2 error
-	select {
-	case <-ctx.Done():
-	case err2 = <-serveErr:
-	}
-	cancel()
-	shutdownCtx, done := context.WithTimeout(context.Background(), 10*time.Second)
-	defer done()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		err2 = errors.Join(err2, err)
-	}
-	wg.Wait()
-	if errors.Is(err2, http.ErrServerClosed) {
-		err2 = nil
-	}
-	return err2
+	mux := http.NewServeMux()
+	mux.Handle("/", site)
+	mux.HandleFunc("GET /-/bundle", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(site.Value().History())
+	})
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return handoff.ListenAndServe(srv, handoff.Options{PIDFile: pidFile, Reload: site.Reload, Logger: log})
 }
