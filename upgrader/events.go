@@ -101,6 +101,11 @@ type Event struct {
 	Kind EventKind
 	// Time is when it happened.
 	Time time.Time
+	// Duration of the phase that ended; see each kind.
+	Duration time.Duration
+	// Err is the reason of a rollback, a failed probation, a successor's
+	// end, or the socket systemd passed in vain.
+	Err error
 	// Generation the event is about: the new one for spawn, accepting,
 	// probation, commit, rollback, forwarded and successor-exited; this
 	// process's own for drain, ready, parent-exited, stopping and
@@ -108,22 +113,13 @@ type Event struct {
 	Generation int
 	// PID of the process the event is about.
 	PID int
-	// Duration of the phase that ended; see each kind.
-	Duration time.Duration
-	// Err is the reason of a rollback, a failed probation, a successor's
-	// end, or the socket systemd passed in vain.
-	Err error
 	// Drain holds the counts of EventDrainFinished.
 	Drain listener.DrainStats
 }
 
 func (u *Upgrader) emit(e Event) {
 	e.Time = time.Now()
-	attrs := []slog.Attr{
-		slog.String("event", e.Kind.String()),
-		slog.Int("generation", e.Generation),
-		slog.Int("target_pid", e.PID),
-	}
+	attrs := []slog.Attr{slog.String("event", e.Kind.String())}
 	if e.Duration != 0 {
 		attrs = append(attrs, slog.Duration("duration", e.Duration))
 	}
@@ -132,6 +128,7 @@ func (u *Upgrader) emit(e Event) {
 		attrs = append(attrs, slog.String("error", e.Err.Error()))
 		level = slog.LevelWarn
 	}
+	attrs = append(attrs, slog.Int("generation", e.Generation), slog.Int("target_pid", e.PID))
 	if e.Kind == EventDrainFinished {
 		attrs = append(attrs,
 			slog.Int("conns", e.Drain.Conns),
