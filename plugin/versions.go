@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"encoding/hex"
 	"os"
 	"strconv"
 	"time"
@@ -105,22 +106,25 @@ func (m *Manager[T]) inUse(old *version) bool {
 	return m.prev != nil && m.prev.sum == old.sum
 }
 
+// recordStaged names v after its sum and adds it to the history. v is
+// staged.
 func (m *Manager[T]) recordStaged(v *version, stage time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	v.info.SHA256 = hex.EncodeToString(v.sum[:])
+	v.info.Staged = v.staged
 	v.id += "-" + v.info.SHA256[:12]
 	v.info.ID = v.id
 	v.info.Stage = stage
 	m.remember(v)
 }
 
-func (m *Manager[T]) refuse(v *version, phase Phase, err error) error {
-	le := &LoadError{Version: v.id, Path: v.source, Phase: phase, Err: err}
-	if v.staged != "" {
-		le.SHA256 = v.info.SHA256
-	}
+// refuse records and reports v refused at phase, took after its load
+// began, and returns the *LoadError.
+func (m *Manager[T]) refuse(v *version, phase Phase, err error, took time.Duration) error {
+	le := v.loadError(phase, err)
 	m.setRefused(v, le)
-	m.emit(Event{Kind: EventRefused, Version: v.id, Err: le})
+	m.emit(Event{Kind: EventRefused, Version: v.id, Path: v.source, Err: le, Duration: took})
 	return le
 }
 
