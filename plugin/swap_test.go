@@ -109,20 +109,16 @@ func TestSwapDrainsInFlight(t *testing.T) {
 
 	started := make(chan struct{})
 	release := make(chan struct{})
-	result := make(chan string, 1)
+	var late string
+	result := make(chan error, 1)
 	go func() {
-		var s string
-		err := m.Call(ctx, "", func(g testplugin.Greeter) error {
+		result <- m.Call(ctx, "", func(g testplugin.Greeter) error {
 			close(started)
 			<-release // hold the lease across the swap
 			var err error
-			s, err = g.Greet(ctx, "late")
+			late, err = g.Greet(ctx, "late")
 			return err
 		})
-		if err != nil {
-			s = "error: " + err.Error()
-		}
-		result <- s
 	}()
 	<-started
 	_, err := m.Swap(ctx, bins["v2"])
@@ -137,7 +133,8 @@ func TestSwapDrainsInFlight(t *testing.T) {
 	require.Equal(t, "v2", now, "after the swap")
 	require.Zero(t, ev.count(EventRetired), "old version retired while a call held it")
 	close(release)
-	require.Equal(t, "v1:hello late", <-result, "the in-flight call gets the old version's answer")
+	require.NoError(t, <-result, "the in-flight call")
+	require.Equal(t, "v1:hello late", late, "the in-flight call gets the old version's answer")
 	e := ev.wait(t, EventRetired)
 	assert.False(t, e.Forced, "drain was forced")
 }
