@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/handoff-go/handoff/internal/proc"
 	"github.com/handoff-go/handoff/plugin/internal/testplugin"
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
@@ -126,67 +124,6 @@ func runHost() {
 		os.Exit(1)
 	}
 	os.Exit(0)
-}
-
-// host is a plugin host process started by startHost.
-type host struct {
-	cmd       *exec.Cmd
-	stdin     io.Closer
-	pluginPID int
-	dir       string // its Manager's private directory
-}
-
-// startHost runs the test binary as a plugin host serving bin, and returns
-// once its plugin serves. The host is killed at the end of the test if it
-// still runs.
-func startHost(t *testing.T, bin string) *host {
-	t.Helper()
-	exe, err := os.Executable()
-	require.NoError(t, err)
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), roleEnv+"=host", hostBin+"="+bin)
-	cmd.Stderr = tWriter{t}
-	stdin, err := cmd.StdinPipe() // held open: the host serves until it closes
-	require.NoError(t, err)
-	out, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	h := &host{cmd: cmd, stdin: stdin}
-	t.Cleanup(func() { h.stop(t) })
-	line := readLine(t, out)
-	_, err = fmt.Sscanf(line, "%d %s", &h.pluginPID, &h.dir)
-	require.NoError(t, err, "the host said %q", line)
-	require.NotZero(t, h.pluginPID)
-	return h
-}
-
-// stop ends the host as a deploy would (it closes its Manager) and waits
-// for it; a host still running after 30 s is killed. Stopping a host that
-// has exited already does nothing.
-func (h *host) stop(t *testing.T) {
-	t.Helper()
-	if h.cmd.ProcessState != nil {
-		return
-	}
-	_ = h.stdin.Close()
-	done := make(chan error, 1)
-	go func() { done <- h.cmd.Wait() }()
-	select {
-	case err := <-done:
-		assert.NoError(t, err, "the host's exit")
-	case <-time.After(30 * time.Second):
-		_ = h.cmd.Process.Kill()
-		<-done
-		t.Error("the host did not exit within 30s of its stdin closing")
-	}
-}
-
-// kill kills the host with SIGKILL (TerminateProcess on Windows), as an OOM
-// killer or a crash would end it, and waits for it.
-func (h *host) kill(t *testing.T) {
-	t.Helper()
-	require.NoError(t, h.cmd.Process.Kill())
-	_ = h.cmd.Wait()
 }
 
 // copyFile copies a binary to dst atomically (write aside, rename), as a
@@ -314,21 +251,4 @@ func children() []int {
 		}
 	}
 	return out
-}
-
-// readLine reads one line from r with a deadline.
-func readLine(t testing.TB, r io.Reader) string {
-	t.Helper()
-	ch := make(chan string, 1)
-	go func() {
-		line, _ := bufio.NewReader(r).ReadString('\n')
-		ch <- line
-	}()
-	select {
-	case l := <-ch:
-		return strings.TrimSpace(l)
-	case <-time.After(30 * time.Second):
-		require.FailNow(t, "no line within 30s")
-		return ""
-	}
 }

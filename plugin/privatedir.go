@@ -10,12 +10,6 @@ import (
 // system's temporary directory.
 const privateDirPrefix = "handoff-plugin-"
 
-// lockName is the file in a private directory that its Manager holds
-// locked for its whole life (where the platform has file locks, see
-// lockPrivateDir): a directory whose lock can be taken belongs to a host
-// that is gone.
-const lockName = "lock"
-
 // privateDir is a Manager's own directory, handoff-plugin-* in the system's
 // temporary directory: it holds the lock file, the staged binaries unless
 // Options.StageDir is set, and go-plugin's unix sockets when their paths

@@ -11,6 +11,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// lockName is the file in a private directory that its Manager holds
+// locked for its whole life: a directory whose lock can be taken belongs to
+// a host that is gone.
+const lockName = "lock"
+
 // lockPrivateDir creates the lock file of dir and holds it locked (flock)
 // until the returned func is called; the kernel drops the lock when the
 // process dies, however it dies. The file is locked under a temporary name
