@@ -31,7 +31,7 @@ var rules = []struct {
 	{"signal", nil},
 	{"reload", []string{"github.com/fsnotify/fsnotify"}},
 	{"bundle", []string{"reload"}},
-	{"plugin", []string{"reload", "github.com/hashicorp/go-plugin", "github.com/hashicorp/go-hclog", "google.golang.org/grpc", "google.golang.org/protobuf"}},
+	{"plugin", []string{"reload", "github.com/hashicorp/go-plugin", "github.com/hashicorp/go-hclog", "google.golang.org/grpc", "google.golang.org/protobuf", "golang.org/x/sys"}},
 	{"plugin/internal/*", []string{"plugin", "github.com/hashicorp/go-plugin", "github.com/hashicorp/go-hclog", "google.golang.org/grpc", "google.golang.org/protobuf"}},
 	{"flags", []string{"reload"}},
 	{"admin", []string{"listener", "upgrader", "signal", "reload", "bundle", "plugin", "flags", "github.com/prometheus/client_golang"}},

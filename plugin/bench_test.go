@@ -14,6 +14,8 @@ import (
 
 	"github.com/handoff-go/handoff/plugin/internal/testplugin"
 	goplugin "github.com/hashicorp/go-plugin"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // rawPlugin is the plugin started with go-plugin alone, as its README
@@ -33,16 +35,11 @@ func startRaw(tb testing.TB, bin string) *rawPlugin {
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		Logger:           newHclog(slog.New(slog.NewTextHandler(io.Discard, nil))),
 	})
+	tb.Cleanup(c.Kill)
 	proto, err := c.Client()
-	if err != nil {
-		c.Kill()
-		tb.Fatal(err)
-	}
+	require.NoError(tb, err)
 	raw, err := proto.Dispense(testplugin.Name)
-	if err != nil {
-		c.Kill()
-		tb.Fatal(err)
-	}
+	require.NoError(tb, err)
 	return &rawPlugin{c: c, g: raw.(testplugin.Greeter)}
 }
 
@@ -58,7 +55,6 @@ func quietOptions(tb testing.TB, path string) Options[testplugin.Greeter] {
 func BenchmarkCall(b *testing.B) {
 	ctx := context.Background()
 	raw := startRaw(b, bins["v1"])
-	defer raw.c.Kill()
 	m := newManager(b, quietOptions(b, bins["v1"]))
 	call := func(g testplugin.Greeter) error {
 		_, err := g.Greet(ctx, "bench")
@@ -67,17 +63,13 @@ func BenchmarkCall(b *testing.B) {
 	b.Run("raw", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if err := call(raw.g); err != nil {
-				b.Fatal(err)
-			}
+			require.NoError(b, call(raw.g))
 		}
 	})
 	b.Run("manager", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if err := m.Call(ctx, "", call); err != nil {
-				b.Fatal(err)
-			}
+			require.NoError(b, m.Call(ctx, "", call))
 		}
 	})
 	b.Run("interleaved", func(b *testing.B) {
@@ -87,16 +79,12 @@ func BenchmarkCall(b *testing.B) {
 		for i := 0; b.Loop(); i++ {
 			timeRaw := func() {
 				t0 := time.Now()
-				if err := call(raw.g); err != nil {
-					b.Fatal(err)
-				}
+				require.NoError(b, call(raw.g))
 				raws = append(raws, time.Since(t0))
 			}
 			timeMgr := func() {
 				t0 := time.Now()
-				if err := m.Call(ctx, "", call); err != nil {
-					b.Fatal(err)
-				}
+				require.NoError(b, m.Call(ctx, "", call))
 				mgrs = append(mgrs, time.Since(t0))
 			}
 			if i%2 == 0 {
@@ -117,16 +105,13 @@ func BenchmarkCall(b *testing.B) {
 		b.ReportAllocs()
 		nop := func(testplugin.Greeter) error { return nil }
 		for b.Loop() {
-			if err := m.Call(ctx, "", nop); err != nil {
-				b.Fatal(err)
-			}
+			require.NoError(b, m.Call(ctx, "", nop))
 		}
 	})
 	b.Run("parallel-raw", func(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				if err := call(raw.g); err != nil {
-					b.Error(err)
+				if !assert.NoError(b, call(raw.g)) {
 					return
 				}
 			}
@@ -135,8 +120,7 @@ func BenchmarkCall(b *testing.B) {
 	b.Run("parallel-manager", func(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				if err := m.Call(ctx, "", call); err != nil {
-					b.Error(err)
+				if !assert.NoError(b, m.Call(ctx, "", call)) {
 					return
 				}
 			}
@@ -152,10 +136,17 @@ func BenchmarkNewBinaryToServing(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "greeter")
 	copyFile(b, bins["v1"], path)
 	opts := quietOptions(b, path)
-	opts.Watch = true
 	opts.OnEvent = ev.on
-	newManager(b, opts)
+	m := newManager(b, opts)
 	ev.wait(b, EventSwapped)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Watch(ctx) }()
+	defer func() {
+		cancel()
+		require.NoError(b, <-done)
+	}()
+	ev.wait(b, EventUnchanged) // Watch's first load
 	var total time.Duration
 	for i := 0; b.Loop(); i++ {
 		t0 := time.Now()
@@ -204,7 +195,7 @@ func BenchmarkSwapFailedCalls(b *testing.B) {
 	b.Run("naive", func(b *testing.B) {
 		var cur atomic.Pointer[rawPlugin]
 		cur.Store(startRaw(b, bins["v1"]))
-		defer func() { cur.Load().c.Kill() }()
+
 		run(b, func() error { return greet(cur.Load().g) }, func(i int) {
 			next := startRaw(b, bins[[]string{"v2", "v1"}[i%2]])
 			old := cur.Swap(next)
@@ -214,11 +205,10 @@ func BenchmarkSwapFailedCalls(b *testing.B) {
 	b.Run("handoff", func(b *testing.B) {
 		m := newManager(b, quietOptions(b, bins["v1"]))
 		run(b, func() error { return m.Call(ctx, "", greet) }, func(i int) {
-			if _, err := m.Swap(ctx, bins[[]string{"v2", "v1"}[i%2]]); err != nil {
-				b.Fatal(err)
-			}
+			_, err := m.Swap(ctx, bins[[]string{"v2", "v1"}[i%2]])
+			require.NoError(b, err)
 		})
-		m.Close()
+		require.NoError(b, m.Close())
 	})
 }
 

@@ -25,7 +25,8 @@ type CanaryOptions struct {
 	Percent float64
 
 	// MinCalls is the number of canary calls before its error rate is
-	// judged. Default DefaultCanaryMinCalls.
+	// judged. Default DefaultCanaryMinCalls; negative: none, judged from
+	// the first call.
 	MinCalls int64
 
 	// MaxErrorRate is the highest acceptable share of failed canary calls.
@@ -49,8 +50,11 @@ type CanaryOptions struct {
 
 func (c CanaryOptions) withDefaults() CanaryOptions {
 	c.Percent = min(max(c.Percent, 0), 100)
-	if c.MinCalls <= 0 {
+	switch {
+	case c.MinCalls == 0:
 		c.MinCalls = DefaultCanaryMinCalls
+	case c.MinCalls < 0:
+		c.MinCalls = 0
 	}
 	switch {
 	case c.MaxErrorRate == 0:
@@ -74,7 +78,7 @@ func (c CanaryOptions) share() uint64 { return uint64(c.Percent*100 + 0.5) }
 type trial struct {
 	started  time.Time
 	calls    atomic.Int64
-	errors   atomic.Int64
+	failures atomic.Int64
 	notified atomic.Bool // a verdict is pending with the loop
 	timer    *time.Timer // PromoteAfter, nil when off
 }
@@ -106,11 +110,11 @@ func (m *Manager[T]) notifyVerdict() {
 // recordCanary counts a canary call and tells the loop when a verdict is due.
 func (m *Manager[T]) recordCanary(t *trial, err error) {
 	c := t.calls.Add(1)
-	e := t.errors.Load()
+	f := t.failures.Load()
 	if err != nil && m.opts.Canary.IsFailure(err) {
-		e = t.errors.Add(1)
+		f = t.failures.Add(1)
 	}
-	if m.verdict(t, c, e) == "" || t.notified.Load() || !t.notified.CompareAndSwap(false, true) {
+	if m.verdict(t, c, f) == "" || t.notified.Load() || !t.notified.CompareAndSwap(false, true) {
 		return
 	}
 	m.notifyVerdict()
@@ -142,13 +146,13 @@ func (m *Manager[T]) judgeCanary() {
 		return
 	}
 	t := r.trial
-	calls, errs := t.calls.Load(), t.errors.Load()
+	calls, errs := t.calls.Load(), t.failures.Load()
 	switch m.verdict(t, calls, errs) {
 	case "rollback":
 		m.abortCanaryLocked(fmt.Sprintf("error rate %.1f%% above %.1f%% after %d calls",
 			100*float64(errs)/float64(calls), 100*m.opts.Canary.MaxErrorRate, calls), nil)
 	case "promote":
-		reason := fmt.Sprintf("%d calls, %d errors", calls, errs)
+		reason := fmt.Sprintf("%d calls, %d failed", calls, errs)
 		if m.opts.Canary.PromoteAfterCalls <= 0 || calls < m.opts.Canary.PromoteAfterCalls {
 			reason = fmt.Sprintf("ran %s; %s", time.Since(t.started).Round(time.Millisecond), reason)
 		}
@@ -156,7 +160,7 @@ func (m *Manager[T]) judgeCanary() {
 	default:
 		t.notified.Store(false)
 		// Counts may have moved between the load and the reset.
-		if m.verdict(t, t.calls.Load(), t.errors.Load()) != "" && t.notified.CompareAndSwap(false, true) {
+		if m.verdict(t, t.calls.Load(), t.failures.Load()) != "" && t.notified.CompareAndSwap(false, true) {
 			m.notifyVerdict()
 		}
 	}
@@ -169,8 +173,8 @@ func (m *Manager[T]) promoteLocked(reason string) Version {
 	m.setRoute(&route[T]{stable: c})
 	m.prev = r.stable.v
 	m.setState(c.v, StateServing)
-	m.emit(Event{Kind: EventCanaryPromoted, Version: c.v.id, Previous: r.stable.v.id, PID: c.pid,
-		Calls: t.calls.Load(), Errors: t.errors.Load(), Reason: reason, Took: time.Since(t.started)})
+	m.emit(Event{Kind: EventCanaryPromoted, Version: c.v.id, Previous: r.stable.v.id, PluginPID: c.pid,
+		Calls: t.calls.Load(), Failures: t.failures.Load(), Reason: reason, Duration: time.Since(t.started)})
 	return m.info(c.v)
 }
 
@@ -180,7 +184,7 @@ func (m *Manager[T]) abortCanaryLocked(reason string, err error) Version {
 	r := m.route
 	c, t := r.canary, r.trial
 	m.setRoute(&route[T]{stable: r.stable})
-	m.emit(Event{Kind: EventCanaryRolledBack, Version: c.v.id, Previous: r.stable.v.id, PID: c.pid,
-		Calls: t.calls.Load(), Errors: t.errors.Load(), Reason: reason, Err: err, Took: time.Since(t.started)})
+	m.emit(Event{Kind: EventCanaryRolledBack, Version: c.v.id, Previous: r.stable.v.id, PluginPID: c.pid,
+		Calls: t.calls.Load(), Failures: t.failures.Load(), Reason: reason, Err: err, Duration: time.Since(t.started)})
 	return m.info(r.stable.v)
 }

@@ -3,10 +3,13 @@ package plugin
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/handoff-go/handoff/plugin/internal/testplugin"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // versionFor calls with key and returns the version that answered, or
@@ -42,12 +45,8 @@ func TestCanarySplit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c, err := m.Canary(ctx, bins["v2"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.State != StateCanary {
-		t.Fatalf("canary: %+v", c)
-	}
+	require.NoError(t, err)
+	require.Equal(t, StateCanary, c.State)
 	const keys = 2000
 	side := make(map[string]string, keys)
 	n2 := 0
@@ -61,27 +60,20 @@ func TestCanarySplit(t *testing.T) {
 	}
 	share := 100 * float64(n2) / keys
 	t.Logf("canary at 10%%: %d of %d distinct keys (%.1f%%) reached v2", n2, keys, share)
-	if share < 7 || share > 13 {
-		t.Errorf("canary share %.1f%%, want about 10%%", share)
-	}
+	assert.InDelta(t, 10, share, 3, "the canary's share of the keys, in %")
 	for i := 0; i < keys; i += 7 {
 		k := fmt.Sprintf("user-%d", i)
-		if v := versionFor(t, m, k); v != side[k] {
-			t.Fatalf("key %s moved from %s to %s", k, side[k], v)
-		}
+		require.Equal(t, side[k], versionFor(t, m, k), "key %s moved", k)
 	}
 	st, cv, ok := m.Current()
-	if !ok || st.ID == cv.ID || cv.State != StateCanary {
-		t.Fatalf("current: %+v %+v %v", st, cv, ok)
-	}
+	require.True(t, ok, "a canary is current")
+	assert.NotEqual(t, st.ID, cv.ID)
+	assert.Equal(t, StateCanary, cv.State)
 	// Promote on demand: every key on v2, v1 retired.
-	if _, err := m.Promote(); err != nil {
-		t.Fatal(err)
-	}
+	_, err = m.Promote()
+	require.NoError(t, err)
 	for i := range 200 {
-		if v := versionFor(t, m, fmt.Sprintf("user-%d", i)); v != "v2" {
-			t.Fatalf("after promotion a key got %s", v)
-		}
+		require.Equal(t, "v2", versionFor(t, m, fmt.Sprintf("user-%d", i)), "after the promotion")
 	}
 	ev.wait(t, EventRetired)
 }
@@ -96,9 +88,8 @@ func TestCanaryRollsBack(t *testing.T) {
 	m := newManager(t, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := m.Canary(ctx, bins["erroring"]); err != nil {
-		t.Fatal(err)
-	}
+	_, err := m.Canary(ctx, bins["erroring"])
+	require.NoError(t, err)
 	failed, i := 0, 0
 	for ; i < 20000 && ev.count(EventCanaryRolledBack) == 0; i++ {
 		if versionFor(t, m, fmt.Sprintf("user-%d", i)) == "error" {
@@ -106,18 +97,14 @@ func TestCanaryRollsBack(t *testing.T) {
 		}
 	}
 	e := ev.wait(t, EventCanaryRolledBack)
-	t.Logf("rolled back after %d calls (%d failed): %s; canary saw %d calls, %d errors", i, failed, e.Reason, e.Calls, e.Errors)
-	if e.Calls < 20 || e.Errors == 0 {
-		t.Errorf("rollback event: %+v", e)
-	}
+	t.Logf("rolled back after %d calls (%d failed): %s; canary saw %d calls, %d failed", i, failed, e.Reason, e.Calls, e.Failures)
+	assert.GreaterOrEqual(t, e.Calls, int64(20), "calls the canary saw")
+	assert.Positive(t, e.Failures, "failures the canary saw")
 	for j := range 1000 {
-		if v := versionFor(t, m, fmt.Sprintf("user-%d", j)); v != "v1" {
-			t.Fatalf("after rollback key %d got %s", j, v)
-		}
+		require.Equal(t, "v1", versionFor(t, m, fmt.Sprintf("user-%d", j)), "after the rollback, key %d", j)
 	}
-	if _, c, ok := m.Current(); ok {
-		t.Fatalf("canary still current: %+v", c)
-	}
+	_, c, ok := m.Current()
+	require.False(t, ok, "canary still current: %+v", c)
 	ev.wait(t, EventRetired)
 }
 
@@ -127,24 +114,22 @@ func TestCanaryPromotes(t *testing.T) {
 	opts := baseOptions(t, bins["v1"])
 	opts.OnEvent = ev.on
 	opts.Canary = CanaryOptions{Percent: 50, PromoteAfterCalls: 50}
-	opts.Path = t.TempDir() + "/plugin"
+	opts.Path = filepath.Join(t.TempDir(), "plugin")
 	copyFile(t, bins["v1"], opts.Path)
 	m := newManager(t, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	copyFile(t, bins["v2"], opts.Path)
-	c, err := m.Reload(ctx) // Canary.Percent > 0: starts a canary
-	if err != nil || c.State != StateCanary {
-		t.Fatalf("reload: %+v, %v", c, err)
-	}
+	require.NoError(t, m.Reload(ctx)) // Canary.Percent > 0: starts a canary
+	_, c, ok := m.Current()
+	require.True(t, ok, "a canary runs")
+	require.Equal(t, StateCanary, c.State)
 	for i := 0; i < 5000 && ev.count(EventCanaryPromoted) == 0; i++ {
 		versionFor(t, m, fmt.Sprintf("k%d", i))
 	}
 	e := ev.wait(t, EventCanaryPromoted)
 	t.Logf("promoted: %s", e.Reason)
 	for i := range 100 {
-		if v := versionFor(t, m, fmt.Sprintf("k%d", i)); v != "v2" {
-			t.Fatalf("after promotion: %s", v)
-		}
+		require.Equal(t, "v2", versionFor(t, m, fmt.Sprintf("k%d", i)), "after the promotion")
 	}
 }

@@ -10,8 +10,8 @@ var (
 	ErrClosed = errors.New("plugin: manager closed")
 
 	// ErrBusy is returned by Swap, Reload, Canary, Promote and Rollback
-	// while another of them, a watcher-triggered reload or a crash restart
-	// is changing the plugin. Nothing is queued: call again.
+	// while another of them, a load of Watch or a crash restart is changing
+	// the plugin. Nothing is queued: call again.
 	ErrBusy = errors.New("plugin: a swap is in progress")
 
 	// ErrChecksum means the binary's sha256 is not in Options.Checksums, or
@@ -60,9 +60,9 @@ const (
 type LoadError struct {
 	Version string // the id the version would have had
 	Path    string // the binary loaded
-	SHA256  string // hex; empty if staging failed before hashing
-	Phase   Phase
-	Err     error
+	SHA256  string // hex; empty if staging failed
+	Phase   Phase  // the step that failed
+	Err     error  // why; wrapped (errors.Is and errors.As see through)
 }
 
 func (e *LoadError) Error() string {

@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,8 @@ type instance[T any] struct {
 	pid    int
 	since  time.Time // when it passed its health check
 
+	socketDir string // go-plugin's directory for the plugin's unix socket
+
 	// refs counts the routes, current or still leased, that hold the
 	// instance; unref is closed when it drops to zero after a retirement.
 	refs  atomic.Int32
@@ -48,10 +51,6 @@ type instance[T any] struct {
 // again), handshake, dispense, health check. On failure nothing is left
 // running and the error is a *LoadError.
 func (m *Manager[T]) start(ctx context.Context, v *version) (*instance[T], error) {
-	inst := &instance[T]{v: v, unref: make(chan struct{})}
-	fail := func(phase Phase, err error) (*instance[T], error) {
-		return nil, &LoadError{Version: v.id, Path: v.source, SHA256: fmt.Sprintf("%x", v.sum), Phase: phase, Err: err}
-	}
 	timeout := m.opts.StartTimeout
 	if d, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(d))
@@ -60,72 +59,17 @@ func (m *Manager[T]) start(ctx context.Context, v *version) (*instance[T], error
 		if err == nil {
 			err = context.DeadlineExceeded
 		}
-		return fail(PhaseStart, err)
+		return nil, v.loadError(PhaseStart, err)
 	}
-	var (
-		tmpDir string
-		run    atomic.Pointer[procRunner]
-	)
-	cfg := &goplugin.ClientConfig{
-		HandshakeConfig:  m.opts.Handshake,
-		Plugins:          m.opts.Plugins,
-		AllowedProtocols: m.opts.Protocols,
-		StartTimeout:     timeout,
-		Logger:           newHclog(m.log.With("version", v.id)),
-		RunnerFunc: func(_ hclog.Logger, cmd *exec.Cmd, dir string) (runner.Runner, error) {
-			tmpDir = dir
-			r, err := newProcRunner(cmd, v.staged, m.opts.Args, v.sum, m.sp, dir)
-			inst.run = r
-			run.Store(r)
-			return r, err
-		},
-	}
-	c := goplugin.NewClient(cfg)
-	inst.client = c
-	cleanup := func() {
-		c.Kill()
-		if tmpDir != "" {
-			_ = os.RemoveAll(tmpDir) // left behind by go-plugin when exec fails
-		}
-	}
-	stopAbort := context.AfterFunc(ctx, func() {
-		if r := run.Load(); r != nil {
-			r.abort()
-		}
-	})
-	_, err := c.Start()
-	if !stopAbort() {
-		// ctx ended during the start and the process was killed: that,
-		// not go-plugin's account of a vanished process, is the reason.
-		err = fmt.Errorf("start aborted: %w", context.Cause(ctx))
+	inst := &instance[T]{v: v, unref: make(chan struct{})}
+	err := m.launch(ctx, inst, timeout)
+	phase := PhaseStart
+	if err == nil {
+		phase, err = m.connect(ctx, inst, timeout)
 	}
 	if err != nil {
-		cleanup()
-		return fail(PhaseStart, err)
-	}
-	inst.pid = inst.run.pid
-	proto, err := c.Client()
-	if err != nil {
-		cleanup()
-		return fail(PhaseDispense, err)
-	}
-	raw, err := proto.Dispense(m.opts.Name)
-	if err != nil {
-		cleanup()
-		return fail(PhaseDispense, err)
-	}
-	impl, ok := raw.(T)
-	if !ok {
-		cleanup()
-		return fail(PhaseDispense, fmt.Errorf("plugin %q dispensed %T, which is not a %T", m.opts.Name, raw, (*T)(nil)))
-	}
-	inst.impl = impl
-	hctx, cancel := context.WithTimeout(ctx, timeout)
-	err = m.health(hctx, proto, impl)
-	cancel()
-	if err != nil {
-		cleanup()
-		return fail(PhaseHealth, err)
+		inst.discard()
+		return nil, v.loadError(phase, err)
 	}
 	inst.since = time.Now()
 	m.mu.Lock()
@@ -134,6 +78,87 @@ func (m *Manager[T]) start(ctx context.Context, v *version) (*instance[T], error
 	m.wg.Add(1)
 	go m.watchExit(inst)
 	return inst, nil
+}
+
+// launch execs inst's binary through go-plugin and completes go-plugin's
+// handshake, within timeout; ctx ending kills the process at once.
+func (m *Manager[T]) launch(ctx context.Context, inst *instance[T], timeout time.Duration) error {
+	v := inst.v
+	var run atomic.Pointer[procRunner]
+	cfg := &goplugin.ClientConfig{
+		HandshakeConfig:  m.opts.Handshake,
+		Plugins:          m.opts.Plugins,
+		AllowedProtocols: m.opts.Protocols,
+		StartTimeout:     timeout,
+		Logger:           newHclog(m.log.With("version", v.id)),
+		RunnerFunc: func(_ hclog.Logger, cmd *exec.Cmd, dir string) (runner.Runner, error) {
+			inst.socketDir = dir
+			r := newProcRunner(cmd, v.staged, m.opts.Args, v.sum, m.sp)
+			inst.run = r
+			run.Store(r)
+			if ctx.Err() != nil {
+				// ctx ended before the runner existed, so the AfterFunc
+				// below found none to abort: the process is killed as
+				// soon as it starts, rather than at go-plugin's timeout.
+				r.abort()
+			}
+			return r, nil
+		},
+	}
+	if p := m.priv.socketParent(); p != "" {
+		cfg.UnixSocketConfig = &goplugin.UnixSocketConfig{TempDir: p}
+	}
+	inst.client = goplugin.NewClient(cfg)
+	stopAbort := context.AfterFunc(ctx, func() {
+		if r := run.Load(); r != nil {
+			r.abort()
+		}
+	})
+	_, err := inst.client.Start()
+	if !stopAbort() {
+		// ctx ended during the start and the process was killed: that,
+		// not go-plugin's account of a vanished process, is the reason.
+		err = fmt.Errorf("start aborted: %w", context.Cause(ctx))
+	}
+	if err != nil {
+		return err
+	}
+	inst.pid = inst.run.pid
+	return nil
+}
+
+// connect connects to the started plugin, dispenses Options.Name and runs
+// the health check. It returns the phase that failed.
+func (m *Manager[T]) connect(ctx context.Context, inst *instance[T], timeout time.Duration) (Phase, error) {
+	proto, err := inst.client.Client()
+	if err != nil {
+		return PhaseDispense, err
+	}
+	raw, err := proto.Dispense(m.opts.Name)
+	if err != nil {
+		return PhaseDispense, err
+	}
+	impl, ok := raw.(T)
+	if !ok {
+		return PhaseDispense, fmt.Errorf("plugin %q dispensed %T, which is not a %T", m.opts.Name, raw, (*T)(nil))
+	}
+	inst.impl = impl
+	hctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := m.health(hctx, proto, impl); err != nil {
+		return PhaseHealth, err
+	}
+	return "", nil
+}
+
+// discard ends an instance that failed to start.
+func (inst *instance[T]) discard() {
+	if inst.client != nil {
+		inst.client.Kill()
+	}
+	if inst.socketDir != "" {
+		_ = os.RemoveAll(inst.socketDir) // left behind by go-plugin when exec fails
+	}
 }
 
 func (m *Manager[T]) health(ctx context.Context, proto goplugin.ClientProtocol, impl T) error {
@@ -277,7 +302,16 @@ func hashKey(s string) uint64 {
 type version struct {
 	id     string
 	source string
-	staged string
-	sum    [sha256.Size]byte
-	info   Version // guarded by Manager.mu
+	staged string            // set once staged
+	sum    [sha256.Size]byte // set once staged
+	info   Version           // guarded by Manager.mu
+}
+
+// loadError reports v refused at phase.
+func (v *version) loadError(phase Phase, err error) *LoadError {
+	le := &LoadError{Version: v.id, Path: v.source, Phase: phase, Err: err}
+	if v.staged != "" {
+		le.SHA256 = hex.EncodeToString(v.sum[:])
+	}
+	return le
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"strconv"
 	"strings"
 
 	hclog "github.com/hashicorp/go-hclog"
@@ -15,10 +16,67 @@ import (
 // plugin's stderr (which go-plugin re-logs line by line, with the level the
 // plugin's hclog wrote) end up in one place. hclog is used only here, because
 // go-plugin's ClientConfig takes nothing else.
+//
+// Keys are brought to the project's convention (see renameKey), and a
+// record of the plugin's stderr says so with output=stderr rather than
+// carrying go-plugin's logger name (the staged file's 64-digit sha256).
 type hclogAdapter struct {
 	l    *slog.Logger
 	name string
 	args []any
+}
+
+// renameKey maps a key go-plugin (or the plugin) uses to the project's:
+// "err" is "error"; "pid", and go-plugin's "id" (the runner's ID, our pid),
+// name the plugin's process, which in the host's records is "plugin_pid";
+// go-plugin's "plugin" is the path of the binary, and "plugin" already names
+// the plugin in the Manager's logger; go-plugin's "version" is the protocol
+// version, and "version" already names the plugin's version. "id",
+// "plugin" and "version" are renamed only in go-plugin's own records: in
+// the plugin's, they are the plugin's to choose.
+func renameKey(key string, stderr bool) string {
+	switch key {
+	case "err":
+		return "error"
+	case "pid":
+		return "plugin_pid"
+	case "id":
+		if !stderr {
+			return "plugin_pid"
+		}
+	case "plugin":
+		if !stderr {
+			return "plugin_path"
+		}
+	case "version":
+		if !stderr {
+			return "protocol_version" // go-plugin's "using plugin"; version is ours
+		}
+	}
+	return key
+}
+
+// convert renames the keys of hclog's alternating key-value list and turns
+// go-plugin's string pids into numbers.
+func convert(args []any, stderr bool) []any {
+	out := make([]any, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		k, ok := args[i].(string)
+		if !ok || i+1 == len(args) {
+			out = append(out, args[i])
+			continue
+		}
+		v := args[i+1]
+		i++
+		k = renameKey(k, stderr)
+		if s, isStr := v.(string); isStr && k == "plugin_pid" {
+			if n, err := strconv.Atoi(s); err == nil {
+				v = n
+			}
+		}
+		out = append(out, k, v)
+	}
+	return out
 }
 
 func newHclog(l *slog.Logger) hclog.Logger { return &hclogAdapter{l: l} }
@@ -50,12 +108,13 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	if !a.l.Enabled(ctx, lv) {
 		return
 	}
+	stderr := a.name != ""
 	attrs := make([]any, 0, len(a.args)+len(args)+2)
-	if a.name != "" {
-		attrs = append(attrs, "logger", a.name)
+	if stderr {
+		attrs = append(attrs, "output", "stderr")
 	}
 	attrs = append(attrs, a.args...)
-	attrs = append(attrs, args...)
+	attrs = append(attrs, convert(args, stderr)...)
 	a.l.Log(ctx, lv, msg, attrs...)
 }
 
@@ -79,7 +138,7 @@ func (a *hclogAdapter) ImpliedArgs() []any { return a.args }
 
 func (a *hclogAdapter) With(args ...any) hclog.Logger {
 	b := *a
-	b.args = append(append([]any(nil), a.args...), args...)
+	b.args = append(append([]any(nil), a.args...), convert(args, a.name != "")...)
 	return &b
 }
 

@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -10,13 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/handoff-go/handoff/internal/proc"
 	"github.com/handoff-go/handoff/plugin/internal/testplugin"
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
 
@@ -26,29 +26,55 @@ var bins = map[string]string{}
 
 var variants = []string{"v1", "v2", "unhealthy", "erroring", "badhandshake", "hang"}
 
-const roleEnv = "HANDOFF_PLUGIN_TEST_ROLE"
+// The test binary re-executed as a plugin host (see runHost).
+const (
+	roleEnv   = "HANDOFF_PLUGIN_TEST_ROLE"
+	hostBin   = "HANDOFF_PLUGIN_TEST_BIN"
+	hostStays = 60 * time.Second // bound on a host's life, should a test not end it
+)
 
+// TestMain builds the plugin variants, then runs the tests with TMPDIR set
+// to a directory of its own, so that every Manager's private directory,
+// go-plugin's socket directories and t.TempDir() land there; the run fails
+// if anything is left in it.
 func TestMain(m *testing.M) {
 	if os.Getenv(roleEnv) == "host" {
 		runHost()
 		return
 	}
-	dir, err := os.MkdirTemp("", "handoff-plugin-test-")
+	root, err := os.MkdirTemp("", "handoff-plugintest-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	if err := buildPlugins(dir); err != nil {
+	tmp := filepath.Join(root, "tmp")
+	err = os.Mkdir(tmp, 0o700)
+	if err == nil {
+		err = buildPlugins(filepath.Join(root, "bin"))
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
+		os.RemoveAll(root)
 		os.Exit(2)
 	}
+	os.Setenv("TMPDIR", tmp)
 	// No goroutine needs ignoring: go-plugin's client goroutines (stderr
 	// and stdout readers, process waiter, gRPC broker and stdio streams) all
 	// end once Client.Kill has closed the connection and reaped the
 	// process, and the Manager kills every client it starts before Close
 	// returns.
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { os.RemoveAll(dir) }))
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		if left, _ := os.ReadDir(tmp); len(left) > 0 {
+			fmt.Fprintf(os.Stderr, "the tests left %d entries in the temporary directory:", len(left))
+			for _, e := range left {
+				fmt.Fprintf(os.Stderr, " %s", e.Name())
+			}
+			fmt.Fprintln(os.Stderr)
+			code = max(code, 1)
+		}
+		os.RemoveAll(root)
+		os.Exit(code)
+	}))
 }
 
 func buildPlugins(dir string) error {
@@ -58,7 +84,7 @@ func buildPlugins(dir string) error {
 		cmd := exec.Command("go", "build", "-o", out, "-ldflags", "-X main.variant="+v, pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if b, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("build plugin %s: %v\n%s", v, err, b)
+			return fmt.Errorf("build plugin %s: %w\n%s", v, err, b)
 		}
 		bins[v] = out
 	}
@@ -70,13 +96,15 @@ func buildPlugins(dir string) error {
 	return nil
 }
 
-// runHost is the test binary re-executed as a plugin host that the test
-// then kills with SIGKILL: it starts the plugin, prints its pid, and waits.
+// runHost is the test binary re-executed as a plugin host: it starts the
+// plugin at $HANDOFF_PLUGIN_TEST_BIN, prints the plugin's pid and its
+// private directory, and serves until its stdin closes (then it closes the
+// Manager and exits 0) or it is killed.
 func runHost() {
 	m, err := New(context.Background(), Options[testplugin.Greeter]{
 		Handshake: testplugin.Handshake,
 		Plugins:   testplugin.Plugins(nil),
-		Path:      os.Getenv("HANDOFF_PLUGIN_TEST_BIN"),
+		Path:      os.Getenv(hostBin),
 		Logger:    slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	})
 	if err != nil {
@@ -84,15 +112,17 @@ func runHost() {
 		os.Exit(1)
 	}
 	cur, _, _ := m.Current()
-	fmt.Printf("pid %d\n", cur.PID)
-	// Wait to be killed; bounded so a broken test leaves no host behind.
+	fmt.Printf("%d %s\n", cur.PID, m.priv.path)
 	done := make(chan struct{})
 	go func() { _, _ = io.Copy(io.Discard, os.Stdin); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(60 * time.Second):
+	case <-time.After(hostStays):
 	}
-	m.Close()
+	if err := m.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	os.Exit(0)
 }
 
@@ -101,16 +131,10 @@ func runHost() {
 func copyFile(t testing.TB, src, dst string) {
 	t.Helper()
 	b, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	tmp := dst + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, os.WriteFile(tmp, b, 0o755))
+	require.NoError(t, os.Rename(tmp, dst))
 }
 
 // testLogger sends the manager's records to t.Log at Info and above, so a
@@ -137,17 +161,19 @@ func baseOptions(t testing.TB, path string) Options[testplugin.Greeter] {
 	}
 }
 
+// newManager starts a Manager closed at the end of the test, which then
+// checks that no plugin process is left.
 func newManager(t testing.TB, opts Options[testplugin.Greeter]) *Manager[testplugin.Greeter] {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	m, err := New(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Cleanup(func() {
-		m.Close()
-		if kids := children(t); len(kids) > 0 {
+		if err := m.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		if kids := children(); len(kids) > 0 {
 			t.Errorf("plugin processes left after Close: %v", kids)
 		}
 	})
@@ -176,16 +202,23 @@ func (e *events) on(ev Event) {
 // wait returns the next event of kind, failing the test after 30 s.
 func (e *events) wait(t testing.TB, kind EventKind) Event {
 	t.Helper()
+	return e.waitFor(t, kind, func(Event) bool { return true })
+}
+
+// waitFor returns the next event of kind for which match is true, failing
+// the test after 30 s.
+func (e *events) waitFor(t testing.TB, kind EventKind, match func(Event) bool) Event {
+	t.Helper()
 	timeout := time.NewTimer(30 * time.Second)
 	defer timeout.Stop()
 	for {
 		select {
 		case ev := <-e.ch:
-			if ev.Kind == kind {
+			if ev.Kind == kind && match(ev) {
 				return ev
 			}
 		case <-timeout.C:
-			t.Fatalf("no %s event within 30s", kind)
+			require.FailNow(t, "no event", "no such %s event within 30s", kind)
 		}
 	}
 }
@@ -202,60 +235,20 @@ func (e *events) count(kind EventKind) int {
 	return n
 }
 
-// children lists the live child processes of the test process.
-func children(t testing.TB) []int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Skipf("no /proc: %v", err)
-	}
-	self := os.Getpid()
+func (e *events) list() []Event {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]Event(nil), e.all...)
+}
+
+// children lists the live (not zombie) child processes of the test
+// process; nil where internal/proc cannot tell (outside Linux).
+func children() []int {
 	var out []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		ppid, state, ok := procStat(pid)
-		if ok && ppid == self && state != "Z" {
+	for _, pid := range proc.Children(os.Getpid()) {
+		if st, err := proc.ReadStat(pid); err == nil && st.State != 'Z' {
 			out = append(out, pid)
 		}
 	}
 	return out
-}
-
-// procStat reads the parent pid and state of pid from /proc/<pid>/stat.
-func procStat(pid int) (ppid int, state string, ok bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, "", false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, "", false
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 2 {
-		return 0, "", false
-	}
-	ppid, err = strconv.Atoi(f[1])
-	return ppid, f[0], err == nil
-}
-
-// readLine reads one line from r with a deadline.
-func readLine(t testing.TB, r io.Reader) string {
-	t.Helper()
-	ch := make(chan string, 1)
-	go func() {
-		line, _ := bufio.NewReader(r).ReadString('\n')
-		ch <- line
-	}()
-	select {
-	case l := <-ch:
-		return strings.TrimSpace(l)
-	case <-time.After(30 * time.Second):
-		t.Fatal("no line within 30s")
-		return ""
-	}
 }

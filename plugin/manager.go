@@ -2,126 +2,16 @@ package plugin
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	ossignal "os/signal"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/handoff-go/handoff/reload"
-	goplugin "github.com/hashicorp/go-plugin"
 )
-
-// Defaults for Options.
-const (
-	DefaultStartTimeout      = 30 * time.Second
-	DefaultDrainTimeout      = 30 * time.Second
-	DefaultRestartBackoff    = 100 * time.Millisecond
-	DefaultMaxRestartBackoff = 30 * time.Second
-	DefaultHistory           = 16
-)
-
-// CrashMode says what a Call does while the plugin process that would answer
-// it is being restarted after a crash.
-type CrashMode int
-
-const (
-	// WaitForRestart makes the call wait for the restarted process, bounded
-	// by the call's context. The default.
-	WaitForRestart CrashMode = iota
-	// FailFast makes the call return ErrRestarting at once.
-	FailFast
-)
-
-// Options configures a Manager. Handshake, Plugins and Path are required;
-// every other field has a default.
-type Options[T any] struct {
-	// Handshake and Plugins are what goplugin.ClientConfig takes: the
-	// go-plugin handshake and the plugin map.
-	Handshake goplugin.HandshakeConfig
-	Plugins   goplugin.PluginSet
-
-	// Name is the key in Plugins to dispense. Default: the only key.
-	Name string
-
-	// Path is the plugin binary New starts and Reload (and the watcher, and
-	// the signals) load again.
-	Path string
-
-	// Args are passed to the plugin binary.
-	Args []string
-
-	// Protocols are the go-plugin protocols accepted. Default: gRPC and net/rpc.
-	Protocols []goplugin.Protocol
-
-	// Checksums, when not empty, is the allow-list of sha256 sums (32 bytes
-	// each) a binary must match to be started.
-	Checksums [][]byte
-
-	// StageDir is where binaries are copied, each under its sha256, before
-	// they are verified and started. Default: a private directory New
-	// creates and Close removes. A directory given here is created with mode
-	// 0700 if needed and kept.
-	StageDir string
-
-	// Health checks a started plugin before it takes calls, after every
-	// start and restart. Default: go-plugin's Ping (the gRPC health service
-	// or the net/rpc control ping). ctx carries the start deadline.
-	Health func(ctx context.Context, p T) error
-
-	// StartTimeout bounds exec, handshake, dispense and health check of one
-	// start. Default DefaultStartTimeout.
-	StartTimeout time.Duration
-
-	// DrainTimeout is how long a replaced version's in-flight calls may run
-	// before its process is killed anyway. Default DefaultDrainTimeout.
-	DrainTimeout time.Duration
-
-	// RestartBackoff and MaxRestartBackoff bound the wait before restarting a
-	// crashed plugin: none for the first crash, then RestartBackoff, doubled
-	// after each further crash or failed restart up to MaxRestartBackoff. A
-	// process that served for MaxRestartBackoff resets it.
-	// Defaults DefaultRestartBackoff and DefaultMaxRestartBackoff.
-	RestartBackoff    time.Duration
-	MaxRestartBackoff time.Duration
-
-	// OnCrash is what calls do while a crashed plugin restarts.
-	// Default WaitForRestart.
-	OnCrash CrashMode
-
-	// Watch makes the manager reload Path when the file changes (fsnotify,
-	// through reload.Watcher, debounced, safe with rename-saves and symlink
-	// swaps).
-	Watch bool
-
-	// Signals make the manager reload Path when the process receives one of
-	// them (typically syscall.SIGUSR2). Default: none.
-	Signals []os.Signal
-
-	// Canary, when Canary.Percent > 0, makes Reload (and the watcher and the
-	// signals) start a new version as a canary rather than swap it in.
-	Canary CanaryOptions
-
-	// History is the number of versions Versions remembers, and whose staged
-	// binaries are kept for Rollback. Default DefaultHistory.
-	History int
-
-	// Logger receives the manager's records, go-plugin's, and the plugin's
-	// stderr. Default: slog.Default().
-	Logger *slog.Logger
-
-	// OnEvent is called synchronously for every event; it must not block
-	// and must not call the Manager's swap methods (they would see ErrBusy).
-	OnEvent func(Event)
-
-	hooks stageHooks // test seams
-}
 
 // Manager runs one go-plugin plugin and swaps versions of it without
 // failing calls: a new version is staged, started, handshaken, dispensed and
@@ -132,25 +22,31 @@ type Options[T any] struct {
 //
 // All methods are safe for concurrent use. Call takes no lock.
 type Manager[T any] struct {
-	opts    Options[T]
-	log     *slog.Logger
-	val     *reload.Value[*route[T]]
-	sp      *spawner
-	watcher *reload.Watcher[*route[T]]
+	opts Options[T]
+	log  *slog.Logger
+	val  *reload.Value[*route[T]]
+	sp   *spawner
+	priv *privateDir // nil until New creates it
 
-	ctx    context.Context // ends at Close
-	cancel context.CancelFunc
-	closed chan struct{}
-	once   sync.Once
-	wg     sync.WaitGroup // retirements and exit watchers
-	loopWG sync.WaitGroup // the event loop and the watcher
+	ctx      context.Context // ends at Close
+	cancel   context.CancelFunc
+	closed   chan struct{}
+	once     sync.Once
+	closeErr error
+	wg       sync.WaitGroup // retirements and exit watchers
+	loopWG   sync.WaitGroup // the loop
+
+	// watchMu guards closing and the Add of watchers, so that no Watch
+	// starts once Close waits for them.
+	watchMu  sync.Mutex
+	closing  bool
+	watchers sync.WaitGroup // running Watch calls
 
 	changed atomic.Pointer[chan struct{}] // closed at every route change
 	rr      atomic.Uint64                 // canary choice for calls without a key
 
 	crashCh   chan *instance[T]
 	verdictCh chan struct{}
-	sigCh     chan os.Signal
 
 	// opMu serialises the changes of route; route is the current one.
 	opMu    sync.Mutex
@@ -158,66 +54,40 @@ type Manager[T any] struct {
 	prev    *version // the stable version before the current one
 	backoff time.Duration
 
-	mu       sync.Mutex // guards the version records and history
-	history  []*version
-	seq      int
-	ownStage bool
+	mu      sync.Mutex // guards the version records and history
+	history []*version
+	seq     int
 }
 
 // New starts the plugin at opts.Path and returns once it is serving, or
-// returns the reason it could not start. ctx bounds the first start. The
-// Manager must be closed with Close.
+// returns the reason it could not start (a *LoadError if the plugin was
+// refused). ctx bounds the first start. Before it starts anything, New
+// removes the private directories of Managers whose host died without
+// closing them (EventReclaimed). The Manager must be closed with Close.
 func New[T any](ctx context.Context, opts Options[T]) (*Manager[T], error) {
-	if opts.Path == "" {
-		return nil, errors.New("plugin: Options.Path is empty")
-	}
-	if len(opts.Plugins) == 0 {
-		return nil, errors.New("plugin: Options.Plugins is empty")
-	}
-	if opts.Name == "" {
-		if len(opts.Plugins) != 1 {
-			return nil, errors.New("plugin: Options.Name is empty and Plugins has several entries")
-		}
-		for k := range opts.Plugins {
-			opts.Name = k
-		}
-	}
-	if _, ok := opts.Plugins[opts.Name]; !ok {
-		return nil, fmt.Errorf("plugin: Options.Plugins has no %q", opts.Name)
-	}
-	if opts.Protocols == nil {
-		opts.Protocols = []goplugin.Protocol{goplugin.ProtocolGRPC, goplugin.ProtocolNetRPC}
-	}
-	for _, c := range opts.Checksums {
-		if len(c) != sha256.Size {
-			return nil, fmt.Errorf("plugin: Options.Checksums holds a %d-byte sum; sha256 sums have %d", len(c), sha256.Size)
-		}
-	}
-	if opts.StartTimeout <= 0 {
-		opts.StartTimeout = DefaultStartTimeout
-	}
-	if opts.DrainTimeout <= 0 {
-		opts.DrainTimeout = DefaultDrainTimeout
-	}
-	if opts.RestartBackoff <= 0 {
-		opts.RestartBackoff = DefaultRestartBackoff
-	}
-	if opts.MaxRestartBackoff <= 0 {
-		opts.MaxRestartBackoff = DefaultMaxRestartBackoff
-	}
-	if opts.History <= 0 {
-		opts.History = DefaultHistory
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	opts.Canary = opts.Canary.withDefaults()
-	abs, err := filepath.Abs(opts.Path)
+	opts, err := opts.withDefaults()
 	if err != nil {
-		return nil, fmt.Errorf("plugin: %w", err)
+		return nil, err
 	}
-	opts.Path = abs
+	m := newUnstarted(opts)
+	reclaimStale(m.emit)
+	if err := m.openDirs(); err != nil {
+		return nil, errors.Join(err, m.Close())
+	}
+	m.sp = newSpawner()
+	m.opMu.Lock()
+	_, err = m.swapLocked(ctx, opts.Path, false)
+	m.opMu.Unlock()
+	if err != nil {
+		return nil, errors.Join(err, m.Close())
+	}
+	m.loopWG.Add(1)
+	go m.loop()
+	return m, nil
+}
 
+// newUnstarted returns a Manager with nothing started. opts has its defaults.
+func newUnstarted[T any](opts Options[T]) *Manager[T] {
 	m := &Manager[T]{
 		opts:      opts,
 		log:       opts.Logger.With("plugin", opts.Name),
@@ -225,21 +95,12 @@ func New[T any](ctx context.Context, opts Options[T]) (*Manager[T], error) {
 		crashCh:   make(chan *instance[T], 4),
 		verdictCh: make(chan struct{}, 1),
 	}
-	if opts.StageDir == "" {
-		dir, err := os.MkdirTemp("", "handoff-plugin-")
-		if err != nil {
-			return nil, fmt.Errorf("plugin: staging directory: %w", err)
-		}
-		m.opts.StageDir, m.ownStage = dir, true
-	} else if err := os.MkdirAll(opts.StageDir, 0o700); err != nil {
-		return nil, fmt.Errorf("plugin: staging directory: %w", err)
-	}
 	ch := make(chan struct{})
 	m.changed.Store(&ch)
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.val = reload.New(reload.Options[*route[T]]{
-		// Only setRoute swaps; the watcher's loads report "unchanged" with
-		// no value (see watchLoad). Refuse a nil route all the same.
+		// Only setRoute swaps; Watch's loads report "unchanged" with no
+		// value (see watchLoad). Refuse a nil route all the same.
 		Validate: func(r *route[T]) error {
 			if r == nil {
 				return errors.New("plugin: no route")
@@ -249,112 +110,25 @@ func New[T any](ctx context.Context, opts Options[T]) (*Manager[T], error) {
 		Release: func(r *route[T]) { r.release() },
 		History: 1,
 	})
-	m.sp = newSpawner()
+	return m
+}
 
-	m.opMu.Lock()
-	_, err = m.swapLocked(ctx, opts.Path, false)
-	m.opMu.Unlock()
+// openDirs creates the private directory and, if one is given, the
+// staging directory.
+func (m *Manager[T]) openDirs() error {
+	d, err := newPrivateDir()
 	if err != nil {
-		m.Close()
-		return nil, err
+		return err
 	}
-
-	if opts.Watch {
-		w, err := reload.NewWatcher(m.val, opts.Path, m.watchLoad, reload.WatcherOptions{Logger: m.log})
-		if err != nil {
-			m.Close()
-			return nil, fmt.Errorf("plugin: watch: %w", err)
-		}
-		m.watcher = w
-		m.loopWG.Add(1)
-		go func() {
-			defer m.loopWG.Done()
-			_ = w.Run(m.ctx) // returns at Close
-		}()
+	m.priv = d
+	if m.opts.StageDir == "" {
+		m.opts.StageDir = d.path
+		return nil
 	}
-	if len(opts.Signals) > 0 {
-		m.sigCh = make(chan os.Signal, 1)
-		ossignal.Notify(m.sigCh, opts.Signals...)
+	if err := os.MkdirAll(m.opts.StageDir, 0o700); err != nil {
+		return fmt.Errorf("plugin: staging directory: %w", err)
 	}
-	m.loopWG.Add(1)
-	go m.loop()
-	return m, nil
-}
-
-// watchLoad is the watcher's Loader. A plugin swap has steps a single
-// reload.Value.Load cannot express (a canary keeps the stable version in
-// the same route; an unchanged binary must not start a process), so the
-// watcher is used as the debounced, never-overlapping trigger: the load
-// does the swap itself and then reports the current route's id with no
-// value, which Value.Load takes as "unchanged".
-func (m *Manager[T]) watchLoad(ctx context.Context) (*route[T], reload.Info, error) {
-	ctx, stop := m.opContext(ctx)
-	defer stop()
-	m.opMu.Lock()
-	_, err := m.reloadLocked(ctx)
-	id := ""
-	if m.route != nil {
-		id = m.route.id()
-	}
-	m.opMu.Unlock()
-	return nil, reload.Info{ID: id, Source: m.opts.Path}, err
-}
-
-// loop owns crash restarts, canary verdicts and signals.
-func (m *Manager[T]) loop() {
-	defer m.loopWG.Done()
-	var (
-		pending *instance[T] // crashed stable instance waiting for a restart
-		retry   *time.Timer
-		retryC  <-chan time.Time
-	)
-	arm := func(d time.Duration) {
-		if retry == nil {
-			retry = time.NewTimer(d)
-		} else {
-			retry.Reset(d)
-		}
-		retryC = retry.C
-	}
-	defer func() {
-		if retry != nil {
-			retry.Stop()
-		}
-	}()
-	for {
-		select {
-		case <-m.closed:
-			return
-		case inst := <-m.crashCh:
-			if m.handleCrash(inst) {
-				pending = inst
-				arm(m.nextBackoff())
-			}
-		case <-retryC:
-			retryC = nil
-			if pending != nil && !m.restart(pending) {
-				arm(m.nextBackoff())
-			} else {
-				pending = nil
-			}
-		case <-m.verdictCh:
-			m.judgeCanary()
-		case <-m.sigCh:
-			ctx, stop := m.opContext(context.Background())
-			m.opMu.Lock()
-			_, _ = m.reloadLocked(ctx) // reported as an event
-			m.opMu.Unlock()
-			stop()
-		}
-	}
-}
-
-// nextBackoff returns the wait before the next restart attempt and doubles
-// the one after. Only the loop goroutine uses m.backoff.
-func (m *Manager[T]) nextBackoff() time.Duration {
-	d := m.backoff
-	m.backoff = min(max(m.opts.RestartBackoff, 2*d), m.opts.MaxRestartBackoff)
-	return d
+	return nil
 }
 
 // opContext bounds an operation by ctx and by Close.
@@ -443,7 +217,8 @@ func (m *Manager[T]) waitRestart(ctx context.Context, ch *chan struct{}, inst *i
 // uses, replacing the stable version and any canary. It returns once the new
 // version is serving; the replaced processes drain and exit in the
 // background (Close waits for them). On any failure the serving version
-// stays and the error is a *LoadError. ctx bounds staging and start.
+// stays and the error is a *LoadError. ctx bounds staging and start. While
+// another swap, reload, rollback or restart runs, Swap returns ErrBusy.
 func (m *Manager[T]) Swap(ctx context.Context, path string) (Version, error) {
 	if err := m.lockOp(); err != nil {
 		return Version{}, err
@@ -457,7 +232,7 @@ func (m *Manager[T]) Swap(ctx context.Context, path string) (Version, error) {
 // Canary loads the binary at path and lets it answer
 // Options.Canary.Percent % of the keys beside the stable version, until it
 // is promoted or rolled back (automatically, see CanaryOptions, or with
-// Promote and Rollback). A running canary is replaced.
+// Promote and Rollback). A running canary is replaced. Errors as for Swap.
 func (m *Manager[T]) Canary(ctx context.Context, path string) (Version, error) {
 	if m.opts.Canary.Percent <= 0 {
 		return Version{}, fmt.Errorf("%w: Options.Canary.Percent is 0", ErrNoCanary)
@@ -469,27 +244,6 @@ func (m *Manager[T]) Canary(ctx context.Context, path string) (Version, error) {
 	ctx, stop := m.opContext(ctx)
 	defer stop()
 	return m.swapLocked(ctx, path, true)
-}
-
-// Reload loads Options.Path again, as the watcher and the signals do: as a
-// canary when Options.Canary.Percent > 0, else as a swap. A binary with the
-// sha256 of the stable version (or of the running canary) changes nothing
-// and returns that version.
-func (m *Manager[T]) Reload(ctx context.Context) (Version, error) {
-	if err := m.lockOp(); err != nil {
-		return Version{}, err
-	}
-	defer m.opMu.Unlock()
-	ctx, stop := m.opContext(ctx)
-	defer stop()
-	return m.reloadLocked(ctx)
-}
-
-func (m *Manager[T]) reloadLocked(ctx context.Context) (Version, error) {
-	if m.route == nil {
-		return Version{}, ErrClosed
-	}
-	return m.swapLocked(ctx, m.opts.Path, m.opts.Canary.Percent > 0)
 }
 
 // Promote makes the running canary the stable version.
@@ -524,13 +278,13 @@ func (m *Manager[T]) Rollback(ctx context.Context) (Version, error) {
 	start := time.Now()
 	inst, err := m.start(ctx, target)
 	if err != nil {
-		m.emit(Event{Kind: EventRefused, Version: target.id, Err: err})
+		m.emit(Event{Kind: EventRefused, Version: target.id, Path: target.source, Err: err, Duration: time.Since(start)})
 		return Version{}, err
 	}
 	m.setRoute(&route[T]{stable: inst})
 	m.prev = from
 	m.setState(target, StateServing)
-	m.emit(Event{Kind: EventRolledBack, Version: target.id, Previous: from.id, PID: inst.pid, Took: time.Since(start)})
+	m.emit(Event{Kind: EventRolledBack, Version: target.id, Previous: from.id, PluginPID: inst.pid, Duration: time.Since(start)})
 	return m.info(target), nil
 }
 
@@ -542,54 +296,69 @@ func (m *Manager[T]) swapLocked(ctx context.Context, path string, canary bool) (
 	staged, sum, err := stage(path, m.opts.StageDir, m.opts.Checksums, m.opts.hooks)
 	stageTook := time.Since(start)
 	if err != nil {
-		return Version{}, m.refuse(v, PhaseStage, err)
+		return Version{}, m.refuse(v, PhaseStage, err, stageTook)
 	}
 	v.staged, v.sum = staged, sum
-	m.mu.Lock()
-	v.info.SHA256 = hex.EncodeToString(sum[:])
-	v.info.Staged = staged
-	m.mu.Unlock()
-	if cur := m.route; cur != nil {
-		if cur.canary != nil && cur.canary.v.sum == sum {
-			m.emit(Event{Kind: EventUnchanged, Version: cur.canary.v.id})
-			return m.info(cur.canary.v), nil
-		}
-		if cur.stable.v.sum == sum {
-			if cur.canary != nil { // the binary went back to the stable one: end the canary
-				return m.abortCanaryLocked("the binary is the stable version again", nil), nil
-			}
-			m.emit(Event{Kind: EventUnchanged, Version: cur.stable.v.id})
-			return m.info(cur.stable.v), nil
-		}
+	if cur, ok := m.unchangedLocked(v); ok {
+		return cur, nil
 	}
 	m.recordStaged(v, stageTook)
 	if m.opts.hooks.afterStage != nil {
 		m.opts.hooks.afterStage(path, staged)
 	}
-	m.emit(Event{Kind: EventStaged, Version: v.id, Took: stageTook})
+	m.emit(Event{Kind: EventStaged, Version: v.id, Path: path, Duration: stageTook})
 	inst, err := m.start(ctx, v)
 	if err != nil {
 		var le *LoadError
 		if errors.As(err, &le) {
 			m.setRefused(v, le)
-			m.emit(Event{Kind: EventRefused, Version: v.id, Err: err})
+			m.emit(Event{Kind: EventRefused, Version: v.id, Path: path, Err: err, Duration: time.Since(start)})
 		}
 		return Version{}, err
 	}
 	select {
 	case <-m.closed:
 		inst.kill()
-		return Version{}, m.refuse(v, PhaseSwap, ErrClosed)
+		return Version{}, m.refuse(v, PhaseSwap, ErrClosed, time.Since(start))
 	default:
 	}
+	return m.installLocked(inst, canary, start), nil
+}
+
+// unchangedLocked reports whether v, staged, is the binary of the stable
+// version or of the canary, and returns that version. A binary that is the
+// stable one again ends a running canary. opMu is held.
+func (m *Manager[T]) unchangedLocked(v *version) (Version, bool) {
 	cur := m.route
+	if cur == nil {
+		return Version{}, false
+	}
+	if cur.canary != nil && cur.canary.v.sum == v.sum {
+		m.emit(Event{Kind: EventUnchanged, Version: cur.canary.v.id})
+		return m.info(cur.canary.v), true
+	}
+	if cur.stable.v.sum != v.sum {
+		return Version{}, false
+	}
+	if cur.canary != nil {
+		return m.abortCanaryLocked("the binary is the stable version again", nil), true
+	}
+	m.emit(Event{Kind: EventUnchanged, Version: cur.stable.v.id})
+	return m.info(cur.stable.v), true
+}
+
+// installLocked routes calls to inst, a started instance of a new version:
+// as the canary beside the stable version, or as the stable version.
+// start is when its load began. opMu is held.
+func (m *Manager[T]) installLocked(inst *instance[T], canary bool, start time.Time) Version {
+	v, cur := inst.v, m.route
 	if canary && cur != nil {
 		m.setRoute(&route[T]{stable: cur.stable, canary: inst,
 			share: m.opts.Canary.share(), trial: m.newTrial()})
 		m.setState(v, StateCanary)
-		m.emit(Event{Kind: EventCanaryStarted, Version: v.id, Previous: cur.stable.v.id, PID: inst.pid,
-			Took: time.Since(start), Percent: m.opts.Canary.Percent})
-		return m.info(v), nil
+		m.emit(Event{Kind: EventCanaryStarted, Version: v.id, Previous: cur.stable.v.id, PluginPID: inst.pid,
+			Duration: time.Since(start), Percent: m.opts.Canary.Percent})
+		return m.info(v)
 	}
 	m.setRoute(&route[T]{stable: inst})
 	prevID := ""
@@ -598,8 +367,8 @@ func (m *Manager[T]) swapLocked(ctx context.Context, path string, canary bool) (
 		prevID = cur.stable.v.id
 	}
 	m.setState(v, StateServing)
-	m.emit(Event{Kind: EventSwapped, Version: v.id, Previous: prevID, PID: inst.pid, Took: time.Since(start)})
-	return m.info(v), nil
+	m.emit(Event{Kind: EventSwapped, Version: v.id, Previous: prevID, PluginPID: inst.pid, Duration: time.Since(start)})
+	return m.info(v)
 }
 
 // setRoute makes r current, wakes calls waiting for a restart, and retires
@@ -654,25 +423,25 @@ func (m *Manager[T]) retire(inst *instance[T]) {
 			t.Stop()
 		}
 		inst.kill()
-		ev := Event{Kind: EventRetired, Version: inst.v.id, PID: inst.pid, Took: time.Since(start), Forced: forced}
-		m.emit(ev)
+		m.emit(Event{Kind: EventRetired, Version: inst.v.id, PluginPID: inst.pid, Duration: time.Since(start), Forced: forced})
 	}()
 }
 
-// Close stops the triggers, stops routing calls (Call returns ErrClosed),
-// lets the calls in flight finish (up to Options.DrainTimeout), kills every
-// plugin process, waits for them to exit, and removes the staging directory
-// New created. Close is idempotent; it returns nil.
+// Close ends every Watch (which then returns ErrClosed), stops routing
+// calls (Call returns ErrClosed), lets the calls in flight finish (up to
+// Options.DrainTimeout), kills every plugin process, waits for them to exit,
+// and removes the Manager's private directory (and with it the staged
+// binaries unless Options.StageDir is set). It returns what it could not
+// do: an error if that directory could not be removed. Close is idempotent:
+// later calls return the same result.
 func (m *Manager[T]) Close() error {
 	m.once.Do(func() {
+		m.watchMu.Lock()
+		m.closing = true
+		m.watchMu.Unlock()
 		close(m.closed)
 		m.cancel()
-		if m.sigCh != nil {
-			ossignal.Stop(m.sigCh)
-		}
-		if m.watcher != nil {
-			_ = m.watcher.Close()
-		}
+		m.watchers.Wait()
 		m.loopWG.Wait()
 		m.opMu.Lock()
 		r := m.route
@@ -690,59 +459,12 @@ func (m *Manager[T]) Close() error {
 		close(*m.changed.Load())
 		m.opMu.Unlock()
 		m.wg.Wait()
-		m.sp.stop()
-		if m.ownStage {
-			_ = os.RemoveAll(m.opts.StageDir)
+		if m.sp != nil {
+			m.sp.stop()
+		}
+		if m.priv != nil {
+			m.closeErr = m.priv.remove()
 		}
 	})
-	return nil
-}
-
-// handleCrash reacts to the exit of a process nobody asked to exit. It
-// reports whether inst is the stable instance and must be restarted.
-func (m *Manager[T]) handleCrash(inst *instance[T]) bool {
-	m.opMu.Lock()
-	defer m.opMu.Unlock()
-	r := m.route
-	if r == nil || inst.retiring.Load() {
-		return false
-	}
-	m.emit(Event{Kind: EventCrashed, Version: inst.v.id, PID: inst.pid, Err: inst.run.exitErr})
-	if inst == r.canary {
-		m.abortCanaryLocked("the canary crashed", inst.run.exitErr)
-		return false
-	}
-	if inst != r.stable {
-		return false
-	}
-	if time.Since(inst.since) >= m.opts.MaxRestartBackoff {
-		m.backoff = 0
-	}
-	return true
-}
-
-// restart starts a new process for the crashed stable instance inst. It
-// reports whether it is done: restarted, or inst is no longer the stable
-// instance (a swap or rollback replaced it meanwhile).
-func (m *Manager[T]) restart(inst *instance[T]) bool {
-	m.opMu.Lock()
-	defer m.opMu.Unlock()
-	r := m.route
-	if r == nil || r.stable != inst {
-		return true
-	}
-	ctx, stop := m.opContext(context.Background())
-	defer stop()
-	start := time.Now()
-	n, err := m.start(ctx, inst.v)
-	if err != nil {
-		m.emit(Event{Kind: EventRestartFailed, Version: inst.v.id, Err: err})
-		return false
-	}
-	m.setRoute(&route[T]{stable: n, canary: r.canary, share: r.share, trial: r.trial})
-	m.mu.Lock()
-	inst.v.info.Restarts++
-	m.mu.Unlock()
-	m.emit(Event{Kind: EventRestarted, Version: inst.v.id, PID: n.pid, Took: time.Since(start)})
-	return true
+	return m.closeErr
 }

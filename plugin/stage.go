@@ -77,7 +77,11 @@ func stage(src, dir string, allowed [][]byte, hooks stageHooks) (string, [sha256
 	}
 	dst := filepath.Join(dir, hex.EncodeToString(sum[:]))
 	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return "", sum, err
+		// Windows does not replace a file a process runs from: a binary
+		// staged again while its version runs is there already, intact.
+		if have, herr := hashFile(dst); herr != nil || have != sum {
+			return "", sum, err
+		}
 	}
 	return dst, sum, nil
 }

@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"github.com/handoff-go/handoff/plugin/internal/testplugin"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // oneVersion makes three RPCs, with a pause in the middle, and checks one
@@ -75,36 +76,24 @@ func TestSwapUnderLoad(t *testing.T) {
 	}
 	for i := range swaps {
 		bin := bins[[]string{"v2", "v1"}[i%2]]
-		if _, err := m.Swap(ctx, bin); err != nil {
-			t.Fatalf("swap %d: %v", i, err)
-		}
+		_, err := m.Swap(ctx, bin)
+		require.NoError(t, err, "swap %d", i)
 	}
 	stop.Store(true)
 	wg.Wait()
 
 	t.Logf("%d calls, %d failed, %d swaps, %d retired", calls.Load(), failed.Load(), ev.count(EventSwapped), ev.count(EventRetired))
-	if n := failed.Load(); n != 0 {
-		t.Errorf("%d of %d calls failed; first: %v", n, calls.Load(), firstErr.Load())
-	}
+	assert.Zero(t, failed.Load(), "failed calls of %d; first: %v", calls.Load(), firstErr.Load())
 	for _, v := range []string{"v1", "v2"} {
-		if _, ok := seen.Load(v); !ok {
-			t.Errorf("no call answered by %s", v)
-		}
+		_, ok := seen.Load(v)
+		assert.True(t, ok, "no call answered by %s", v)
 	}
-	if n := ev.count(EventSwapped); n != swaps+1 {
-		t.Errorf("%d swapped events, want %d", n, swaps+1)
-	}
-	m.Close()
-	if kids := children(t); len(kids) != 0 {
-		t.Errorf("plugin processes left: %v", kids)
-	}
-	if n := ev.count(EventRetired); n != swaps+1 {
-		t.Errorf("%d retired events, want %d (every process killed once)", n, swaps+1)
-	}
-	for _, e := range ev.all {
-		if e.Kind == EventRetired && e.Forced {
-			t.Errorf("%s was killed at the drain deadline", e.Version)
-		}
+	assert.Equal(t, swaps+1, ev.count(EventSwapped), "swapped events")
+	require.NoError(t, m.Close())
+	assert.Empty(t, children(), "plugin processes left")
+	assert.Equal(t, swaps+1, ev.count(EventRetired), "retired events (every process killed once)")
+	for _, e := range ev.list() {
+		assert.False(t, e.Kind == EventRetired && e.Forced, "%s was killed at the drain deadline", e.Version)
 	}
 }
 
@@ -120,45 +109,34 @@ func TestSwapDrainsInFlight(t *testing.T) {
 
 	started := make(chan struct{})
 	release := make(chan struct{})
-	result := make(chan string, 1)
+	var late string
+	result := make(chan error, 1)
 	go func() {
-		var s string
-		err := m.Call(ctx, "", func(g testplugin.Greeter) error {
+		result <- m.Call(ctx, "", func(g testplugin.Greeter) error {
 			close(started)
 			<-release // hold the lease across the swap
 			var err error
-			s, err = g.Greet(ctx, "late")
+			late, err = g.Greet(ctx, "late")
 			return err
 		})
-		if err != nil {
-			s = "error: " + err.Error()
-		}
-		result <- s
 	}()
 	<-started
-	if _, err := m.Swap(ctx, bins["v2"]); err != nil {
-		t.Fatal(err)
-	}
+	_, err := m.Swap(ctx, bins["v2"])
+	require.NoError(t, err)
 	// New calls go to v2 while the old call still holds v1.
 	var now string
-	if err := m.Call(ctx, "", func(g testplugin.Greeter) error {
+	require.NoError(t, m.Call(ctx, "", func(g testplugin.Greeter) error {
 		var err error
 		now, err = g.Version(ctx)
 		return err
-	}); err != nil || now != "v2" {
-		t.Fatalf("after swap: %q, %v", now, err)
-	}
-	if n := ev.count(EventRetired); n != 0 {
-		t.Fatalf("old version retired while a call held it")
-	}
+	}))
+	require.Equal(t, "v2", now, "after the swap")
+	require.Zero(t, ev.count(EventRetired), "old version retired while a call held it")
 	close(release)
-	if got := <-result; got != "v1:hello late" {
-		t.Fatalf("in-flight call got %q, want the old version's answer", got)
-	}
+	require.NoError(t, <-result, "the in-flight call")
+	require.Equal(t, "v1:hello late", late, "the in-flight call gets the old version's answer")
 	e := ev.wait(t, EventRetired)
-	if e.Forced {
-		t.Error("drain was forced")
-	}
+	assert.False(t, e.Forced, "drain was forced")
 }
 
 // A call that outlives the drain deadline is ended by the kill, with
@@ -182,66 +160,39 @@ func TestDrainDeadline(t *testing.T) {
 		})
 	}()
 	<-inCall
-	if _, err := m.Swap(ctx, bins["v2"]); err != nil {
-		t.Fatal(err)
-	}
+	_, err := m.Swap(ctx, bins["v2"])
+	require.NoError(t, err)
 	e := ev.wait(t, EventRetired)
-	if !e.Forced {
-		t.Error("retired event not marked forced")
-	}
-	if err := <-errc; !errors.Is(err, ErrPluginExited) {
-		t.Fatalf("call cut by the deadline: %v, want ErrPluginExited", err)
-	}
+	assert.True(t, e.Forced, "retired event marked forced")
+	require.ErrorIs(t, <-errc, ErrPluginExited, "a call cut by the deadline")
 }
 
 func TestVersionsAndRollback(t *testing.T) {
 	m := newManager(t, baseOptions(t, bins["v1"]))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	version := func() string {
-		var v string
-		if err := m.Call(ctx, "", func(g testplugin.Greeter) error {
-			var err error
-			v, err = g.Version(ctx)
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
+	version := func() string { return versionFor(t, m, "") }
 	v2, err := m.Swap(ctx, bins["v2"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v2.State != StateServing || v2.SHA256 == "" || v2.PID == 0 || filepath.Base(v2.Staged) != v2.SHA256 {
-		t.Fatalf("swap returned %+v", v2)
-	}
-	if got := version(); got != "v2" {
-		t.Fatalf("after swap: %s", got)
-	}
-	back, err := m.Rollback(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := version(); got != "v1" {
-		t.Fatalf("after rollback: %s (%+v)", got, back)
-	}
-	if _, err := m.Rollback(ctx); err != nil { // rolls forward
-		t.Fatal(err)
-	}
-	if got := version(); got != "v2" {
-		t.Fatalf("after second rollback: %s", got)
-	}
+	require.NoError(t, err)
+	assert.Equal(t, StateServing, v2.State)
+	assert.NotEmpty(t, v2.SHA256)
+	assert.NotZero(t, v2.PID)
+	assert.Equal(t, v2.SHA256, filepath.Base(v2.Staged), "the staged copy is named by its sha256")
+	require.Equal(t, "v2", version(), "after the swap")
+	_, err = m.Rollback(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "v1", version(), "after the rollback")
+	_, err = m.Rollback(ctx) // rolls forward
+	require.NoError(t, err)
+	require.Equal(t, "v2", version(), "after the second rollback")
 	vs := m.Versions()
-	if len(vs) != 2 {
-		t.Fatalf("versions: %+v", vs)
-	}
-	if vs[0].State != StateServing || vs[1].State != StateRetired || vs[1].Serving.IsZero() || vs[0].Start <= 0 {
-		t.Fatalf("versions: %+v", vs)
-	}
+	require.Len(t, vs, 2)
+	assert.Equal(t, StateServing, vs[0].State)
+	assert.Positive(t, vs[0].Start)
+	assert.Equal(t, StateRetired, vs[1].State)
+	assert.False(t, vs[1].Serving.IsZero())
 	// Loading the same binary again changes nothing.
 	again, err := m.Swap(ctx, bins["v2"])
-	if err != nil || again.ID != vs[0].ID {
-		t.Fatalf("same binary: %+v, %v", again, err)
-	}
+	require.NoError(t, err)
+	assert.Equal(t, vs[0].ID, again.ID, "the same binary")
 }

@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"encoding/hex"
 	"os"
 	"strconv"
 	"time"
@@ -21,7 +22,7 @@ const (
 // Version describes one binary the manager loaded, as Versions and the
 // swap methods report it.
 type Version struct {
-	ID       string // "v<n>-<first 12 hex digits of the sha256>", n counting loads
+	ID       string // "v<n>-<first 12 hex digits of the sha256>", n counting the versions loaded
 	SHA256   string // hex
 	Source   string // the path it was loaded from
 	Staged   string // the content-addressed copy that runs
@@ -65,13 +66,19 @@ func (m *Manager[T]) Current() (stable, canary Version, ok bool) {
 	return stable, Version{}, false
 }
 
+// newVersion returns the record of a load of path. It has no id until it
+// is numbered: a load that finds the running binary leaves no trace.
 func (m *Manager[T]) newVersion(path string) *version {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.seq++
-	v := &version{id: "v" + strconv.Itoa(m.seq), source: path}
-	v.info = Version{ID: v.id, Source: path, State: StateStarting, Loaded: time.Now()}
-	return v
+	return &version{source: path, info: Version{Source: path, State: StateStarting, Loaded: time.Now()}}
+}
+
+// number gives v the next id, "v<n>", if it has none. m.mu is held.
+func (m *Manager[T]) number(v *version) {
+	if v.id == "" {
+		m.seq++
+		v.id = "v" + strconv.Itoa(m.seq)
+		v.info.ID = v.id
+	}
 }
 
 // remember adds v to the history once its sha256 is known (so that
@@ -105,22 +112,29 @@ func (m *Manager[T]) inUse(old *version) bool {
 	return m.prev != nil && m.prev.sum == old.sum
 }
 
+// recordStaged names v after its sum and adds it to the history. v is
+// staged.
 func (m *Manager[T]) recordStaged(v *version, stage time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.number(v)
+	v.info.SHA256 = hex.EncodeToString(v.sum[:])
+	v.info.Staged = v.staged
 	v.id += "-" + v.info.SHA256[:12]
 	v.info.ID = v.id
 	v.info.Stage = stage
 	m.remember(v)
 }
 
-func (m *Manager[T]) refuse(v *version, phase Phase, err error) error {
-	le := &LoadError{Version: v.id, Path: v.source, Phase: phase, Err: err}
-	if v.staged != "" {
-		le.SHA256 = v.info.SHA256
-	}
+// refuse records and reports v refused at phase, took after its load
+// began, and returns the *LoadError.
+func (m *Manager[T]) refuse(v *version, phase Phase, err error, took time.Duration) error {
+	m.mu.Lock()
+	m.number(v)
+	m.mu.Unlock()
+	le := v.loadError(phase, err)
 	m.setRefused(v, le)
-	m.emit(Event{Kind: EventRefused, Version: v.id, Err: le})
+	m.emit(Event{Kind: EventRefused, Version: v.id, Path: v.source, Err: le, Duration: took})
 	return le
 }
 

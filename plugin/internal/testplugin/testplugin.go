@@ -11,6 +11,8 @@ import (
 
 	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -171,10 +173,11 @@ func (s Server) Greet(ctx context.Context, name string) (string, error) {
 // Version implements Greeter.
 func (s Server) Version(context.Context) (string, error) { return s.Variant, nil }
 
-// Health implements Greeter.
+// Health implements Greeter. The "unhealthy" variant answers
+// codes.FailedPrecondition.
 func (s Server) Health(context.Context) error {
 	if s.Variant == "unhealthy" {
-		return errors.New("testplugin: unhealthy variant")
+		return status.Error(codes.FailedPrecondition, "testplugin: unhealthy variant")
 	}
 	return nil
 }

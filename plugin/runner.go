@@ -27,7 +27,6 @@ type procRunner struct {
 	stderr io.ReadCloser
 	sum    [sha256.Size]byte
 	spawn  *spawner
-	tmpDir string
 
 	pid      int
 	mu       sync.Mutex
@@ -40,27 +39,21 @@ type procRunner struct {
 
 var _ runner.Runner = (*procRunner)(nil)
 
-func newProcRunner(cmd *exec.Cmd, path string, args []string, sum [sha256.Size]byte, sp *spawner, tmpDir string) (*procRunner, error) {
+func newProcRunner(cmd *exec.Cmd, path string, args []string, sum [sha256.Size]byte, sp *spawner) *procRunner {
 	cmd.Path = path
 	cmd.Args = append([]string{path}, args...)
 	setParentDeath(cmd)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
-	return &procRunner{
-		cmd: cmd, stdout: stdout, stderr: stderr, sum: sum, spawn: sp, tmpDir: tmpDir,
-		exited: make(chan struct{}),
-	}, nil
+	return &procRunner{cmd: cmd, sum: sum, spawn: sp, exited: make(chan struct{})}
 }
+
+// errAborted is the start of a runner aborted before it started.
+var errAborted = errors.New("plugin: start aborted")
 
 // Start verifies the staged binary once more with a fresh hash (the staged
 // file lives in a private directory with mode 0555, so this only catches
 // tampering by someone with our privileges, or disk corruption) and starts it.
+// The pipes are made here, once nothing can fail before exec does: a Cmd
+// that is never started would leave them open.
 func (r *procRunner) Start(context.Context) error {
 	sum, err := hashFile(r.cmd.Path)
 	if err != nil {
@@ -69,13 +62,25 @@ func (r *procRunner) Start(context.Context) error {
 	if subtle.ConstantTimeCompare(sum[:], r.sum[:]) != 1 {
 		return fmt.Errorf("%w: staged file %s changed after staging", ErrChecksum, r.cmd.Path)
 	}
+	r.mu.Lock()
+	aborted := r.aborted
+	r.mu.Unlock()
+	if aborted {
+		return errAborted
+	}
+	if r.stdout, err = r.cmd.StdoutPipe(); err != nil {
+		return err
+	}
+	if r.stderr, err = r.cmd.StderrPipe(); err != nil {
+		return err
+	}
 	if err := r.spawn.start(r.cmd); err != nil {
 		return err
 	}
 	r.pid = r.cmd.Process.Pid
 	r.mu.Lock()
 	r.proc = r.cmd.Process
-	aborted := r.aborted
+	aborted = r.aborted
 	r.mu.Unlock()
 	if aborted {
 		_ = r.proc.Kill()
