@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command upgrade is handoff's upgrade benchmark: it builds three servers
 // with the same handlers, puts the same load on each in turn, upgrades or
 // restarts each the same number of times on the same schedule, and prints

@@ -1,3 +1,5 @@
+//go:build unix
+
 // Command demo shows handoff at work in under a minute: it builds the example
 // server (and a deliberately broken build of it), starts it serving HTTP/1.1
 // and h2c, HTTPS with HTTP/2, and gRPC, puts load on it from raw clients that
