@@ -5,11 +5,11 @@ package upgrader
 import (
 	"encoding/json"
 	"errors"
-	"slices"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 

@@ -29,7 +29,6 @@ import (
 	"sync/atomic"
 	"time"
 
-
 	"github.com/handoff-go/handoff"
 	"github.com/handoff-go/handoff/listener"
 	"github.com/handoff-go/handoff/upgrader"
