@@ -178,17 +178,7 @@ func (r *runner) run(ctx context.Context) (err error) {
 	defer r.upgrades.Wait()
 	defer r.cancelUpgrade()
 
-	if r.opts.Setup != nil {
-		err = r.opts.Setup(upg)
-	}
-	var addrs []string
-	if err == nil {
-		addrs, err = r.listen()
-	}
-	if err == nil {
-		r.serve()
-		err = r.startSignals()
-	}
+	addrs, err := r.start()
 	if err != nil {
 		upg.Stop()
 		_ = r.drain()
@@ -203,34 +193,7 @@ func (r *runner) run(ctx context.Context) (err error) {
 	} else {
 		r.log.Error("handoff: not ready", "error", readyErr)
 	}
-	var serveErr error
-	done, killed := ctx.Done(), r.kill.Done()
-	for {
-		select {
-		case <-upg.Exit():
-		case <-done:
-			done = nil
-			r.log.Info("handoff: stopping", "cause", context.Cause(ctx))
-			upg.Stop()
-			continue
-		case err := <-r.serveErr:
-			if serveErr == nil {
-				serveErr = err
-				r.log.Error("handoff: a server failed; stopping", "error", err)
-			}
-			upg.Stop()
-			continue
-		case <-killed:
-			killed = nil
-			upg.Stop()
-			continue
-		}
-		if err := r.drain(); errors.Is(err, upgrader.ErrReclaimed) {
-			r.log.Warn("handoff: the new generation died while this one drained; serving again")
-			continue
-		}
-		break
-	}
+	serveErr := r.serveUntilExit(ctx)
 	close(r.drained)
 	r.serving.Wait()
 	r.log.Info("handoff: exiting")
@@ -244,6 +207,55 @@ func (r *runner) run(ctx context.Context) (err error) {
 		return readyErr
 	}
 	return nil
+}
+
+// start runs Setup, listens, serves, and handles the signals; it returns
+// the addresses served.
+func (r *runner) start() ([]string, error) {
+	if r.opts.Setup != nil {
+		if err := r.opts.Setup(r.upg); err != nil {
+			return nil, err
+		}
+	}
+	addrs, err := r.listen()
+	if err != nil {
+		return nil, err
+	}
+	r.serve()
+	return addrs, r.startSignals()
+}
+
+// serveUntilExit serves until this generation must exit (a successor
+// committed, a stop, ctx, a failed server, an immediate stop) and drains;
+// after a reclaim it serves on. It returns the first server's failure.
+func (r *runner) serveUntilExit(ctx context.Context) (serveErr error) {
+	done, killed := ctx.Done(), r.kill.Done()
+	for {
+		select {
+		case <-r.upg.Exit():
+		case <-done:
+			done = nil
+			r.log.Info("handoff: stopping", "cause", context.Cause(ctx))
+			r.upg.Stop()
+			continue
+		case err := <-r.serveErr:
+			if serveErr == nil {
+				serveErr = err
+				r.log.Error("handoff: a server failed; stopping", "error", err)
+			}
+			r.upg.Stop()
+			continue
+		case <-killed:
+			killed = nil
+			r.upg.Stop()
+			continue
+		}
+		if err := r.drain(); errors.Is(err, upgrader.ErrReclaimed) {
+			r.log.Warn("handoff: the new generation died while this one drained; serving again")
+			continue
+		}
+		return serveErr
+	}
 }
 
 // listen opens every server's sockets (or adopts inherited ones).

@@ -79,7 +79,7 @@
 // Under NOTIFY_SOCKET the generation that is systemd's main process sends
 // READY=1, RELOADING=1 with MONOTONIC_USEC around each upgrade, STATUS=
 // lines, STOPPING=1 and watchdog pings. The main PID moves through the PID
-// file, never MAINPID=; see systemd.go for why and examples/systemd for the
+// file, never MAINPID=; see notify.go for why and examples/systemd for the
 // units. Sockets passed by socket activation are adopted by address (Listen)
 // or by name (ListenActivated).
 //

@@ -116,10 +116,7 @@ func (e *UpgradeError) Error() string {
 		fmt.Fprintf(&b, " (pid %d)", e.PID)
 	}
 	b.WriteString(": ")
-	b.WriteString(e.Err.Error())
-	if e.Status != "" && !strings.Contains(e.Err.Error(), e.Status) {
-		b.WriteString(" (" + e.Status + ")")
-	}
+	b.WriteString(e.Err.Error()) // an exit's Err says its Status
 	return b.String()
 }
 

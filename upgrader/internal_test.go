@@ -2,6 +2,7 @@ package upgrader
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -51,7 +52,7 @@ func TestClassifyTF(t *testing.T) {
 }
 
 func TestUpgradeErrorText(t *testing.T) {
-	e := &UpgradeError{Generation: 3, PID: 42, Phase: PhaseProbation, ExitCode: 2, Status: "exit status 2", Err: ErrExited}
+	e := &UpgradeError{Generation: 3, PID: 42, Phase: PhaseProbation, ExitCode: 2, Status: "exit status 2", Err: fmt.Errorf("%w with exit status 2", ErrExited)}
 	got := e.Error()
 	for _, want := range []string{"generation 3", "probation", "pid 42", "exit status 2"} {
 		assert.Contains(t, got, want)

@@ -15,7 +15,7 @@ import (
 //	          a new generation whose parent vanished before the commit
 //	handOver  the commit of an upgrade: the file names the successor (under
 //	          systemd only at the end of this generation's drain, see
-//	          systemd.go), written before the commit is sent, so a failure
+//	          notify.go), written before the commit is sent, so a failure
 //	          is still a rollback
 //	reclaim   a rollback after handOver, or the successor died while this
 //	          generation drained: the file names this process again

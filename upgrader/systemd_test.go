@@ -132,7 +132,7 @@ func TestNotifySequence(t *testing.T) {
 	}
 }
 
-// TestNotifyPIDFileHandOver (the main-PID hand-over in systemd.go): under
+// TestNotifyPIDFileHandOver (the main-PID hand-over in notify.go): under
 // systemd the PID file names the new generation only from the end of the
 // old one's drain. At the commit the old generation rewrites its own pid,
 // and while it drains a stream the file still names it and it has not said

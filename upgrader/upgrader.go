@@ -157,7 +157,7 @@ type Upgrader struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	sd systemd // socket activation, sd_notify and watchdog (systemd.go)
+	sd systemd // socket activation, sd_notify and watchdog (activation.go, notify.go)
 }
 
 var (
