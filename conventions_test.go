@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -24,8 +25,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/handoff-go/handoff/bundle"
+	"github.com/handoff-go/handoff/examples/pluginhost/greeter"
 	"github.com/handoff-go/handoff/internal/servertest"
 	"github.com/handoff-go/handoff/listener"
+	"github.com/handoff-go/handoff/plugin"
 	"github.com/handoff-go/handoff/reload"
 	"github.com/handoff-go/handoff/signal"
 	"github.com/handoff-go/handoff/upgrader"
@@ -72,7 +75,9 @@ func checkRecords(t *testing.T, what string, log []byte) int {
 			case "error":
 				_, str := v.(string)
 				assert.True(t, str, "%s: error is not an error's text: %s", what, line)
-				assert.NotEqual(t, "DEBUG", rec["level"], "%s: an error at debug level: %s", what, line)
+				if _, ev := rec["event"]; ev {
+					assert.NotEqual(t, "DEBUG", rec["level"], "%s: an event's error at debug level: %s", what, line)
+				}
 			case "event":
 				ev, _ := v.(string)
 				assert.Regexp(t, `^[a-z]+(-[a-z]+)*$`, ev, "%s: event %q is not a kebab-case kind: %s", what, ev, line)
@@ -260,6 +265,27 @@ func TestConventionsInProcess(t *testing.T) {
 		v.Close()
 		assert.NotZero(t, checkRecords(t, "reload", log.Bytes()))
 		events.check(t, "reload")
+	})
+	t.Run("plugin", func(t *testing.T) {
+		bin := filepath.Join(t.TempDir(), "greeter")
+		out, err := exec.Command("go", "build", "-o", bin, "github.com/handoff-go/handoff/examples/pluginhost/plugin").CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		var log syncBuffer
+		var events collector[plugin.Event]
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		m, err := plugin.New(ctx, plugin.Options[greeter.Greeter]{
+			Handshake: greeter.Handshake,
+			Plugins:   greeter.Plugins(nil),
+			Path:      bin,
+			Logger:    jsonLogger(&log),
+			OnEvent:   events.on,
+		})
+		require.NoError(t, err)
+		require.NoError(t, m.Reload(ctx))
+		require.NoError(t, m.Close())
+		assert.NotZero(t, checkRecords(t, "plugin", log.Bytes()))
+		events.check(t, "plugin")
 	})
 	t.Run("bundle", func(t *testing.T) {
 		var log syncBuffer

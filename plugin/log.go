@@ -115,7 +115,9 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	}
 	attrs = append(attrs, a.args...)
 	attrs = append(attrs, convert(args, stderr)...)
-	a.l.Log(ctx, lv, msg, attrs...)
+	// go-plugin's records, and the plugin's own stderr, say where they
+	// come from like every record of the package.
+	a.l.Log(ctx, lv, "plugin: "+msg, attrs...)
 }
 
 func (a *hclogAdapter) Trace(msg string, args ...any) { a.Log(hclog.Trace, msg, args...) }

@@ -105,7 +105,7 @@ func TestPluginStderrInSlog(t *testing.T) {
 	var line record
 	require.Eventually(t, func() bool {
 		for _, r := range h.all() {
-			if strings.HasPrefix(r.msg, "testplugin v1 starting") {
+			if strings.HasPrefix(r.msg, "plugin: testplugin v1 starting") {
 				line = r
 				return true
 			}
