@@ -49,8 +49,9 @@ type attempt struct {
 	failed    bool
 	err       *UpgradeError
 	committed bool
-	tfDone    bool // tableflip's Upgrade returned
-	dying     bool // tableflip killed the child; waiting for it to be gone
+	tfDone    bool     // tableflip's Upgrade returned
+	dying     bool     // tableflip killed the child; waiting for it to be gone
+	exited    *tfError // the child exited; its channel is read to the end first
 	chanErr   error
 }
 
@@ -92,6 +93,7 @@ const (
 	repSearch
 	repChanTimeout
 	repGone
+	repExitTimeout
 )
 
 // succReport is a message (or the end) of a committed successor's channel,
@@ -178,6 +180,10 @@ func (m *machine) onAttemptReport(r attemptReport) {
 		}
 	case repGone:
 		m.finishAttempt(a.err)
+	case repExitTimeout:
+		if !a.failed && a.exited != nil {
+			m.failTF(a, a.exited)
+		}
 	}
 }
 
@@ -272,9 +278,15 @@ func (m *machine) onChildMsg(a *attempt, r attemptReport) {
 		return
 	}
 	if r.err != nil {
+		a.chanErr = r.err
+		if a.exited != nil {
+			// Every message the child sent before it exited has been
+			// read: its exit is the reason.
+			m.failTF(a, a.exited)
+			return
+		}
 		// The child's exit (tableflip) explains more than a broken
 		// channel; give it a moment.
-		a.chanErr = r.err
 		m.after(chanGrace, attemptReport{id: a.id, kind: repChanTimeout})
 		return
 	}
@@ -404,6 +416,12 @@ func (m *machine) onTF(a *attempt, e *tfError) {
 		m.commit(a)
 	case a.failed:
 		m.finishAttempt(a.err)
+	case e.kind == tfExited && a.conn != nil && a.chanErr == nil:
+		// A child that said why it gives up (unhealthy, stopping) and
+		// exited: tableflip may report the exit before the control
+		// channel delivers the reason. Read the channel to its end first.
+		a.exited = e
+		m.after(chanGrace, attemptReport{id: a.id, kind: repExitTimeout})
 	default:
 		m.failTF(a, e)
 	}
