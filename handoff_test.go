@@ -3,7 +3,6 @@
 package handoff_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -60,50 +59,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// mixedLoad is the acceptance mix: careful and blunt keep-alive clients, new
-// connections, slow requests and 3 s streams, none of which retries.
-func mixedLoad(addr string) upgradertest.Config {
-	return upgradertest.Config{
-		Addr: addr,
-		Workers: map[upgradertest.Kind]int{
-			upgradertest.KeepAliveChecked: 4,
-			upgradertest.KeepAliveBlind:   4,
-			upgradertest.NewConn:          4,
-			upgradertest.Slow:             2,
-			upgradertest.Stream:           2,
-		},
-		Pause:      2 * time.Millisecond,
-		StreamTime: 3 * time.Second,
-	}
-}
-
-func startLoad(cfg upgradertest.Config) (stop func() *upgradertest.Result) {
-	ctx, cancel := context.WithCancel(context.Background())
-	res := make(chan *upgradertest.Result, 1)
-	go func() { res <- upgradertest.Run(ctx, cfg) }()
-	return func() *upgradertest.Result {
-		cancel()
-		return <-res
-	}
-}
-
-func summary(r *upgradertest.Result) string {
-	return fmt.Sprintf("requests: %d (keepalive-checked %d, keepalive-blind %d, new-conn %d, slow %d, streams %d); failed %d %v; pids %d",
-		r.Count(-1), r.Count(upgradertest.KeepAliveChecked), r.Count(upgradertest.KeepAliveBlind), r.Count(upgradertest.NewConn),
-		r.Count(upgradertest.Slow), r.Count(upgradertest.Stream), r.Failed(), r.Failures(), len(r.PIDs()))
-}
-
-func checkNoFailures(t *testing.T, r *upgradertest.Result, cfg upgradertest.Config) {
-	t.Helper()
-	t.Log(summary(r))
-	assert.Zero(t, r.Failed(), "failed requests: %v\n%s", r.Failures(), r.FirstFailures(20))
-	for k, n := range cfg.Workers {
-		if n > 0 {
-			assert.NotZero(t, r.Count(k), "no %s request was made", k)
-		}
-	}
-}
-
 // upgradePlain upgrades a server whose log is not read (the quick start):
 // SIGHUP to the pid in the PID file, then the old generation must exit 0
 // and the PID file name another, live process.
@@ -129,8 +84,8 @@ func TestQuickstartUnderLoad(t *testing.T) {
 		upgrades = 5
 	}
 	s, _ := servertest.Start(t, quickstart, servertest.Options{Plain: true})
-	load := mixedLoad(s.Addr)
-	stop := startLoad(load)
+	load := upgradertest.MixedConfig(s.Addr)
+	stop := upgradertest.Start(t.Context(), load)
 	pids := map[int]bool{s.First: true}
 	for i := range upgrades {
 		pid := upgradePlain(t, s)
@@ -138,7 +93,8 @@ func TestQuickstartUnderLoad(t *testing.T) {
 		pids[pid] = true
 	}
 	r := stop()
-	checkNoFailures(t, r, load)
+	t.Log(r.Summary())
+	assert.NoError(t, r.Check(load))
 	assert.GreaterOrEqual(t, len(r.PIDs()), upgrades, "pids that answered")
 	assert.Zero(t, s.Stop(), "exit status of the last generation")
 	assert.Empty(t, servertest.Descendants(s.Bin), "processes left")
@@ -206,7 +162,7 @@ func TestHupThenTerm(t *testing.T) {
 			load := upgradertest.Config{Addr: s.Addr, Workers: map[upgradertest.Kind]int{
 				upgradertest.KeepAliveChecked: 2, upgradertest.KeepAliveBlind: 2, upgradertest.NewConn: 2,
 				upgradertest.Stream: 1}, StreamTime: time.Second}
-			stop := startLoad(load)
+			stop := upgradertest.Start(t.Context(), load)
 			old := s.PID()
 			from := s.Mark()
 			s.Install("")
@@ -225,7 +181,7 @@ func TestHupThenTerm(t *testing.T) {
 			spawned, _ := s.FindRecord(from, 0, func(r servertest.Record) bool { return r.PID == old && r.Event == "spawned" })
 			left := ended(t, s, []int{spawned.TargetPID}, 30*time.Second)
 			r := stop()
-			t.Logf("stop after %s; generation left: %d; %s", took, left, summary(r))
+			t.Logf("stop after %s; generation left: %d; %s", took, left, r.Summary())
 			f := r.Failures()
 			delete(f, upgradertest.Refused) // the service was stopped: new connections are refused
 			assert.Empty(t, f, "requests that got a connection and failed:\n%s", r.FirstFailures(10))
@@ -242,8 +198,8 @@ func TestHupThenTerm(t *testing.T) {
 // charge.
 func TestSecondHupDuringProbation(t *testing.T) {
 	s, _ := servertest.Start(t, httpserver, servertest.Options{Args: []string{"-probation", "1s"}})
-	load := mixedLoad(s.Addr)
-	stop := startLoad(load)
+	load := upgradertest.MixedConfig(s.Addr)
+	stop := upgradertest.Start(t.Context(), load)
 	old := s.PID()
 	from := s.Mark()
 	s.Install("")
@@ -263,7 +219,8 @@ func TestSecondHupDuringProbation(t *testing.T) {
 	assert.True(t, forwarded, "the old generation did not forward the follow-up")
 	s.WaitPIDFile(third, 10*time.Second)
 	res := stop()
-	checkNoFailures(t, res, load)
+	t.Log(res.Summary())
+	assert.NoError(t, res.Check(load))
 	assert.Equal(t, strconv.Itoa(third), strings.TrimSpace(servertest.Get(t, "tcp", s.Addr, "/pid")))
 	assert.Zero(t, s.Stop())
 	assert.Empty(t, servertest.Descendants(s.Bin))
@@ -274,8 +231,8 @@ func TestSecondHupDuringProbation(t *testing.T) {
 // generation serves, named by the PID file, and no request is lost.
 func TestTermAtCommit(t *testing.T) {
 	s, _ := servertest.Start(t, httpserver, servertest.Options{Args: []string{"-probation", "200ms"}})
-	load := mixedLoad(s.Addr)
-	stop := startLoad(load)
+	load := upgradertest.MixedConfig(s.Addr)
+	stop := upgradertest.Start(t.Context(), load)
 	old := s.PID()
 	from := s.Mark()
 	s.Install("")
@@ -286,7 +243,8 @@ func TestTermAtCommit(t *testing.T) {
 	left := ended(t, s, []int{r.TargetPID}, 5*time.Second)
 	assert.Equal(t, r.TargetPID, left, "the new generation must serve on")
 	res := stop()
-	checkNoFailures(t, res, load)
+	t.Log(res.Summary())
+	assert.NoError(t, res.Check(load))
 	assert.Zero(t, s.Stop())
 }
 
@@ -298,7 +256,7 @@ func TestSignalsDuringStopDrain(t *testing.T) {
 	pid := s.PID()
 	base := servertest.CountSockets(pid)
 	load := upgradertest.Config{Addr: s.Addr, Workers: map[upgradertest.Kind]int{upgradertest.Stream: 1}, StreamTime: 3 * time.Second, MaxRequests: 1}
-	stop := startLoad(load)
+	stop := upgradertest.Start(t.Context(), load)
 	servertest.WaitSockets(t, pid, base+1)
 	from := s.Mark()
 	s.Signal(pid, syscall.SIGTERM)
@@ -324,8 +282,8 @@ func TestSignalsDuringStopDrain(t *testing.T) {
 // request is lost.
 func TestTermNewGenerationInProbation(t *testing.T) {
 	s, _ := servertest.Start(t, httpserver, servertest.Options{Args: []string{"-probation", "3s", "-upgrade-timeout", "20s"}})
-	load := mixedLoad(s.Addr)
-	stop := startLoad(load)
+	load := upgradertest.MixedConfig(s.Addr)
+	stop := upgradertest.Start(t.Context(), load)
 	old := s.PID()
 	from := s.Mark()
 	s.Install("")
@@ -343,7 +301,8 @@ func TestTermNewGenerationInProbation(t *testing.T) {
 	assert.ErrorAs(t, err, &nc, "the stopped new generation must be gone")
 	assert.NotContains(t, s.LogText(from), "signal: killed", "the stopped new generation was killed, not drained")
 	res := stop()
-	checkNoFailures(t, res, load)
+	t.Log(res.Summary())
+	assert.NoError(t, res.Check(load))
 	assert.Equal(t, old, s.PID())
 	assert.Equal(t, strconv.Itoa(old), strings.TrimSpace(servertest.Get(t, "tcp", s.Addr, "/pid")))
 	assert.Empty(t, servertest.Children(old), "children of the old generation left")
@@ -359,7 +318,7 @@ func TestKillNewGenerationWhileOldDrains(t *testing.T) {
 	old := s.PID()
 	base := servertest.CountSockets(old)
 	stream := upgradertest.Config{Addr: s.Addr, Workers: map[upgradertest.Kind]int{upgradertest.Stream: 1}, StreamTime: 6 * time.Second, MaxRequests: 1}
-	stopStream := startLoad(stream)
+	stopStream := upgradertest.Start(t.Context(), stream)
 	servertest.WaitSockets(t, old, base+1)
 	from := s.Mark()
 	s.Install("")
@@ -483,7 +442,7 @@ func TestTermNewGenerationWhileOldDrains(t *testing.T) {
 	old := s.PID()
 	base := servertest.CountSockets(old)
 	stream := upgradertest.Config{Addr: s.Addr, Workers: map[upgradertest.Kind]int{upgradertest.Stream: 1}, StreamTime: 3 * time.Second, MaxRequests: 1}
-	stopStream := startLoad(stream)
+	stopStream := upgradertest.Start(t.Context(), stream)
 	servertest.WaitSockets(t, old, base+1)
 	from := s.Mark()
 	s.Install("")
