@@ -74,6 +74,43 @@ func upgradePlain(t *testing.T, s *servertest.Server) int {
 	return pid
 }
 
+// streamInFlight starts one stream of length on s and returns once the
+// generation pid holds its connection; stop waits for the stream's end and
+// returns its Result.
+func streamInFlight(t *testing.T, s *servertest.Server, pid int, length time.Duration) (stop func() *upgradertest.Result) {
+	t.Helper()
+	base := servertest.CountSockets(pid)
+	stop = upgradertest.Start(t.Context(), upgradertest.Config{Addr: s.Addr,
+		Workers: map[upgradertest.Kind]int{upgradertest.Stream: 1}, StreamTime: length, MaxRequests: 1})
+	servertest.WaitSockets(t, pid, base+1)
+	return stop
+}
+
+// drainingUpgrade is a server upgraded while a stream was in flight: the new
+// generation has committed and the PID file names it, while the old one
+// still drains the stream.
+type drainingUpgrade struct {
+	s           *servertest.Server
+	old, newPID int
+	from        int // the mark of the log before the upgrade
+	stopStream  func() *upgradertest.Result
+}
+
+// upgradeDuringStream starts examples/httpserver with a drain timeout of
+// 30 s, puts a stream of length in flight on it and upgrades it.
+func upgradeDuringStream(t *testing.T, length time.Duration) drainingUpgrade {
+	t.Helper()
+	s, _ := servertest.Start(t, httpserver, servertest.Options{Args: []string{"-drain-timeout", "30s"}})
+	old := s.PID()
+	stopStream := streamInFlight(t, s, old, length)
+	from := s.Mark()
+	s.Install("")
+	s.Signal(old, syscall.SIGHUP)
+	newPID := s.WaitRecord(from, 30*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Event == "committed" && r.TargetPID != old }).TargetPID
+	s.WaitPIDFile(newPID, 10*time.Second)
+	return drainingUpgrade{s: s, old: old, newPID: newPID, from: from, stopStream: stopStream}
+}
+
 // TestQuickstartUnderLoad (issue 9 a): the README's quick start, upgraded 50
 // times under the mixed load of clients that never retry, loses no request
 // and completes every stream; every old generation exits 0 and nothing is
@@ -254,10 +291,7 @@ func TestTermAtCommit(t *testing.T) {
 func TestSignalsDuringStopDrain(t *testing.T) {
 	s, _ := servertest.Start(t, httpserver, servertest.Options{})
 	pid := s.PID()
-	base := servertest.CountSockets(pid)
-	load := upgradertest.Config{Addr: s.Addr, Workers: map[upgradertest.Kind]int{upgradertest.Stream: 1}, StreamTime: 3 * time.Second, MaxRequests: 1}
-	stop := upgradertest.Start(t.Context(), load)
-	servertest.WaitSockets(t, pid, base+1)
+	stop := streamInFlight(t, s, pid, 3*time.Second)
 	from := s.Mark()
 	s.Signal(pid, syscall.SIGTERM)
 	s.WaitRecord(from, 10*time.Second, func(r servertest.Record) bool { return r.Msg == servertest.MsgStopping })
@@ -314,17 +348,8 @@ func TestTermNewGenerationInProbation(t *testing.T) {
 // and holds the sockets: the old one says so, answers again within a
 // second, takes the PID file back, finishes the stream, and stops cleanly.
 func TestKillNewGenerationWhileOldDrains(t *testing.T) {
-	s, _ := servertest.Start(t, httpserver, servertest.Options{Args: []string{"-drain-timeout", "30s"}})
-	old := s.PID()
-	base := servertest.CountSockets(old)
-	stream := upgradertest.Config{Addr: s.Addr, Workers: map[upgradertest.Kind]int{upgradertest.Stream: 1}, StreamTime: 6 * time.Second, MaxRequests: 1}
-	stopStream := upgradertest.Start(t.Context(), stream)
-	servertest.WaitSockets(t, old, base+1)
-	from := s.Mark()
-	s.Install("")
-	s.Signal(old, syscall.SIGHUP)
-	newPID := s.WaitRecord(from, 30*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Event == "committed" && r.TargetPID != old }).TargetPID
-	s.WaitPIDFile(newPID, 10*time.Second)
+	u := upgradeDuringStream(t, 6*time.Second)
+	s, old, newPID, from := u.s, u.old, u.newPID, u.from
 	require.Equal(t, strconv.Itoa(newPID), strings.TrimSpace(servertest.Get(t, "tcp", s.Addr, "/pid")))
 
 	s.Signal(newPID, syscall.SIGKILL)
@@ -344,7 +369,7 @@ func TestKillNewGenerationWhileOldDrains(t *testing.T) {
 	r := s.WaitRecord(from, 10*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Event == "reclaimed" })
 	assert.Contains(t, r.Error, "died")
 	s.WaitPIDFile(old, 10*time.Second)
-	res := stopStream()
+	res := u.stopStream()
 	assert.Zero(t, res.Failed(), "the stream on the old generation: %s", res.FirstFailures(5))
 
 	// It serves on, but cannot start another generation.
@@ -438,22 +463,13 @@ func TestNeverContacts(t *testing.T) {
 // service, not a death: the old one finishes its stream and exits without
 // taking charge again, and nothing is left.
 func TestTermNewGenerationWhileOldDrains(t *testing.T) {
-	s, _ := servertest.Start(t, httpserver, servertest.Options{Args: []string{"-drain-timeout", "30s"}})
-	old := s.PID()
-	base := servertest.CountSockets(old)
-	stream := upgradertest.Config{Addr: s.Addr, Workers: map[upgradertest.Kind]int{upgradertest.Stream: 1}, StreamTime: 3 * time.Second, MaxRequests: 1}
-	stopStream := upgradertest.Start(t.Context(), stream)
-	servertest.WaitSockets(t, old, base+1)
-	from := s.Mark()
-	s.Install("")
-	s.Signal(old, syscall.SIGHUP)
-	newPID := s.WaitRecord(from, 30*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Event == "committed" && r.TargetPID != old }).TargetPID
-	s.WaitPIDFile(newPID, 10*time.Second)
+	u := upgradeDuringStream(t, 3*time.Second)
+	s, old, newPID, from := u.s, u.old, u.newPID, u.from
 	s.Signal(newPID, syscall.SIGTERM)
 	r := s.WaitRecord(from, 10*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Event == "successor-exited" })
 	assert.Contains(t, r.Error, "was stopped")
 	assert.Zero(t, s.WaitExit(old, 30*time.Second))
-	res := stopStream()
+	res := u.stopStream()
 	assert.Zero(t, res.Failed(), "the stream on the old generation: %s", res.FirstFailures(5))
 	for _, rec := range s.RecordsSince(from) {
 		assert.NotEqual(t, "reclaimed", rec.Event, rec.Raw)
