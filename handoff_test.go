@@ -74,6 +74,54 @@ func upgradePlain(t *testing.T, s *servertest.Server) int {
 	return pid
 }
 
+// eventOf matches the records of pid's events of kind.
+func eventOf(pid int, kind string) func(servertest.Record) bool {
+	return func(r servertest.Record) bool { return r.PID == pid && r.Event == kind }
+}
+
+// committedBy matches the record of pid's commit to another generation.
+func committedBy(pid int) func(servertest.Record) bool {
+	return func(r servertest.Record) bool { return r.PID == pid && r.Event == "committed" && r.TargetPID != pid }
+}
+
+// upgradeFailedOf matches pid's records of a failed upgrade.
+func upgradeFailedOf(pid int) func(servertest.Record) bool {
+	return func(r servertest.Record) bool { return r.PID == pid && r.Msg == servertest.MsgUpgradeFailed }
+}
+
+// loadedUpgrade is a server under the acceptance mix that was just
+// signalled to upgrade to a new build.
+type loadedUpgrade struct {
+	s        *servertest.Server
+	load     upgradertest.Config
+	stopLoad func() *upgradertest.Result
+	old      int // the generation that was signalled
+	from     int // the mark of the log before the upgrade
+}
+
+// upgradeUnderLoad starts examples/httpserver with args, puts the
+// acceptance mix on it, installs a new build and sends the generation in
+// charge SIGHUP.
+func upgradeUnderLoad(t *testing.T, args ...string) loadedUpgrade {
+	t.Helper()
+	s, _ := servertest.Start(t, httpserver, servertest.Options{Args: args})
+	u := loadedUpgrade{s: s, load: upgradertest.MixedConfig(s.Addr)}
+	u.stopLoad = upgradertest.Start(t.Context(), u.load)
+	u.old = s.PID()
+	u.from = s.Mark()
+	s.Install("")
+	s.Signal(u.old, syscall.SIGHUP)
+	return u
+}
+
+// checkLoad stops the load and checks that it lost no request.
+func (u loadedUpgrade) checkLoad(t *testing.T) {
+	t.Helper()
+	r := u.stopLoad()
+	t.Log(r.Summary())
+	assert.NoError(t, r.Check(u.load))
+}
+
 // streamInFlight starts one stream of length on s and returns once the
 // generation pid holds its connection; stop waits for the stream's end and
 // returns its Result.
@@ -106,7 +154,7 @@ func upgradeDuringStream(t *testing.T, length time.Duration) drainingUpgrade {
 	from := s.Mark()
 	s.Install("")
 	s.Signal(old, syscall.SIGHUP)
-	newPID := s.WaitRecord(from, 30*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Event == "committed" && r.TargetPID != old }).TargetPID
+	newPID := s.WaitRecord(from, 30*time.Second, committedBy(old)).TargetPID
 	s.WaitPIDFile(newPID, 10*time.Second)
 	return drainingUpgrade{s: s, old: old, newPID: newPID, from: from, stopStream: stopStream}
 }
@@ -205,7 +253,7 @@ func TestHupThenTerm(t *testing.T) {
 			s.Install("")
 			s.Signal(old, syscall.SIGHUP)
 			if run.event != "" {
-				s.WaitRecord(from, 30*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Event == run.event })
+				s.WaitRecord(from, 30*time.Second, eventOf(old, run.event))
 			}
 			time.Sleep(run.delay) // the scenario's delay, not a synchronisation
 			termAt := time.Now()
@@ -215,7 +263,7 @@ func TestHupThenTerm(t *testing.T) {
 			require.NoError(t, err, "log:\n%s", s.LogText(from))
 			assert.Zero(t, code, "old generation exit status")
 			assert.LessOrEqual(t, took, drain+time.Second, "the stop took %s", took)
-			spawned, _ := s.FindRecord(from, 0, func(r servertest.Record) bool { return r.PID == old && r.Event == "spawned" })
+			spawned, _ := s.FindRecord(from, 0, eventOf(old, "spawned"))
 			left := ended(t, s, []int{spawned.TargetPID}, 30*time.Second)
 			r := stop()
 			t.Logf("stop after %s; generation left: %d; %s", took, left, r.Summary())
@@ -234,30 +282,21 @@ func TestHupThenTerm(t *testing.T) {
 // follow-up request is carried out by the new generation once it is in
 // charge.
 func TestSecondHupDuringProbation(t *testing.T) {
-	s, _ := servertest.Start(t, httpserver, servertest.Options{Args: []string{"-probation", "1s"}})
-	load := upgradertest.MixedConfig(s.Addr)
-	stop := upgradertest.Start(t.Context(), load)
-	old := s.PID()
-	from := s.Mark()
-	s.Install("")
-	s.Signal(old, syscall.SIGHUP)
-	s.WaitRecord(from, 30*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Event == "accepting" })
+	u := upgradeUnderLoad(t, "-probation", "1s")
+	s, old, from := u.s, u.old, u.from
+	s.WaitRecord(from, 30*time.Second, eventOf(old, "accepting"))
 	newest := s.Install("")
 	s.Signal(old, syscall.SIGHUP)
-	r := s.WaitRecord(from, 60*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Event == "committed" && r.TargetPID != old })
+	r := s.WaitRecord(from, 60*time.Second, committedBy(old))
 	second := r.TargetPID
-	third := s.WaitRecord(from, 60*time.Second, func(r servertest.Record) bool {
-		return r.PID == second && r.Event == "committed" && r.TargetPID != second
-	}).TargetPID
+	third := s.WaitRecord(from, 60*time.Second, committedBy(second)).TargetPID
 	assert.Zero(t, s.WaitExit(old, 60*time.Second))
 	assert.Zero(t, s.WaitExit(second, 60*time.Second))
 	assert.True(t, servertest.Runs(third, newest), "generation 3 (pid %d) does not run the newest binary", third)
-	_, forwarded := s.FindRecord(from, 0, func(r servertest.Record) bool { return r.PID == old && r.Event == "forwarded" })
+	_, forwarded := s.FindRecord(from, 0, eventOf(old, "forwarded"))
 	assert.True(t, forwarded, "the old generation did not forward the follow-up")
 	s.WaitPIDFile(third, 10*time.Second)
-	res := stop()
-	t.Log(res.Summary())
-	assert.NoError(t, res.Check(load))
+	u.checkLoad(t)
 	assert.Equal(t, strconv.Itoa(third), strings.TrimSpace(servertest.Get(t, "tcp", s.Addr, "/pid")))
 	assert.Zero(t, s.Stop())
 	assert.Empty(t, servertest.Descendants(s.Bin))
@@ -267,21 +306,14 @@ func TestSecondHupDuringProbation(t *testing.T) {
 // moment it logs the commit stops the old generation only: exactly one
 // generation serves, named by the PID file, and no request is lost.
 func TestTermAtCommit(t *testing.T) {
-	s, _ := servertest.Start(t, httpserver, servertest.Options{Args: []string{"-probation", "200ms"}})
-	load := upgradertest.MixedConfig(s.Addr)
-	stop := upgradertest.Start(t.Context(), load)
-	old := s.PID()
-	from := s.Mark()
-	s.Install("")
-	s.Signal(old, syscall.SIGHUP)
-	r := s.WaitRecord(from, 30*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Event == "committed" && r.TargetPID != old })
+	u := upgradeUnderLoad(t, "-probation", "200ms")
+	s, old, from := u.s, u.old, u.from
+	r := s.WaitRecord(from, 30*time.Second, committedBy(old))
 	s.Signal(old, syscall.SIGTERM)
 	assert.Zero(t, s.WaitExit(old, 40*time.Second))
 	left := ended(t, s, []int{r.TargetPID}, 5*time.Second)
 	assert.Equal(t, r.TargetPID, left, "the new generation must serve on")
-	res := stop()
-	t.Log(res.Summary())
-	assert.NoError(t, res.Check(load))
+	u.checkLoad(t)
 	assert.Zero(t, s.Stop())
 }
 
@@ -315,14 +347,9 @@ func TestSignalsDuringStopDrain(t *testing.T) {
 // rollback: the old generation serves on, named by the PID file, and no
 // request is lost.
 func TestTermNewGenerationInProbation(t *testing.T) {
-	s, _ := servertest.Start(t, httpserver, servertest.Options{Args: []string{"-probation", "3s", "-upgrade-timeout", "20s"}})
-	load := upgradertest.MixedConfig(s.Addr)
-	stop := upgradertest.Start(t.Context(), load)
-	old := s.PID()
-	from := s.Mark()
-	s.Install("")
-	s.Signal(old, syscall.SIGHUP)
-	newPID := s.WaitRecord(from, 30*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Event == "accepting" }).TargetPID
+	u := upgradeUnderLoad(t, "-probation", "3s", "-upgrade-timeout", "20s")
+	s, old, from := u.s, u.old, u.from
+	newPID := s.WaitRecord(from, 30*time.Second, eventOf(old, "accepting")).TargetPID
 	s.Signal(newPID, syscall.SIGTERM)
 	r := s.WaitRecord(from, 30*time.Second, func(r servertest.Record) bool {
 		return r.PID == old && (r.Event == "rolled-back" || r.Event == "committed")
@@ -334,9 +361,7 @@ func TestTermNewGenerationInProbation(t *testing.T) {
 	var nc *servertest.NotChildError
 	assert.ErrorAs(t, err, &nc, "the stopped new generation must be gone")
 	assert.NotContains(t, s.LogText(from), "signal: killed", "the stopped new generation was killed, not drained")
-	res := stop()
-	t.Log(res.Summary())
-	assert.NoError(t, res.Check(load))
+	u.checkLoad(t)
 	assert.Equal(t, old, s.PID())
 	assert.Equal(t, strconv.Itoa(old), strings.TrimSpace(servertest.Get(t, "tcp", s.Addr, "/pid")))
 	assert.Empty(t, servertest.Children(old), "children of the old generation left")
@@ -366,7 +391,7 @@ func TestKillNewGenerationWhileOldDrains(t *testing.T) {
 	assert.Equal(t, strconv.Itoa(old), answered, "the old generation must answer again")
 	assert.Less(t, took, time.Second, "the service answered again after %s", took)
 	t.Logf("answered again %s after the kill", took)
-	r := s.WaitRecord(from, 10*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Event == "reclaimed" })
+	r := s.WaitRecord(from, 10*time.Second, eventOf(old, "reclaimed"))
 	assert.Contains(t, r.Error, "died")
 	s.WaitPIDFile(old, 10*time.Second)
 	res := u.stopStream()
@@ -375,7 +400,7 @@ func TestKillNewGenerationWhileOldDrains(t *testing.T) {
 	// It serves on, but cannot start another generation.
 	mark := s.Mark()
 	s.Signal(old, syscall.SIGHUP)
-	f := s.WaitRecord(mark, 10*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Msg == servertest.MsgUpgradeFailed })
+	f := s.WaitRecord(mark, 10*time.Second, upgradeFailedOf(old))
 	assert.Contains(t, f.Error, "restart the service")
 	assert.Zero(t, s.Stop())
 	assert.Empty(t, servertest.Descendants(s.Bin))
@@ -446,7 +471,7 @@ func TestNeverContacts(t *testing.T) {
 	from := s.Mark()
 	hup := time.Now()
 	s.Signal(old, syscall.SIGHUP)
-	r := s.WaitRecord(from, 30*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Msg == servertest.MsgUpgradeFailed })
+	r := s.WaitRecord(from, 30*time.Second, upgradeFailedOf(old))
 	took := time.Since(hup)
 	assert.Contains(t, r.Error, "no contact within 3s (Options.UpgradeTimeout)")
 	assert.GreaterOrEqual(t, took, timeout)
@@ -466,7 +491,7 @@ func TestTermNewGenerationWhileOldDrains(t *testing.T) {
 	u := upgradeDuringStream(t, 3*time.Second)
 	s, old, newPID, from := u.s, u.old, u.newPID, u.from
 	s.Signal(newPID, syscall.SIGTERM)
-	r := s.WaitRecord(from, 10*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Event == "successor-exited" })
+	r := s.WaitRecord(from, 10*time.Second, eventOf(old, "successor-exited"))
 	assert.Contains(t, r.Error, "was stopped")
 	assert.Zero(t, s.WaitExit(old, 30*time.Second))
 	res := u.stopStream()
@@ -493,11 +518,11 @@ func TestPIDFileUnwritableAtCommit(t *testing.T) {
 	s.Install("")
 	from := s.Mark()
 	s.Signal(old, syscall.SIGHUP)
-	r := s.WaitRecord(from, 30*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Msg == servertest.MsgUpgradeFailed })
+	r := s.WaitRecord(from, 30*time.Second, upgradeFailedOf(old))
 	assert.Contains(t, r.Error, "cannot write the PID file "+s.PIDFile)
 	assert.Contains(t, r.Error, "not a directory")
 	assert.Contains(t, r.Error, "in commit")
-	spawned := s.WaitRecord(from, 0, func(r servertest.Record) bool { return r.PID == old && r.Event == "spawned" }).TargetPID
+	spawned := s.WaitRecord(from, 0, eventOf(old, "spawned")).TargetPID
 	_, err := s.TryWaitExit(spawned, 30*time.Second)
 	var nc *servertest.NotChildError
 	assert.ErrorAs(t, err, &nc, "the new generation must be gone")
