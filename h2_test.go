@@ -63,12 +63,12 @@ func TestHTTP2AndGRPCUnderLoad(t *testing.T) {
 				StreamTime: 2 * time.Second,
 				Clients:    grpcload.Clients(serving.Addrs[2], nil),
 			}
-			stop := startLoad(load)
+			stop := upgradertest.Start(t.Context(), load)
 			for range upgrades {
 				s.Upgrade()
 			}
 			r := stop()
-			t.Log(summary(r))
+			t.Log(r.Summary())
 			t.Logf("HTTP/2 connections: %d opened, %d ended with a GOAWAY, %d without; streams refused unprocessed after a GOAWAY: %d",
 				r.H2.Opened, r.H2.GoAway, r.H2.NoGoAway, r.Unprocessed())
 			for k, n := range load.Workers {

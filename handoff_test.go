@@ -3,7 +3,6 @@
 package handoff_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -60,50 +59,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// mixedLoad is the acceptance mix: careful and blunt keep-alive clients, new
-// connections, slow requests and 3 s streams, none of which retries.
-func mixedLoad(addr string) upgradertest.Config {
-	return upgradertest.Config{
-		Addr: addr,
-		Workers: map[upgradertest.Kind]int{
-			upgradertest.KeepAliveChecked: 4,
-			upgradertest.KeepAliveBlind:   4,
-			upgradertest.NewConn:          4,
-			upgradertest.Slow:             2,
-			upgradertest.Stream:           2,
-		},
-		Pause:      2 * time.Millisecond,
-		StreamTime: 3 * time.Second,
-	}
-}
-
-func startLoad(cfg upgradertest.Config) (stop func() *upgradertest.Result) {
-	ctx, cancel := context.WithCancel(context.Background())
-	res := make(chan *upgradertest.Result, 1)
-	go func() { res <- upgradertest.Run(ctx, cfg) }()
-	return func() *upgradertest.Result {
-		cancel()
-		return <-res
-	}
-}
-
-func summary(r *upgradertest.Result) string {
-	return fmt.Sprintf("requests: %d (keepalive-checked %d, keepalive-blind %d, new-conn %d, slow %d, streams %d); failed %d %v; pids %d",
-		r.Count(-1), r.Count(upgradertest.KeepAliveChecked), r.Count(upgradertest.KeepAliveBlind), r.Count(upgradertest.NewConn),
-		r.Count(upgradertest.Slow), r.Count(upgradertest.Stream), r.Failed(), r.Failures(), len(r.PIDs()))
-}
-
-func checkNoFailures(t *testing.T, r *upgradertest.Result, cfg upgradertest.Config) {
-	t.Helper()
-	t.Log(summary(r))
-	assert.Zero(t, r.Failed(), "failed requests: %v\n%s", r.Failures(), r.FirstFailures(20))
-	for k, n := range cfg.Workers {
-		if n > 0 {
-			assert.NotZero(t, r.Count(k), "no %s request was made", k)
-		}
-	}
-}
-
 // upgradePlain upgrades a server whose log is not read (the quick start):
 // SIGHUP to the pid in the PID file, then the old generation must exit 0
 // and the PID file name another, live process.
@@ -119,6 +74,91 @@ func upgradePlain(t *testing.T, s *servertest.Server) int {
 	return pid
 }
 
+// eventOf matches the records of pid's events of kind.
+func eventOf(pid int, kind string) func(servertest.Record) bool {
+	return func(r servertest.Record) bool { return r.PID == pid && r.Event == kind }
+}
+
+// committedBy matches the record of pid's commit to another generation.
+func committedBy(pid int) func(servertest.Record) bool {
+	return func(r servertest.Record) bool { return r.PID == pid && r.Event == "committed" && r.TargetPID != pid }
+}
+
+// upgradeFailedOf matches pid's records of a failed upgrade.
+func upgradeFailedOf(pid int) func(servertest.Record) bool {
+	return func(r servertest.Record) bool { return r.PID == pid && r.Msg == servertest.MsgUpgradeFailed }
+}
+
+// loadedUpgrade is a server under the acceptance mix that was just
+// signalled to upgrade to a new build.
+type loadedUpgrade struct {
+	s        *servertest.Server
+	load     upgradertest.Config
+	stopLoad func() *upgradertest.Result
+	old      int // the generation that was signalled
+	from     int // the mark of the log before the upgrade
+}
+
+// upgradeUnderLoad starts examples/httpserver with args, puts the
+// acceptance mix on it, installs a new build and sends the generation in
+// charge SIGHUP.
+func upgradeUnderLoad(t *testing.T, args ...string) loadedUpgrade {
+	t.Helper()
+	s, _ := servertest.Start(t, httpserver, servertest.Options{Args: args})
+	u := loadedUpgrade{s: s, load: upgradertest.MixedConfig(s.Addr)}
+	u.stopLoad = upgradertest.Start(t.Context(), u.load)
+	u.old = s.PID()
+	u.from = s.Mark()
+	s.Install("")
+	s.Signal(u.old, syscall.SIGHUP)
+	return u
+}
+
+// checkLoad stops the load and checks that it lost no request.
+func (u loadedUpgrade) checkLoad(t *testing.T) {
+	t.Helper()
+	r := u.stopLoad()
+	t.Log(r.Summary())
+	assert.NoError(t, r.Check(u.load))
+}
+
+// streamInFlight starts one stream of length on s and returns once the
+// generation pid holds its connection; stop waits for the stream's end and
+// returns its Result.
+func streamInFlight(t *testing.T, s *servertest.Server, pid int, length time.Duration) (stop func() *upgradertest.Result) {
+	t.Helper()
+	base := servertest.CountSockets(pid)
+	stop = upgradertest.Start(t.Context(), upgradertest.Config{Addr: s.Addr,
+		Workers: map[upgradertest.Kind]int{upgradertest.Stream: 1}, StreamTime: length, MaxRequests: 1})
+	servertest.WaitSockets(t, pid, base+1)
+	return stop
+}
+
+// drainingUpgrade is a server upgraded while a stream was in flight: the new
+// generation has committed and the PID file names it, while the old one
+// still drains the stream.
+type drainingUpgrade struct {
+	s           *servertest.Server
+	old, newPID int
+	from        int // the mark of the log before the upgrade
+	stopStream  func() *upgradertest.Result
+}
+
+// upgradeDuringStream starts examples/httpserver with a drain timeout of
+// 30 s, puts a stream of length in flight on it and upgrades it.
+func upgradeDuringStream(t *testing.T, length time.Duration) drainingUpgrade {
+	t.Helper()
+	s, _ := servertest.Start(t, httpserver, servertest.Options{Args: []string{"-drain-timeout", "30s"}})
+	old := s.PID()
+	stopStream := streamInFlight(t, s, old, length)
+	from := s.Mark()
+	s.Install("")
+	s.Signal(old, syscall.SIGHUP)
+	newPID := s.WaitRecord(from, 30*time.Second, committedBy(old)).TargetPID
+	s.WaitPIDFile(newPID, 10*time.Second)
+	return drainingUpgrade{s: s, old: old, newPID: newPID, from: from, stopStream: stopStream}
+}
+
 // TestQuickstartUnderLoad (issue 9 a): the README's quick start, upgraded 50
 // times under the mixed load of clients that never retry, loses no request
 // and completes every stream; every old generation exits 0 and nothing is
@@ -129,8 +169,8 @@ func TestQuickstartUnderLoad(t *testing.T) {
 		upgrades = 5
 	}
 	s, _ := servertest.Start(t, quickstart, servertest.Options{Plain: true})
-	load := mixedLoad(s.Addr)
-	stop := startLoad(load)
+	load := upgradertest.MixedConfig(s.Addr)
+	stop := upgradertest.Start(t.Context(), load)
 	pids := map[int]bool{s.First: true}
 	for i := range upgrades {
 		pid := upgradePlain(t, s)
@@ -138,7 +178,8 @@ func TestQuickstartUnderLoad(t *testing.T) {
 		pids[pid] = true
 	}
 	r := stop()
-	checkNoFailures(t, r, load)
+	t.Log(r.Summary())
+	assert.NoError(t, r.Check(load))
 	assert.GreaterOrEqual(t, len(r.PIDs()), upgrades, "pids that answered")
 	assert.Zero(t, s.Stop(), "exit status of the last generation")
 	assert.Empty(t, servertest.Descendants(s.Bin), "processes left")
@@ -206,13 +247,13 @@ func TestHupThenTerm(t *testing.T) {
 			load := upgradertest.Config{Addr: s.Addr, Workers: map[upgradertest.Kind]int{
 				upgradertest.KeepAliveChecked: 2, upgradertest.KeepAliveBlind: 2, upgradertest.NewConn: 2,
 				upgradertest.Stream: 1}, StreamTime: time.Second}
-			stop := startLoad(load)
+			stop := upgradertest.Start(t.Context(), load)
 			old := s.PID()
 			from := s.Mark()
 			s.Install("")
 			s.Signal(old, syscall.SIGHUP)
 			if run.event != "" {
-				s.WaitRecord(from, 30*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Event == run.event })
+				s.WaitRecord(from, 30*time.Second, eventOf(old, run.event))
 			}
 			time.Sleep(run.delay) // the scenario's delay, not a synchronisation
 			termAt := time.Now()
@@ -222,10 +263,10 @@ func TestHupThenTerm(t *testing.T) {
 			require.NoError(t, err, "log:\n%s", s.LogText(from))
 			assert.Zero(t, code, "old generation exit status")
 			assert.LessOrEqual(t, took, drain+time.Second, "the stop took %s", took)
-			spawned, _ := s.FindRecord(from, 0, func(r servertest.Record) bool { return r.PID == old && r.Event == "spawned" })
+			spawned, _ := s.FindRecord(from, 0, eventOf(old, "spawned"))
 			left := ended(t, s, []int{spawned.TargetPID}, 30*time.Second)
 			r := stop()
-			t.Logf("stop after %s; generation left: %d; %s", took, left, summary(r))
+			t.Logf("stop after %s; generation left: %d; %s", took, left, r.Summary())
 			f := r.Failures()
 			delete(f, upgradertest.Refused) // the service was stopped: new connections are refused
 			assert.Empty(t, f, "requests that got a connection and failed:\n%s", r.FirstFailures(10))
@@ -241,29 +282,21 @@ func TestHupThenTerm(t *testing.T) {
 // follow-up request is carried out by the new generation once it is in
 // charge.
 func TestSecondHupDuringProbation(t *testing.T) {
-	s, _ := servertest.Start(t, httpserver, servertest.Options{Args: []string{"-probation", "1s"}})
-	load := mixedLoad(s.Addr)
-	stop := startLoad(load)
-	old := s.PID()
-	from := s.Mark()
-	s.Install("")
-	s.Signal(old, syscall.SIGHUP)
-	s.WaitRecord(from, 30*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Event == "accepting" })
+	u := upgradeUnderLoad(t, "-probation", "1s")
+	s, old, from := u.s, u.old, u.from
+	s.WaitRecord(from, 30*time.Second, eventOf(old, "accepting"))
 	newest := s.Install("")
 	s.Signal(old, syscall.SIGHUP)
-	r := s.WaitRecord(from, 60*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Event == "committed" && r.TargetPID != old })
+	r := s.WaitRecord(from, 60*time.Second, committedBy(old))
 	second := r.TargetPID
-	third := s.WaitRecord(from, 60*time.Second, func(r servertest.Record) bool {
-		return r.PID == second && r.Event == "committed" && r.TargetPID != second
-	}).TargetPID
+	third := s.WaitRecord(from, 60*time.Second, committedBy(second)).TargetPID
 	assert.Zero(t, s.WaitExit(old, 60*time.Second))
 	assert.Zero(t, s.WaitExit(second, 60*time.Second))
 	assert.True(t, servertest.Runs(third, newest), "generation 3 (pid %d) does not run the newest binary", third)
-	_, forwarded := s.FindRecord(from, 0, func(r servertest.Record) bool { return r.PID == old && r.Event == "forwarded" })
+	_, forwarded := s.FindRecord(from, 0, eventOf(old, "forwarded"))
 	assert.True(t, forwarded, "the old generation did not forward the follow-up")
 	s.WaitPIDFile(third, 10*time.Second)
-	res := stop()
-	checkNoFailures(t, res, load)
+	u.checkLoad(t)
 	assert.Equal(t, strconv.Itoa(third), strings.TrimSpace(servertest.Get(t, "tcp", s.Addr, "/pid")))
 	assert.Zero(t, s.Stop())
 	assert.Empty(t, servertest.Descendants(s.Bin))
@@ -273,20 +306,14 @@ func TestSecondHupDuringProbation(t *testing.T) {
 // moment it logs the commit stops the old generation only: exactly one
 // generation serves, named by the PID file, and no request is lost.
 func TestTermAtCommit(t *testing.T) {
-	s, _ := servertest.Start(t, httpserver, servertest.Options{Args: []string{"-probation", "200ms"}})
-	load := mixedLoad(s.Addr)
-	stop := startLoad(load)
-	old := s.PID()
-	from := s.Mark()
-	s.Install("")
-	s.Signal(old, syscall.SIGHUP)
-	r := s.WaitRecord(from, 30*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Event == "committed" && r.TargetPID != old })
+	u := upgradeUnderLoad(t, "-probation", "200ms")
+	s, old, from := u.s, u.old, u.from
+	r := s.WaitRecord(from, 30*time.Second, committedBy(old))
 	s.Signal(old, syscall.SIGTERM)
 	assert.Zero(t, s.WaitExit(old, 40*time.Second))
 	left := ended(t, s, []int{r.TargetPID}, 5*time.Second)
 	assert.Equal(t, r.TargetPID, left, "the new generation must serve on")
-	res := stop()
-	checkNoFailures(t, res, load)
+	u.checkLoad(t)
 	assert.Zero(t, s.Stop())
 }
 
@@ -296,10 +323,7 @@ func TestTermAtCommit(t *testing.T) {
 func TestSignalsDuringStopDrain(t *testing.T) {
 	s, _ := servertest.Start(t, httpserver, servertest.Options{})
 	pid := s.PID()
-	base := servertest.CountSockets(pid)
-	load := upgradertest.Config{Addr: s.Addr, Workers: map[upgradertest.Kind]int{upgradertest.Stream: 1}, StreamTime: 3 * time.Second, MaxRequests: 1}
-	stop := startLoad(load)
-	servertest.WaitSockets(t, pid, base+1)
+	stop := streamInFlight(t, s, pid, 3*time.Second)
 	from := s.Mark()
 	s.Signal(pid, syscall.SIGTERM)
 	s.WaitRecord(from, 10*time.Second, func(r servertest.Record) bool { return r.Msg == servertest.MsgStopping })
@@ -323,14 +347,9 @@ func TestSignalsDuringStopDrain(t *testing.T) {
 // rollback: the old generation serves on, named by the PID file, and no
 // request is lost.
 func TestTermNewGenerationInProbation(t *testing.T) {
-	s, _ := servertest.Start(t, httpserver, servertest.Options{Args: []string{"-probation", "3s", "-upgrade-timeout", "20s"}})
-	load := mixedLoad(s.Addr)
-	stop := startLoad(load)
-	old := s.PID()
-	from := s.Mark()
-	s.Install("")
-	s.Signal(old, syscall.SIGHUP)
-	newPID := s.WaitRecord(from, 30*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Event == "accepting" }).TargetPID
+	u := upgradeUnderLoad(t, "-probation", "3s", "-upgrade-timeout", "20s")
+	s, old, from := u.s, u.old, u.from
+	newPID := s.WaitRecord(from, 30*time.Second, eventOf(old, "accepting")).TargetPID
 	s.Signal(newPID, syscall.SIGTERM)
 	r := s.WaitRecord(from, 30*time.Second, func(r servertest.Record) bool {
 		return r.PID == old && (r.Event == "rolled-back" || r.Event == "committed")
@@ -342,8 +361,7 @@ func TestTermNewGenerationInProbation(t *testing.T) {
 	var nc *servertest.NotChildError
 	assert.ErrorAs(t, err, &nc, "the stopped new generation must be gone")
 	assert.NotContains(t, s.LogText(from), "signal: killed", "the stopped new generation was killed, not drained")
-	res := stop()
-	checkNoFailures(t, res, load)
+	u.checkLoad(t)
 	assert.Equal(t, old, s.PID())
 	assert.Equal(t, strconv.Itoa(old), strings.TrimSpace(servertest.Get(t, "tcp", s.Addr, "/pid")))
 	assert.Empty(t, servertest.Children(old), "children of the old generation left")
@@ -355,17 +373,8 @@ func TestTermNewGenerationInProbation(t *testing.T) {
 // and holds the sockets: the old one says so, answers again within a
 // second, takes the PID file back, finishes the stream, and stops cleanly.
 func TestKillNewGenerationWhileOldDrains(t *testing.T) {
-	s, _ := servertest.Start(t, httpserver, servertest.Options{Args: []string{"-drain-timeout", "30s"}})
-	old := s.PID()
-	base := servertest.CountSockets(old)
-	stream := upgradertest.Config{Addr: s.Addr, Workers: map[upgradertest.Kind]int{upgradertest.Stream: 1}, StreamTime: 6 * time.Second, MaxRequests: 1}
-	stopStream := startLoad(stream)
-	servertest.WaitSockets(t, old, base+1)
-	from := s.Mark()
-	s.Install("")
-	s.Signal(old, syscall.SIGHUP)
-	newPID := s.WaitRecord(from, 30*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Event == "committed" && r.TargetPID != old }).TargetPID
-	s.WaitPIDFile(newPID, 10*time.Second)
+	u := upgradeDuringStream(t, 6*time.Second)
+	s, old, newPID, from := u.s, u.old, u.newPID, u.from
 	require.Equal(t, strconv.Itoa(newPID), strings.TrimSpace(servertest.Get(t, "tcp", s.Addr, "/pid")))
 
 	s.Signal(newPID, syscall.SIGKILL)
@@ -382,16 +391,16 @@ func TestKillNewGenerationWhileOldDrains(t *testing.T) {
 	assert.Equal(t, strconv.Itoa(old), answered, "the old generation must answer again")
 	assert.Less(t, took, time.Second, "the service answered again after %s", took)
 	t.Logf("answered again %s after the kill", took)
-	r := s.WaitRecord(from, 10*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Event == "reclaimed" })
+	r := s.WaitRecord(from, 10*time.Second, eventOf(old, "reclaimed"))
 	assert.Contains(t, r.Error, "died")
 	s.WaitPIDFile(old, 10*time.Second)
-	res := stopStream()
+	res := u.stopStream()
 	assert.Zero(t, res.Failed(), "the stream on the old generation: %s", res.FirstFailures(5))
 
 	// It serves on, but cannot start another generation.
 	mark := s.Mark()
 	s.Signal(old, syscall.SIGHUP)
-	f := s.WaitRecord(mark, 10*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Msg == servertest.MsgUpgradeFailed })
+	f := s.WaitRecord(mark, 10*time.Second, upgradeFailedOf(old))
 	assert.Contains(t, f.Error, "restart the service")
 	assert.Zero(t, s.Stop())
 	assert.Empty(t, servertest.Descendants(s.Bin))
@@ -462,7 +471,7 @@ func TestNeverContacts(t *testing.T) {
 	from := s.Mark()
 	hup := time.Now()
 	s.Signal(old, syscall.SIGHUP)
-	r := s.WaitRecord(from, 30*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Msg == servertest.MsgUpgradeFailed })
+	r := s.WaitRecord(from, 30*time.Second, upgradeFailedOf(old))
 	took := time.Since(hup)
 	assert.Contains(t, r.Error, "no contact within 3s (Options.UpgradeTimeout)")
 	assert.GreaterOrEqual(t, took, timeout)
@@ -479,22 +488,13 @@ func TestNeverContacts(t *testing.T) {
 // service, not a death: the old one finishes its stream and exits without
 // taking charge again, and nothing is left.
 func TestTermNewGenerationWhileOldDrains(t *testing.T) {
-	s, _ := servertest.Start(t, httpserver, servertest.Options{Args: []string{"-drain-timeout", "30s"}})
-	old := s.PID()
-	base := servertest.CountSockets(old)
-	stream := upgradertest.Config{Addr: s.Addr, Workers: map[upgradertest.Kind]int{upgradertest.Stream: 1}, StreamTime: 3 * time.Second, MaxRequests: 1}
-	stopStream := startLoad(stream)
-	servertest.WaitSockets(t, old, base+1)
-	from := s.Mark()
-	s.Install("")
-	s.Signal(old, syscall.SIGHUP)
-	newPID := s.WaitRecord(from, 30*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Event == "committed" && r.TargetPID != old }).TargetPID
-	s.WaitPIDFile(newPID, 10*time.Second)
+	u := upgradeDuringStream(t, 3*time.Second)
+	s, old, newPID, from := u.s, u.old, u.newPID, u.from
 	s.Signal(newPID, syscall.SIGTERM)
-	r := s.WaitRecord(from, 10*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Event == "successor-exited" })
+	r := s.WaitRecord(from, 10*time.Second, eventOf(old, "successor-exited"))
 	assert.Contains(t, r.Error, "was stopped")
 	assert.Zero(t, s.WaitExit(old, 30*time.Second))
-	res := stopStream()
+	res := u.stopStream()
 	assert.Zero(t, res.Failed(), "the stream on the old generation: %s", res.FirstFailures(5))
 	for _, rec := range s.RecordsSince(from) {
 		assert.NotEqual(t, "reclaimed", rec.Event, rec.Raw)
@@ -518,11 +518,11 @@ func TestPIDFileUnwritableAtCommit(t *testing.T) {
 	s.Install("")
 	from := s.Mark()
 	s.Signal(old, syscall.SIGHUP)
-	r := s.WaitRecord(from, 30*time.Second, func(r servertest.Record) bool { return r.PID == old && r.Msg == servertest.MsgUpgradeFailed })
+	r := s.WaitRecord(from, 30*time.Second, upgradeFailedOf(old))
 	assert.Contains(t, r.Error, "cannot write the PID file "+s.PIDFile)
 	assert.Contains(t, r.Error, "not a directory")
 	assert.Contains(t, r.Error, "in commit")
-	spawned := s.WaitRecord(from, 0, func(r servertest.Record) bool { return r.PID == old && r.Event == "spawned" }).TargetPID
+	spawned := s.WaitRecord(from, 0, eventOf(old, "spawned")).TargetPID
 	_, err := s.TryWaitExit(spawned, 30*time.Second)
 	var nc *servertest.NotChildError
 	assert.ErrorAs(t, err, &nc, "the new generation must be gone")

@@ -53,45 +53,22 @@ func helperMain(dir string) int {
 	return code
 }
 
+// serveHelper is one generation of the helper: it appends to the journal,
+// serves on the tcp6 listener, and is upgraded or stopped by signals.
 func serveHelper(upg *upgrader.Upgrader, dir string) int {
-	f, err := upg.File("journal", func() (*os.File, error) {
-		// In the test's directory, so that nothing is left behind.
-		return os.OpenFile(filepath.Join(dir, "journal"), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	})
+	f, journal, err := appendJournal(upg, dir)
 	if err != nil {
 		fmt.Println("error", err)
 		return 1
 	}
 	defer f.Close()
-	if _, err := f.Seek(0, io.SeekEnd); err != nil {
-		fmt.Println("error", err)
-		return 1
-	}
-	fmt.Fprintf(f, "generation %d pid %d\n", upg.Generation(), os.Getpid())
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		fmt.Println("error", err)
-		return 1
-	}
-	journal, _ := io.ReadAll(f)
 	ln, err := upg.Listen("tcp6", "[::1]:0")
 	if err != nil {
 		fmt.Println("error", err)
 		return 1
 	}
-	var serving sync.WaitGroup
-	serving.Add(1)
-	go func() {
-		defer serving.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return // Drain closed the listener
-			}
-			fmt.Fprintf(c, "pid %d\n", os.Getpid())
-			c.Close()
-		}
-	}()
-	defer serving.Wait()
+	served := answerPID(ln)
+	defer served()
 
 	// Signals are handled before Ready: once this generation is in charge,
 	// no SIGHUP or SIGTERM may find the default disposition.
@@ -139,18 +116,66 @@ func serveHelper(upg *upgrader.Upgrader, dir string) int {
 	} else {
 		fmt.Printf("ready pid=%d addr=%s journal=%q\n", os.Getpid(), ln.Addr(), journal)
 	}
+	drainOnExit(upg)
+	close(drained)
+	return code
+}
+
+// appendJournal opens the journal, registered with File (inherited from
+// the previous generation, or made in dir), appends this generation's line,
+// and returns the file and all its lines.
+func appendJournal(upg *upgrader.Upgrader, dir string) (*os.File, []byte, error) {
+	f, err := upg.File("journal", func() (*os.File, error) {
+		// In the test's directory, so that nothing is left behind.
+		return os.OpenFile(filepath.Join(dir, "journal"), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := f.Seek(0, io.SeekEnd); err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	fmt.Fprintf(f, "generation %d pid %d\n", upg.Generation(), os.Getpid())
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	journal, _ := io.ReadAll(f)
+	return f, journal, nil
+}
+
+// answerPID answers every connection to ln with this process's pid until
+// ln is closed (by Drain); wait waits for it to stop.
+func answerPID(ln net.Listener) (wait func()) {
+	var serving sync.WaitGroup
+	serving.Add(1)
+	go func() {
+		defer serving.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return // Drain closed the listener
+			}
+			fmt.Fprintf(c, "pid %d\n", os.Getpid())
+			c.Close()
+		}
+	}()
+	return serving.Wait
+}
+
+// drainOnExit waits for Exit and drains; when the successor died
+// (ErrReclaimed), this generation serves again and waits for Exit again.
+func drainOnExit(upg *upgrader.Upgrader) {
 	for {
 		<-upg.Exit()
 		dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
 		_, err := upg.Drain(dctx)
 		dcancel()
-		if errors.Is(err, upgrader.ErrReclaimed) {
-			continue // the successor died: this generation serves again
+		if !errors.Is(err, upgrader.ErrReclaimed) {
+			return
 		}
-		break
 	}
-	close(drained)
-	return code
 }
 
 // TestFileAndTCP6: a file registered with File and a tcp6 listener are

@@ -145,7 +145,7 @@ func TestNotifyPIDFileHandOver(t *testing.T) {
 	waitMessages(t, l, 0, 1) // READY=1 of the start
 	base := servertest.CountSockets(p1)
 	stream := upgradertest.Config{Addr: s.Addr, Workers: map[upgradertest.Kind]int{upgradertest.Stream: 1}, StreamTime: 3 * time.Second, MaxRequests: 1}
-	stop := startLoad(stream)
+	stop := upgradertest.Start(t.Context(), stream)
 	servertest.WaitSockets(t, p1, base+1)
 	from := s.Mark()
 	s.Install("")

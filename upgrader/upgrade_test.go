@@ -3,7 +3,6 @@
 package upgrader_test
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -22,46 +21,6 @@ import (
 	"github.com/handoff-go/handoff/upgrader/upgradertest"
 )
 
-// mixedLoad is the acceptance mix: 16 clients of every kind, none of which
-// retries.
-func mixedLoad(addr string) upgradertest.Config {
-	return upgradertest.Config{
-		Addr: addr,
-		Workers: map[upgradertest.Kind]int{
-			upgradertest.KeepAliveChecked: 4,
-			upgradertest.KeepAliveBlind:   4,
-			upgradertest.NewConn:          4,
-			upgradertest.Slow:             2,
-			upgradertest.Stream:           2,
-		},
-		Pause:      2 * time.Millisecond,
-		StreamTime: 3 * time.Second,
-	}
-}
-
-func startLoad(cfg upgradertest.Config) (stop func() *upgradertest.Result) {
-	ctx, cancel := context.WithCancel(context.Background())
-	res := make(chan *upgradertest.Result, 1)
-	go func() { res <- upgradertest.Run(ctx, cfg) }()
-	return func() *upgradertest.Result {
-		cancel()
-		return <-res
-	}
-}
-
-func checkNoFailures(t *testing.T, r *upgradertest.Result, cfg upgradertest.Config) {
-	t.Helper()
-	t.Logf("requests: %d (keepalive-checked %d, keepalive-blind %d, new-conn %d, slow %d, streams %d); failed %d %v; pids %d",
-		r.Count(-1), r.Count(upgradertest.KeepAliveChecked), r.Count(upgradertest.KeepAliveBlind), r.Count(upgradertest.NewConn),
-		r.Count(upgradertest.Slow), r.Count(upgradertest.Stream), r.Failed(), r.Failures(), len(r.PIDs()))
-	assert.Zero(t, r.Failed(), "failed requests: %v\n%s", r.Failures(), r.FirstFailures(20))
-	for k, n := range cfg.Workers {
-		if n > 0 {
-			assert.NotZero(t, r.Count(k), "no %s request was made", k)
-		}
-	}
-}
-
 // pidOf returns what /pid answers on network/addr.
 func pidOf(t *testing.T, network, addr string) string {
 	t.Helper()
@@ -79,8 +38,8 @@ func TestUpgradesLeakNothing(t *testing.T) {
 	// descheduled for longer than 300 ms between two requests, and a blind
 	// client that sends on a connection the server has just closed fails.
 	s := start(t, "-drain-timeout", "20s", "-idle-grace", "1s")
-	load := mixedLoad(s.Addr)
-	stop := startLoad(load)
+	load := upgradertest.MixedConfig(s.Addr)
+	stop := upgradertest.Start(t.Context(), load)
 
 	// fds are counted just before a generation is upgraded, when it has
 	// served for a while and its start-up is long over.
@@ -96,7 +55,8 @@ func TestUpgradesLeakNothing(t *testing.T) {
 	}
 	fdsLast = s.SettledFDs(s.PID())
 	r := stop()
-	checkNoFailures(t, r, load)
+	t.Log(r.Summary())
+	assert.NoError(t, r.Check(load))
 	if r.Failed() > 0 {
 		for _, rec := range s.RecordsSince(0) {
 			if rec.Event == "drain-finished" || rec.Event == "rolled-back" || rec.Msg == servertest.MsgUpgradeFailed {
@@ -131,7 +91,7 @@ func TestRollback(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.variant, func(t *testing.T) {
 			s := start(t, "-probation", "600ms", "-upgrade-timeout", "4s", "-drain-timeout", "10s")
-			load := mixedLoad(s.Addr)
+			load := upgradertest.MixedConfig(s.Addr)
 			if tc.variant == "crash" {
 				// A process that crashes loses the connections it holds;
 				// what is checked here is that the old generation takes
@@ -141,7 +101,7 @@ func TestRollback(t *testing.T) {
 				delete(load.Workers, upgradertest.NewConn)
 				delete(load.Workers, upgradertest.Stream)
 			}
-			stop := startLoad(load)
+			stop := upgradertest.Start(t.Context(), load)
 			old := s.PID()
 
 			s.Install(tc.variant)
@@ -169,7 +129,8 @@ func TestRollback(t *testing.T) {
 			s.Install("")
 			pid := s.Upgrade()
 			res := stop()
-			checkNoFailures(t, res, load)
+			t.Log(res.Summary())
+			assert.NoError(t, res.Check(load))
 			assert.Equal(t, strconv.Itoa(pid), pidOf(t, "tcp", s.Addr), "/pid after the good upgrade")
 			assert.Zero(t, s.Stop(), "exit status")
 			assert.Empty(t, servertest.Descendants(s.Bin), "processes left")
@@ -273,7 +234,7 @@ func TestStopDrains(t *testing.T) {
 	s := start(t)
 	pid := s.PID()
 	base := servertest.CountSockets(pid)
-	stop := startLoad(upgradertest.Config{
+	stop := upgradertest.Start(t.Context(), upgradertest.Config{
 		Addr: s.Addr,
 		Workers: map[upgradertest.Kind]int{
 			upgradertest.Slow:             4,
@@ -297,7 +258,7 @@ func TestStopDrains(t *testing.T) {
 	s2 := start(t)
 	pid2 := s2.PID()
 	base2 := servertest.CountSockets(pid2)
-	stop2 := startLoad(upgradertest.Config{Addr: s2.Addr, Workers: map[upgradertest.Kind]int{upgradertest.Stream: 1}, StreamTime: 60 * time.Second, MaxRequests: 1})
+	stop2 := upgradertest.Start(t.Context(), upgradertest.Config{Addr: s2.Addr, Workers: map[upgradertest.Kind]int{upgradertest.Stream: 1}, StreamTime: 60 * time.Second, MaxRequests: 1})
 	servertest.WaitSockets(t, pid2, base2+1)
 	from := s2.Mark()
 	s2.Signal(pid2, syscall.SIGTERM)

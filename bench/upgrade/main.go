@@ -96,52 +96,18 @@ func flagSet(name string) bool {
 }
 
 func run(cfg config, out string, keep bool) error {
-	if cfg.Upgrades < 1 || cfg.Upgrades > 10_000 {
-		return fmt.Errorf("-upgrades %d: want 1..10000", cfg.Upgrades)
+	chosen, err := chooseTargets(cfg)
+	if err != nil {
+		return err
 	}
-	if cfg.Clients < 4 || cfg.Streams < 0 {
-		return fmt.Errorf("-clients %d -streams %d: want at least 4 clients", cfg.Clients, cfg.Streams)
-	}
-	var chosen []target
-	for _, name := range cfg.Targets {
-		t, ok := targetByName(name)
-		if !ok {
-			return fmt.Errorf("unknown target %q (want handoff, tableflip or naive)", name)
-		}
-		chosen = append(chosen, t)
-	}
-
 	dir, err := os.MkdirTemp("", "handoff-bench-")
 	if err != nil {
 		return err
 	}
-	// Whatever happens, leave nothing running: on return, and on an
-	// interrupt (which ends the process at once, after the same cleanup).
-	cleanup := func() {
-		killUnder(dir)
-		if keep {
-			fmt.Fprintf(os.Stderr, "kept %s (binaries and logs)\n", dir)
-			return
-		}
-		os.RemoveAll(dir)
-	}
+	cleanup := cleanUpAlways(dir, keep)
 	defer cleanup()
-	sigs := make(chan os.Signal, 1)
-	ossignal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		s := <-sigs
-		fmt.Fprintf(os.Stderr, "\nupgrade: %v: killing the servers\n", s)
-		cleanup()
-		os.Exit(130)
-	}()
-
-	fmt.Printf("building %d target(s) into %s ...\n", len(chosen), dir)
-	for i := range chosen {
-		chosen[i].bin = filepath.Join(dir, chosen[i].name)
-		cmd := exec.Command("go", "build", "-tags", "nogrpc", "-o", chosen[i].bin, chosen[i].pkg)
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("go build %s (run from the handoff module): %v\n%s", chosen[i].pkg, err, b)
-		}
+	if err := build(chosen, dir); err != nil {
+		return err
 	}
 
 	rep := report{
@@ -174,21 +140,82 @@ func run(cfg config, out string, keep bool) error {
 		return err
 	}
 	fmt.Printf("\nwrote %s\n", out)
+	return problems(rep, dir)
+}
 
-	var problems []string
+// chooseTargets checks cfg and returns its targets.
+func chooseTargets(cfg config) ([]target, error) {
+	if cfg.Upgrades < 1 || cfg.Upgrades > 10_000 {
+		return nil, fmt.Errorf("-upgrades %d: want 1..10000", cfg.Upgrades)
+	}
+	if cfg.Clients < 4 || cfg.Streams < 0 {
+		return nil, fmt.Errorf("-clients %d -streams %d: want at least 4 clients", cfg.Clients, cfg.Streams)
+	}
+	var chosen []target
+	for _, name := range cfg.Targets {
+		t, ok := targetByName(name)
+		if !ok {
+			return nil, fmt.Errorf("unknown target %q (want handoff, tableflip or naive)", name)
+		}
+		chosen = append(chosen, t)
+	}
+	return chosen, nil
+}
+
+// cleanUpAlways makes sure that nothing is left running: it returns the
+// clean-up (kill every server in dir, then remove dir unless keep), to run
+// on return, and runs it on an interrupt too, which then ends the process
+// at once.
+func cleanUpAlways(dir string, keep bool) (cleanup func()) {
+	cleanup = func() {
+		killUnder(dir)
+		if keep {
+			fmt.Fprintf(os.Stderr, "kept %s (binaries and logs)\n", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	}
+	sigs := make(chan os.Signal, 1)
+	ossignal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		fmt.Fprintf(os.Stderr, "\nupgrade: %v: killing the servers\n", s)
+		cleanup()
+		os.Exit(130)
+	}()
+	return cleanup
+}
+
+// build builds the servers of the targets into dir.
+func build(chosen []target, dir string) error {
+	fmt.Printf("building %d target(s) into %s ...\n", len(chosen), dir)
+	for i := range chosen {
+		chosen[i].bin = filepath.Join(dir, chosen[i].name)
+		cmd := exec.Command("go", "build", "-tags", "nogrpc", "-o", chosen[i].bin, chosen[i].pkg)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s (run from the handoff module): %v\n%s", chosen[i].pkg, err, b)
+		}
+	}
+	return nil
+}
+
+// problems is an error that names the targets that failed and the servers
+// left running, or nil.
+func problems(rep report, dir string) error {
+	var msgs []string
 	for _, r := range rep.Targets {
 		if r.Error != "" {
-			problems = append(problems, r.Target+": "+r.Error)
+			msgs = append(msgs, r.Target+": "+r.Error)
 		}
 		if len(r.Leftover) > 0 {
-			problems = append(problems, fmt.Sprintf("%s: processes left running (killed): %v", r.Target, r.Leftover))
+			msgs = append(msgs, fmt.Sprintf("%s: processes left running (killed): %v", r.Target, r.Leftover))
 		}
 	}
 	if left := processesUnder(dir); len(left) > 0 {
-		problems = append(problems, fmt.Sprintf("processes still running at the end (killed): %v", left))
+		msgs = append(msgs, fmt.Sprintf("processes still running at the end (killed): %v", left))
 	}
-	if len(problems) > 0 {
-		return fmt.Errorf("%s", strings.Join(problems, "; "))
+	if len(msgs) > 0 {
+		return fmt.Errorf("%s", strings.Join(msgs, "; "))
 	}
 	return nil
 }

@@ -89,6 +89,7 @@ type TargetResult struct {
 	PerUpgrade []upgradeRec `json:"per_upgrade"`
 }
 
+// analyze turns what measure saw of target t into its TargetResult.
 func analyze(cfg config, t target, raw *rawRun) TargetResult {
 	r := TargetResult{
 		Target:          t.name,
@@ -108,17 +109,7 @@ func analyze(cfg config, t target, raw *rawRun) TargetResult {
 	if t.naive {
 		r.Restart = "SIGTERM, wait for exit (Shutdown), start a new process"
 	}
-	if len(raw.stats) > 0 {
-		w := min(10, len(raw.stats)/2)
-		r.WarmedUp = raw.stats[w]
-		for _, s := range append(raw.stats[w:], raw.end) {
-			r.MaxAfter.FDs = max(r.MaxAfter.FDs, s.FDs)
-			r.MaxAfter.SocketFDs = max(r.MaxAfter.SocketFDs, s.SocketFDs)
-			r.MaxAfter.OtherFDs = max(r.MaxAfter.OtherFDs, s.OtherFDs)
-			r.MaxAfter.RSSKB = max(r.MaxAfter.RSSKB, s.RSSKB)
-			r.MaxAfter.Threads = max(r.MaxAfter.Threads, s.Threads)
-		}
-	}
+	r.addProcStats(raw)
 	if raw.res == nil {
 		return r
 	}
@@ -127,32 +118,71 @@ func analyze(cfg config, t target, raw *rawRun) TargetResult {
 	if loadTime > 0 {
 		r.DriverCPUPercent = 100 * raw.cpu.Seconds() / loadTime.Seconds()
 	}
+	ends := r.addSamples(raw, loadTime, nearUpgrade(raw.upgrades, cfg.Near))
+	r.addUpgrades(raw, ends)
+	if len(raw.selfServed) > 0 {
+		d := distOf(raw.selfServed)
+		r.SelfReportedServing = &d
+	}
+	r.PerUpgrade = raw.upgrades
+	return r
+}
 
-	starts := make([]time.Time, len(raw.upgrades))
-	for i, u := range raw.upgrades {
+// addProcStats fills in the serving process once warmed up (after up to 10
+// upgrades) and its maximum from then on.
+func (r *TargetResult) addProcStats(raw *rawRun) {
+	if len(raw.stats) == 0 {
+		return
+	}
+	w := min(10, len(raw.stats)/2)
+	r.WarmedUp = raw.stats[w]
+	for _, s := range append(raw.stats[w:], raw.end) {
+		r.MaxAfter.FDs = max(r.MaxAfter.FDs, s.FDs)
+		r.MaxAfter.SocketFDs = max(r.MaxAfter.SocketFDs, s.SocketFDs)
+		r.MaxAfter.OtherFDs = max(r.MaxAfter.OtherFDs, s.OtherFDs)
+		r.MaxAfter.RSSKB = max(r.MaxAfter.RSSKB, s.RSSKB)
+		r.MaxAfter.Threads = max(r.MaxAfter.Threads, s.Threads)
+	}
+}
+
+// nearUpgrade reports whether a time is within near after the signal of one
+// of the upgrades (which are in the order of their start).
+func nearUpgrade(upgrades []upgradeRec, near time.Duration) func(time.Time) bool {
+	starts := make([]time.Time, len(upgrades))
+	for i, u := range upgrades {
 		starts[i] = u.start
 	}
-	near := func(at time.Time) bool {
+	return func(at time.Time) bool {
 		i := sort.Search(len(starts), func(i int) bool { return starts[i].After(at) }) - 1
-		return i >= 0 && at.Sub(starts[i]) < cfg.Near
+		return i >= 0 && at.Sub(starts[i]) < near
 	}
+}
 
+// responseEnds are the ends of the first and of the last response of each
+// pid, to the load or to the driver's probe.
+type responseEnds struct {
+	first, last map[int]time.Time
+}
+
+func (e responseEnds) note(pid int, end time.Time) {
+	if end.After(e.last[pid]) {
+		e.last[pid] = end
+	}
+	if f, ok := e.first[pid]; !ok || end.Before(f) {
+		e.first[pid] = end
+	}
+}
+
+// addSamples fills in the requests, the failures and the latencies of the
+// load that ran for loadTime, and returns when each pid answered.
+func (r *TargetResult) addSamples(raw *rawRun, loadTime time.Duration, near func(time.Time) bool) responseEnds {
 	samples := raw.res.Samples
 	r.Requests = len(samples)
 	if loadTime > 0 {
 		r.RequestsPerSec = float64(len(samples)) / loadTime.Seconds()
 	}
 	var all, steady, nearL, slow []time.Duration
-	lastEnd := map[int]time.Time{}
-	firstEnd := map[int]time.Time{}
-	note := func(pid int, end time.Time) {
-		if end.After(lastEnd[pid]) {
-			lastEnd[pid] = end
-		}
-		if f, ok := firstEnd[pid]; !ok || end.Before(f) {
-			firstEnd[pid] = end
-		}
-	}
+	ends := responseEnds{first: map[int]time.Time{}, last: map[int]time.Time{}}
 	for _, s := range samples {
 		if s.Class != upgradertest.OK {
 			r.Failed++
@@ -164,7 +194,7 @@ func analyze(cfg config, t target, raw *rawRun) TargetResult {
 			continue
 		}
 		if pid, err := strconv.Atoi(s.PID); err == nil {
-			note(pid, s.Start.Add(s.Latency))
+			ends.note(pid, s.Start.Add(s.Latency))
 		}
 		switch s.Kind {
 		case upgradertest.Slow:
@@ -180,7 +210,7 @@ func analyze(cfg config, t target, raw *rawRun) TargetResult {
 		}
 	}
 	for _, p := range raw.probes {
-		note(p.pid, p.end)
+		ends.note(p.pid, p.end)
 	}
 	if r.Failed > 0 {
 		r.FirstFailures = raw.res.FirstFailures(20)
@@ -192,13 +222,20 @@ func analyze(cfg config, t target, raw *rawRun) TargetResult {
 	if r.LatencySteady.P99 > 0 {
 		r.NearOverSteadyP99 = r.LatencyNear.P99 / r.LatencySteady.P99
 	}
+	return ends
+}
 
+// addUpgrades fills in the timings of each upgrade, in raw.upgrades and in
+// their distributions: from the signal to the first answer of the new pid
+// and to the exit of the old one, and from the last answer of the old pid
+// to its exit.
+func (r *TargetResult) addUpgrades(raw *rawRun, ends responseEnds) {
 	var serving, exited, lastToExit []time.Duration
 	for i := range raw.upgrades {
 		u := &raw.upgrades[i]
 		u.AtS = u.start.Sub(raw.loadStart).Seconds()
 		first := u.probeNewAt
-		if f, ok := firstEnd[u.New]; ok && f.Before(first) {
+		if f, ok := ends.first[u.New]; ok && f.Before(first) {
 			first = f
 		}
 		serving = append(serving, first.Sub(u.start))
@@ -206,7 +243,7 @@ func analyze(cfg config, t target, raw *rawRun) TargetResult {
 		u.ServingMS, u.ExitedMS = ms(first.Sub(u.start)), ms(u.exitAt.Sub(u.start))
 		// The last response of the old pid; at least the signal, since
 		// the old pid answered before it.
-		last := lastEnd[u.Old]
+		last := ends.last[u.Old]
 		u.SignalAt, u.OldExitedAt, u.LastOldEndAt = u.start, u.exitAt, last
 		if last.Before(u.start) {
 			last = u.start
@@ -214,17 +251,11 @@ func analyze(cfg config, t target, raw *rawRun) TargetResult {
 		gap := max(u.exitAt.Sub(last), 0)
 		lastToExit = append(lastToExit, gap)
 		u.LastToExit = ms(gap)
-		if lastEnd[u.Old].After(u.start) {
+		if ends.last[u.Old].After(u.start) {
 			u.OldAnswered = 1
 		}
 	}
 	r.SignalToServing, r.SignalToExited, r.LastResponseToExit = distOf(serving), distOf(exited), distOf(lastToExit)
-	if len(raw.selfServed) > 0 {
-		d := distOf(raw.selfServed)
-		r.SelfReportedServing = &d
-	}
-	r.PerUpgrade = raw.upgrades
-	return r
 }
 
 // report is the whole benchmark's output.

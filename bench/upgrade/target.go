@@ -115,73 +115,40 @@ func runTarget(ctx context.Context, cfg config, t target, dir string) TargetResu
 	return r
 }
 
+// measure starts t's server, puts the load on it, upgrades (or restarts) it
+// cfg.Upgrades times, stops it, and returns what it saw. It returns what
+// it measured so far with an error that ended it early.
 func measure(ctx context.Context, cfg config, t target, dir string) (*rawRun, error) {
 	raw := &rawRun{}
 	addr, err := freeAddr()
 	if err != nil {
 		return raw, err
 	}
-	pidFile := filepath.Join(dir, t.name+".pid")
 	logPath := filepath.Join(dir, t.name+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return raw, err
 	}
 	defer logFile.Close()
-	start := func() (*exec.Cmd, error) {
-		cmd := exec.Command(t.bin, t.args(addr, pidFile)...)
-		cmd.Stdout, cmd.Stderr = logFile, logFile
-		// Its own process group, so that a terminal's ^C reaches only the
-		// driver, which then kills every server.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			return nil, err
-		}
-		return cmd, nil
-	}
-	reaped := func(cmd *exec.Cmd) <-chan error {
-		ch := make(chan error, 1)
-		go func() { ch <- cmd.Wait() }()
-		return ch
-	}
-
-	cmd, err := start()
-	if err != nil {
+	s := &server{target: t, addr: addr, pidFile: filepath.Join(dir, t.name+".pid"), log: logFile}
+	if err := s.start(); err != nil {
 		return raw, err
 	}
-	cmdDone := reaped(cmd)
 	cur, _, _, err := waitPID(addr, 0, 30*time.Second)
 	if err != nil {
 		return raw, fmt.Errorf("server did not start: %w", err)
 	}
 
 	// The load, from here to the end.
-	loadCtx, stopLoad := context.WithCancel(ctx)
-	defer stopLoad()
-	per := cfg.Clients / 4
-	load := upgradertest.Config{
-		Addr: addr,
-		Workers: map[upgradertest.Kind]int{
-			upgradertest.KeepAliveChecked: per + (cfg.Clients-4*per+1)/2,
-			upgradertest.KeepAliveBlind:   per + (cfg.Clients-4*per)/2,
-			upgradertest.NewConn:          per,
-			upgradertest.Slow:             per,
-			upgradertest.Stream:           cfg.Streams,
-		},
-		Pause:      cfg.Pause,
-		SlowTime:   cfg.SlowTime,
-		StreamTime: cfg.StreamTime,
-	}
-	results := make(chan *upgradertest.Result, 1)
+	load := loadConfig(cfg, addr)
 	cpu0 := cpuTime()
 	raw.loadStart = time.Now()
-	go func() { results <- upgradertest.Run(loadCtx, load) }()
+	stopLoad := upgradertest.Start(ctx, load)
 	finishLoad := func() {
 		if raw.res != nil {
 			return
 		}
-		stopLoad()
-		raw.res = <-results
+		raw.res = stopLoad()
 		raw.loadEnd = time.Now()
 		raw.cpu = cpuTime() - cpu0
 	}
@@ -192,45 +159,13 @@ func measure(ctx context.Context, cfg config, t target, dir string) (*rawRun, er
 
 	var runErr error
 	for i := 0; i < cfg.Upgrades && ctx.Err() == nil; i++ {
-		u := upgradeRec{Old: cur, Proc: statOf(cur)}
+		u, answers, err := s.upgrade(i+1, cur, cfg.Wait)
 		raw.stats = append(raw.stats, u.Proc)
-		exited := watchExit(cur, 2*cfg.Wait)
-		u.start = time.Now()
-		var answers []probeAnswer
-		if t.naive {
-			// Stop, wait for the exit, start again.
-			_ = syscall.Kill(cur, syscall.SIGTERM)
-			select {
-			case u.exitAt = <-exited:
-			case <-time.After(cfg.Wait):
-			}
-			if u.exitAt.IsZero() {
-				runErr = fmt.Errorf("restart %d: pid %d did not exit within %v", i+1, cur, cfg.Wait)
-				break
-			}
-			<-cmdDone
-			if cmd, err = start(); err != nil {
-				runErr = fmt.Errorf("restart %d: %w", i+1, err)
-				break
-			}
-			cmdDone = reaped(cmd)
-			u.New, answers, u.ProbeErrors, err = waitPID(addr, cur, cfg.Wait)
-		} else {
-			_ = syscall.Kill(cur, syscall.SIGHUP)
-			u.New, answers, u.ProbeErrors, err = waitPID(addr, cur, cfg.Wait)
-			if err == nil {
-				u.exitAt = <-exited
-				if u.exitAt.IsZero() {
-					err = fmt.Errorf("old pid %d did not exit within %v", cur, 2*cfg.Wait)
-				}
-			}
-		}
 		raw.probes = append(raw.probes, answers...)
 		if err != nil {
-			runErr = fmt.Errorf("upgrade %d: %w", i+1, err)
+			runErr = err
 			break
 		}
-		u.probeNewAt = answers[len(answers)-1].end
 		raw.upgrades = append(raw.upgrades, u)
 		cur = u.New
 		sleep(ctx, cfg.Interval)
@@ -243,14 +178,10 @@ func measure(ctx context.Context, cfg config, t target, dir string) (*rawRun, er
 	finishLoad()
 
 	// Stop the server gracefully and check that nothing is left.
-	exited := watchExit(cur, 40*time.Second)
-	_ = syscall.Kill(cur, syscall.SIGTERM)
-	if at := <-exited; at.IsZero() {
-		if runErr == nil {
-			runErr = fmt.Errorf("pid %d did not stop within 40s of SIGTERM", cur)
-		}
-	} else {
-		raw.stopped = true
+	err = stopGracefully(cur)
+	raw.stopped = err == nil
+	if runErr == nil {
+		runErr = err
 	}
 	time.Sleep(100 * time.Millisecond) // let a parent reap
 	raw.leftover = processesUnder(dir)
@@ -264,6 +195,103 @@ func measure(ctx context.Context, cfg config, t target, dir string) (*rawRun, er
 		}
 	}
 	return raw, runErr
+}
+
+// loadConfig is the load of cfg on addr: cfg.Clients split evenly among
+// keep-alive checked, keep-alive blind, new-connection and slow requests
+// (the keep-alive clients take the rest), and cfg.Streams streams.
+func loadConfig(cfg config, addr string) upgradertest.Config {
+	per := cfg.Clients / 4
+	return upgradertest.Config{
+		Addr: addr,
+		Workers: map[upgradertest.Kind]int{
+			upgradertest.KeepAliveChecked: per + (cfg.Clients-4*per+1)/2,
+			upgradertest.KeepAliveBlind:   per + (cfg.Clients-4*per)/2,
+			upgradertest.NewConn:          per,
+			upgradertest.Slow:             per,
+			upgradertest.Stream:           cfg.Streams,
+		},
+		Pause:      cfg.Pause,
+		SlowTime:   cfg.SlowTime,
+		StreamTime: cfg.StreamTime,
+	}
+}
+
+// server is a target's server as the driver runs it: the process it
+// started last, and how to start another.
+type server struct {
+	target
+	addr, pidFile string
+	log           *os.File     // the servers' output
+	exited        <-chan error // the Wait of the process started last
+}
+
+// start starts a server process.
+func (s *server) start() error {
+	cmd := exec.Command(s.bin, s.args(s.addr, s.pidFile)...)
+	cmd.Stdout, cmd.Stderr = s.log, s.log
+	// Its own process group, so that a terminal's ^C reaches only the
+	// driver, which then kills every server.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	s.exited = exited
+	return nil
+}
+
+// upgrade makes upgrade n: it upgrades the server whose pid cur serves in
+// place (SIGHUP), or restarts it (naive: SIGTERM, wait for the exit, start
+// again), waiting up to wait for each step. It returns the record of the
+// upgrade, the answers of the driver's probe, and an error that ends the
+// run.
+func (s *server) upgrade(n, cur int, wait time.Duration) (upgradeRec, []probeAnswer, error) {
+	u := upgradeRec{Old: cur, Proc: statOf(cur)}
+	exited := watchExit(cur, 2*wait)
+	u.start = time.Now()
+	var answers []probeAnswer
+	var err error
+	if s.naive {
+		_ = syscall.Kill(cur, syscall.SIGTERM)
+		select {
+		case u.exitAt = <-exited:
+		case <-time.After(wait):
+		}
+		if u.exitAt.IsZero() {
+			return u, nil, fmt.Errorf("restart %d: pid %d did not exit within %v", n, cur, wait)
+		}
+		<-s.exited
+		if err := s.start(); err != nil {
+			return u, nil, fmt.Errorf("restart %d: %w", n, err)
+		}
+		u.New, answers, u.ProbeErrors, err = waitPID(s.addr, cur, wait)
+	} else {
+		_ = syscall.Kill(cur, syscall.SIGHUP)
+		u.New, answers, u.ProbeErrors, err = waitPID(s.addr, cur, wait)
+		if err == nil {
+			u.exitAt = <-exited
+			if u.exitAt.IsZero() {
+				err = fmt.Errorf("old pid %d did not exit within %v", cur, 2*wait)
+			}
+		}
+	}
+	if err != nil {
+		return u, answers, fmt.Errorf("upgrade %d: %w", n, err)
+	}
+	u.probeNewAt = answers[len(answers)-1].end
+	return u, answers, nil
+}
+
+// stopGracefully sends pid SIGTERM and waits up to 40 s for it to exit.
+func stopGracefully(pid int) error {
+	exited := watchExit(pid, 40*time.Second)
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	if at := <-exited; at.IsZero() {
+		return fmt.Errorf("pid %d did not stop within 40s of SIGTERM", pid)
+	}
+	return nil
 }
 
 // acceptingDurations reads handoff's own signal→serving durations (event

@@ -46,79 +46,35 @@ var breakMode string
 func main() { os.Exit(run()) }
 
 func run() int {
-	var (
-		addr           = flag.String("addr", "127.0.0.1:8080", "TCP address to serve HTTP on")
-		unixPath       = flag.String("unix", "", "also serve HTTP on this unix socket path")
-		udpAddr        = flag.String("udp", "", "also answer UDP datagrams on this address (echo with pid)")
-		grpcAddr       = flag.String("grpc", "", "also serve gRPC (a test service and health) on this address")
-		tlsAddr        = flag.String("tls-addr", "", "also serve HTTPS (HTTP/1.1 and HTTP/2) on this address, with -tls-cert and -tls-key")
-		tlsCert        = flag.String("tls-cert", "", "the certificate of -tls-addr")
-		tlsKey         = flag.String("tls-key", "", "the key of -tls-cert")
-		h2c            = flag.Bool("h2c", false, "also accept HTTP/2 without TLS (prior knowledge) on -addr and -unix")
-		pidFile        = flag.String("pidfile", "", "write the pid of the generation in charge here")
-		drainTimeout   = flag.Duration("drain-timeout", 30*time.Second, "how long the old generation may drain before it force-closes connections")
-		probation      = flag.Duration("probation", 0, "how long a new generation serves under watch before it commits")
-		upgradeTimeout = flag.Duration("upgrade-timeout", upgrader.DefaultUpgradeTimeout, "how long a new generation may take to commit")
-		idleGrace      = flag.Duration("idle-grace", listener.DefaultIdleGrace, "while draining, close a keep-alive connection once it has been idle this long")
-		statePad       = flag.Int("state-pad", 0, "pad the state handed to the next generation with this many bytes (to try the size limit)")
-		logJSON        = flag.Bool("log-json", false, "log JSON records instead of text")
-		activatedName  = flag.String("activated-name", "", "serve HTTP on the socket systemd passed under this name (FileDescriptorName=) instead of -addr")
-	)
-	flag.Parse()
-
+	c := parseFlags()
 	var handler slog.Handler = slog.NewTextHandler(os.Stderr, nil)
-	if *logJSON {
+	if c.logJSON {
 		handler = slog.NewJSONHandler(os.Stderr, nil)
 	}
 	log := slog.New(handler).With("pid", os.Getpid())
-	if breakMode == "no-new" {
-		log.Error("deliberately broken binary: never contacting the previous generation")
-		time.Sleep(time.Hour)
-		return 3
-	}
-	if breakMode == "exit" {
-		log.Error("deliberately broken binary: exiting before ready")
-		return 3
+	if code, broken := brokenStart(log); broken {
+		return code
 	}
 
 	var served atomic.Uint64
-	mux := http.NewServeMux()
-	mux.Handle("/", counting(&served, upgradertest.Handler()))
-	mux.HandleFunc("/state", func(w http.ResponseWriter, r *http.Request) {
-		var state []byte
-		if u, ok := upgrader.FromContext(r.Context()); ok {
-			state = u.State()
-		}
-		fmt.Fprintf(w, "%s\n", strings.TrimRight(string(state), " "))
-	})
+	mux := newMux(&served)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	if *h2c {
+	if c.h2c {
 		srv.Protocols = new(http.Protocols)
 		srv.Protocols.SetHTTP1(true)
 		srv.Protocols.SetUnencryptedHTTP2(true)
 	}
-	addrs := []string{*addr}
-	if *activatedName != "" {
-		// Under socket activation a plain address adopts the passed
-		// socket whose address matches; "systemd:NAME" takes one by name.
-		addrs = []string{"systemd:" + *activatedName}
-	}
-	if *unixPath != "" {
-		addrs = append(addrs, "unix:"+*unixPath)
-	}
-	servers := []handoff.Server{handoff.HTTP(srv, addrs...)}
-	if *tlsAddr != "" {
-		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+	servers := []handoff.Server{handoff.HTTP(srv, c.httpAddrs()...)}
+	if c.tlsAddr != "" {
+		tsrv, err := tlsServer(mux, c.tlsCert, c.tlsKey)
 		if err != nil {
 			log.Error("cannot load the certificate", "error", err)
 			return 1
 		}
-		tsrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
-			TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
-		servers = append(servers, handoff.HTTP(tsrv, *tlsAddr))
+		servers = append(servers, handoff.HTTP(tsrv, c.tlsAddr))
 	}
-	if *grpcAddr != "" {
-		gs, err := grpcServer(*grpcAddr)
+	if c.grpcAddr != "" {
+		gs, err := grpcServer(c.grpcAddr)
 		if err != nil {
 			log.Error("cannot serve gRPC", "error", err)
 			return 1
@@ -128,11 +84,11 @@ func run() int {
 
 	healthChecks := 0
 	err := handoff.Run(context.Background(), handoff.Options{
-		PIDFile:        *pidFile,
-		UpgradeTimeout: *upgradeTimeout,
-		Probation:      *probation,
-		DrainTimeout:   *drainTimeout,
-		IdleGrace:      *idleGrace,
+		PIDFile:        c.pidFile,
+		UpgradeTimeout: c.upgradeTimeout,
+		Probation:      c.probation,
+		DrainTimeout:   c.drainTimeout,
+		IdleGrace:      c.idleGrace,
 		Logger:         log,
 		HealthCheck: func(ctx context.Context) error {
 			healthChecks++
@@ -140,15 +96,15 @@ func run() int {
 		},
 		SaveState: func() ([]byte, error) {
 			s := fmt.Sprintf("from pid %d, served %d", os.Getpid(), served.Load())
-			return []byte(s + strings.Repeat(" ", *statePad)), nil
+			return []byte(s + strings.Repeat(" ", c.statePad)), nil
 		},
 		Setup: func(u *upgrader.Upgrader) error {
 			if breakMode == "hang" {
 				log.Error("deliberately broken binary: hanging before ready")
 				select {}
 			}
-			if *udpAddr != "" {
-				pc, err := u.ListenPacket("udp", *udpAddr)
+			if c.udpAddr != "" {
+				pc, err := u.ListenPacket("udp", c.udpAddr)
 				if err != nil {
 					return err
 				}
@@ -164,6 +120,81 @@ func run() int {
 		return 1
 	}
 	return 0
+}
+
+// config is the command's flags.
+type config struct {
+	addr, unixPath, udpAddr, grpcAddr string
+	tlsAddr, tlsCert, tlsKey          string
+	h2c                               bool
+	pidFile                           string
+	drainTimeout, probation           time.Duration
+	upgradeTimeout, idleGrace         time.Duration
+	statePad                          int
+	logJSON                           bool
+	activatedName                     string
+}
+
+func parseFlags() config {
+	var c config
+	flag.StringVar(&c.addr, "addr", "127.0.0.1:8080", "TCP address to serve HTTP on")
+	flag.StringVar(&c.unixPath, "unix", "", "also serve HTTP on this unix socket path")
+	flag.StringVar(&c.udpAddr, "udp", "", "also answer UDP datagrams on this address (echo with pid)")
+	flag.StringVar(&c.grpcAddr, "grpc", "", "also serve gRPC (a test service and health) on this address")
+	flag.StringVar(&c.tlsAddr, "tls-addr", "", "also serve HTTPS (HTTP/1.1 and HTTP/2) on this address, with -tls-cert and -tls-key")
+	flag.StringVar(&c.tlsCert, "tls-cert", "", "the certificate of -tls-addr")
+	flag.StringVar(&c.tlsKey, "tls-key", "", "the key of -tls-cert")
+	flag.BoolVar(&c.h2c, "h2c", false, "also accept HTTP/2 without TLS (prior knowledge) on -addr and -unix")
+	flag.StringVar(&c.pidFile, "pidfile", "", "write the pid of the generation in charge here")
+	flag.DurationVar(&c.drainTimeout, "drain-timeout", 30*time.Second, "how long the old generation may drain before it force-closes connections")
+	flag.DurationVar(&c.probation, "probation", 0, "how long a new generation serves under watch before it commits")
+	flag.DurationVar(&c.upgradeTimeout, "upgrade-timeout", upgrader.DefaultUpgradeTimeout, "how long a new generation may take to commit")
+	flag.DurationVar(&c.idleGrace, "idle-grace", listener.DefaultIdleGrace, "while draining, close a keep-alive connection once it has been idle this long")
+	flag.IntVar(&c.statePad, "state-pad", 0, "pad the state handed to the next generation with this many bytes (to try the size limit)")
+	flag.BoolVar(&c.logJSON, "log-json", false, "log JSON records instead of text")
+	flag.StringVar(&c.activatedName, "activated-name", "", "serve HTTP on the socket systemd passed under this name (FileDescriptorName=) instead of -addr")
+	flag.Parse()
+	return c
+}
+
+// httpAddrs are the addresses of the plain HTTP server.
+func (c config) httpAddrs() []string {
+	addrs := []string{c.addr}
+	if c.activatedName != "" {
+		// Under socket activation a plain address adopts the passed
+		// socket whose address matches; "systemd:NAME" takes one by name.
+		addrs = []string{"systemd:" + c.activatedName}
+	}
+	if c.unixPath != "" {
+		addrs = append(addrs, "unix:"+c.unixPath)
+	}
+	return addrs
+}
+
+// newMux serves upgradertest.Handler's endpoints, counting the requests in
+// served, and /state, the state blob the previous generation handed over.
+func newMux(served *atomic.Uint64) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/", counting(served, upgradertest.Handler()))
+	mux.HandleFunc("/state", func(w http.ResponseWriter, r *http.Request) {
+		var state []byte
+		if u, ok := upgrader.FromContext(r.Context()); ok {
+			state = u.State()
+		}
+		fmt.Fprintf(w, "%s\n", strings.TrimRight(string(state), " "))
+	})
+	return mux
+}
+
+// tlsServer serves h over TLS (HTTP/1.1 and HTTP/2) with the certificate
+// in the files certFile and keyFile.
+func tlsServer(h http.Handler, certFile, keyFile string) (*http.Server, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}, nil
 }
 
 // counting counts the requests h serves, for the state blob.
@@ -190,6 +221,22 @@ func udpEcho(pc net.PacketConn, u *upgrader.Upgrader) {
 		reply := fmt.Appendf(nil, "pid %d: %s", os.Getpid(), buf[:n])
 		_, _ = pc.WriteTo(reply, from)
 	}
+}
+
+// brokenStart implements the deliberately broken builds that never get as
+// far as handoff.Run: it reports whether this build is one, and its exit
+// status.
+func brokenStart(log *slog.Logger) (code int, broken bool) {
+	switch breakMode {
+	case "no-new":
+		log.Error("deliberately broken binary: never contacting the previous generation")
+		time.Sleep(time.Hour)
+		return 3, true
+	case "exit":
+		log.Error("deliberately broken binary: exiting before ready")
+		return 3, true
+	}
+	return 0, false
 }
 
 // brokenHealth implements the health check of the deliberately broken

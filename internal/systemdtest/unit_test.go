@@ -220,35 +220,21 @@ func get(t *testing.T, addr, path string) string {
 	return strings.TrimSpace(servertest.Get(t, "tcp", addr, path))
 }
 
+// load is the acceptance mix with 1 s streams, each client pausing 5 ms
+// between two requests.
 func load(addr string) upgradertest.Config {
-	return upgradertest.Config{
-		Addr: addr,
-		Workers: map[upgradertest.Kind]int{
-			upgradertest.KeepAliveChecked: 4,
-			upgradertest.KeepAliveBlind:   4,
-			upgradertest.NewConn:          4,
-			upgradertest.Slow:             2,
-			upgradertest.Stream:           2,
-		},
-		Pause:      5 * time.Millisecond,
-		StreamTime: time.Second,
-	}
+	cfg := upgradertest.MixedConfig(addr)
+	cfg.Pause, cfg.StreamTime = 5*time.Millisecond, time.Second
+	return cfg
 }
 
-func startLoad(cfg upgradertest.Config) (stop func() *upgradertest.Result) {
-	ctx, cancel := context.WithCancel(context.Background())
-	res := make(chan *upgradertest.Result, 1)
-	go func() { res <- upgradertest.Run(ctx, cfg) }()
-	return func() *upgradertest.Result { cancel(); return <-res }
-}
-
-func checkLoad(t *testing.T, what string, r *upgradertest.Result) {
+// checkLoad checks that the load of cfg lost no request and made requests
+// of every kind, and logs what it did.
+func checkLoad(t *testing.T, what string, r *upgradertest.Result, cfg upgradertest.Config) {
 	t.Helper()
-	t.Logf("%s: %d requests (keepalive-checked %d, keepalive-blind %d, new-conn %d, slow %d, streams %d), failed %d, answered by %d pids",
-		what, r.Count(-1), r.Count(upgradertest.KeepAliveChecked), r.Count(upgradertest.KeepAliveBlind), r.Count(upgradertest.NewConn),
-		r.Count(upgradertest.Slow), r.Count(upgradertest.Stream), r.Failed(), len(r.PIDs()))
+	t.Logf("%s: %s", what, r.Summary())
 	t.Logf("%s: requests answered per pid: %v", what, r.PIDs())
-	assert.Zero(t, r.Failed(), "%s: failed requests %v\n%s", what, r.Failures(), r.FirstFailures(20))
+	assert.NoError(t, r.Check(cfg), what)
 }
 
 // reloads runs n reloads and returns the MainPID after each; each must
@@ -355,13 +341,13 @@ func TestNotifyUnit(t *testing.T) {
 	u.startNotify(good, addr)
 
 	cfg := load(addr)
-	stopLoad := startLoad(cfg)
+	stopLoad := upgradertest.Start(t.Context(), cfg)
 	stopWatch := u.watchStates()
 	pids := u.reloads(10, good)
 	bad := stopWatch()
 	r := stopLoad()
 	t.Logf("MainPID after start and each of 10 reloads: %s", strings.Join(pids, " "))
-	checkLoad(t, "10 reloads", r)
+	checkLoad(t, "10 reloads", r, cfg)
 	assert.Empty(t, bad, "the unit was not active throughout")
 	answered := r.PIDs()
 	for _, p := range pids[1:] {
@@ -372,14 +358,14 @@ func TestNotifyUnit(t *testing.T) {
 	// A broken binary: its health check fails; the unit stays on the old pid.
 	last := pids[len(pids)-1]
 	require.NoError(t, sb.WriteFile("/usr/local/bin/httpserver", broken, 0o755))
-	stopLoad = startLoad(cfg)
+	stopLoad = upgradertest.Start(t.Context(), cfg)
 	u.systemctl("reload", u.name)
 	m := u.wait("rollback of the broken binary", func(m map[string]string) bool {
 		return strings.Contains(m["StatusText"], "failed") && m["SubState"] == "running"
 	})
 	r = stopLoad()
 	t.Logf("after the broken reload: MainPID=%s ActiveState=%s SubState=%s StatusText=%q", m["MainPID"], m["ActiveState"], m["SubState"], m["StatusText"])
-	checkLoad(t, "broken reload", r)
+	checkLoad(t, "broken reload", r, cfg)
 	assert.Equal(t, last, m["MainPID"], "MainPID after the broken reload")
 	assert.Equal(t, "active", m["ActiveState"], "after the broken reload")
 	assert.Equal(t, last, get(t, addr, "/pid"), "/pid after the broken reload")
@@ -413,13 +399,13 @@ func TestSocketUnit(t *testing.T) {
 	assert.Contains(t, u.journal(), "adopted activated socket", "the server adopts the activated socket")
 
 	cfg := load(addr)
-	stopLoad := startLoad(cfg)
+	stopLoad := upgradertest.Start(t.Context(), cfg)
 	stopWatch := u.watchStates()
 	pids := u.reloads(3, good)
 	bad := stopWatch()
 	r := stopLoad()
 	t.Logf("MainPID after start and each of 3 reloads: %s", strings.Join(pids, " "))
-	checkLoad(t, "3 reloads on the activated socket", r)
+	checkLoad(t, "3 reloads on the activated socket", r, cfg)
 	assert.Empty(t, bad, "the unit was not active throughout")
 	j := u.journal()
 	assert.Equal(t, 1, strings.Count(j, "adopted activated socket"), "adoptions (later generations inherit):\n%s", j)

@@ -25,7 +25,10 @@
 //     imports this package for Handler does not link gRPC.
 //
 // Every worker is rate-limited and stops when its context ends; Run returns
-// one Result for all of them.
+// one Result for all of them. Start runs it in the background until its
+// stop function is called; MixedConfig is the project's acceptance mix,
+// and Result.Summary and Result.Check say, for a log and for a test, what
+// a load did and whether it lost anything.
 //
 // The server under load answers as Handler does: GET /pid with its pid,
 // GET /slow?ms=N after N ms with a body containing "pid <pid>", and GET

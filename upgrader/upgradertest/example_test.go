@@ -9,23 +9,18 @@ import (
 	"github.com/handoff-go/handoff/upgrader/upgradertest"
 )
 
-// Put a mixed load on a server while it upgrades, then count what failed.
-// The server must answer /pid, /slow?ms=N and /stream?s=N as Handler
-// does. Compiled, not run: it needs a server.
+// Put the acceptance mix on a server while it upgrades, then count what
+// failed. The server must answer /pid, /slow?ms=N and /stream?s=N as
+// Handler does. Compiled, not run: it needs a server.
 func Example() {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	res := upgradertest.Run(ctx, upgradertest.Config{
-		Addr: "127.0.0.1:8080",
-		Workers: map[upgradertest.Kind]int{
-			upgradertest.KeepAliveChecked: 4,
-			upgradertest.KeepAliveBlind:   4,
-			upgradertest.NewConn:          4,
-			upgradertest.Slow:             2,
-			upgradertest.Stream:           2,
-		},
-	})
-	fmt.Println(res.Count(-1), "requests,", res.Failed(), "failed:", res.Failures())
+	cfg := upgradertest.MixedConfig("127.0.0.1:8080")
+	stop := upgradertest.Start(context.Background(), cfg)
+	time.Sleep(10 * time.Second) // upgrade the server here
+	res := stop()
+	fmt.Println(res.Summary())
+	if err := res.Check(cfg); err != nil {
+		fmt.Println(err)
+	}
 	fmt.Println("p99:", res.Percentile(99, nil))
 }
 

@@ -258,18 +258,11 @@ func (c *h2conn) readLoop() {
 	c.end(err)
 }
 
+// handle handles one frame from the server.
 func (c *h2conn) handle(f http2.Frame) error {
 	switch f := f.(type) {
 	case *http2.SettingsFrame:
-		if f.IsAck() {
-			return nil
-		}
-		c.wmu.Lock()
-		defer c.wmu.Unlock()
-		if v, ok := f.Value(http2.SettingHeaderTableSize); ok {
-			c.henc.SetMaxDynamicTableSize(v)
-		}
-		return c.write(c.fr.WriteSettingsAck)
+		return c.handleSettings(f)
 	case *http2.PingFrame:
 		if f.IsAck() {
 			return nil
@@ -278,17 +271,7 @@ func (c *h2conn) handle(f http2.Frame) error {
 		defer c.wmu.Unlock()
 		return c.write(func() error { return c.fr.WritePing(true, f.Data) })
 	case *http2.GoAwayFrame:
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if !c.goAway || f.LastStreamID < c.goAwayLast {
-			c.goAwayLast = f.LastStreamID
-		}
-		c.goAway = true
-		for id, st := range c.streams {
-			if id > c.goAwayLast {
-				c.finishLocked(st, Unprocessed, fmt.Errorf("GOAWAY %v with last stream %d: stream %d not processed", f.ErrCode, f.LastStreamID, id))
-			}
-		}
+		c.handleGoAway(f)
 	case *http2.RSTStreamFrame:
 		class := Reset
 		if f.ErrCode == http2.ErrCodeRefusedStream {
@@ -300,55 +283,99 @@ func (c *h2conn) handle(f http2.Frame) error {
 			c.finishLocked(st, class, http2.StreamError{StreamID: f.StreamID, Code: f.ErrCode})
 		}
 	case *http2.MetaHeadersFrame:
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		st := c.streams[f.StreamID]
-		if st == nil {
-			return nil
-		}
-		if st.status == 0 { // else trailers
-			status, err := strconv.Atoi(f.PseudoValue("status"))
-			switch {
-			case err != nil:
-				c.finishLocked(st, Other, fmt.Errorf("bad :status %q", f.PseudoValue("status")))
-				return nil
-			case status < 200:
-				if f.StreamEnded() {
-					c.finishLocked(st, Other, fmt.Errorf("stream ended after status %d", status))
-				}
-				return nil // informational: the final response follows
-			}
-			st.status = status
-		}
-		if f.StreamEnded() {
-			c.finishLocked(st, OK, nil)
-		}
+		c.handleHeaders(f)
 	case *http2.DataFrame:
-		c.mu.Lock()
-		st := c.streams[f.StreamID]
-		if st != nil {
-			st.body = append(st.body, f.Data()...)
-			if f.StreamEnded() {
-				c.finishLocked(st, OK, nil)
-			}
-		}
-		c.mu.Unlock()
-		n := f.Length // padding included: it counts in the window too
-		if n == 0 {
-			return nil
-		}
-		c.wmu.Lock()
-		defer c.wmu.Unlock()
-		return c.write(func() error {
-			if err := c.fr.WriteWindowUpdate(0, n); err != nil || st == nil || f.StreamEnded() {
-				return err
-			}
-			return c.fr.WriteWindowUpdate(f.StreamID, n)
-		})
+		return c.handleData(f)
 	case *http2.PushPromiseFrame:
 		return errors.New("PUSH_PROMISE although SETTINGS_ENABLE_PUSH is 0")
 	}
 	return nil
+}
+
+// handleSettings applies the server's header table size and acknowledges
+// its SETTINGS.
+func (c *h2conn) handleSettings(f *http2.SettingsFrame) error {
+	if f.IsAck() {
+		return nil
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if v, ok := f.Value(http2.SettingHeaderTableSize); ok {
+		c.henc.SetMaxDynamicTableSize(v)
+	}
+	return c.write(c.fr.WriteSettingsAck)
+}
+
+// handleGoAway notes a GOAWAY and ends the streams above its last stream
+// id as unprocessed. Of several GOAWAYs, the lowest last stream id holds.
+func (c *h2conn) handleGoAway(f *http2.GoAwayFrame) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.goAway || f.LastStreamID < c.goAwayLast {
+		c.goAwayLast = f.LastStreamID
+	}
+	c.goAway = true
+	for id, st := range c.streams {
+		if id > c.goAwayLast {
+			c.finishLocked(st, Unprocessed, fmt.Errorf("GOAWAY %v with last stream %d: stream %d not processed", f.ErrCode, f.LastStreamID, id))
+		}
+	}
+}
+
+// handleHeaders takes the status of a response, skipping informational
+// ones, and ends the stream if the frame does (a response without a body,
+// or trailers).
+func (c *h2conn) handleHeaders(f *http2.MetaHeadersFrame) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.streams[f.StreamID]
+	if st == nil {
+		return
+	}
+	if st.status == 0 { // else trailers
+		status, err := strconv.Atoi(f.PseudoValue("status"))
+		switch {
+		case err != nil:
+			c.finishLocked(st, Other, fmt.Errorf("bad :status %q", f.PseudoValue("status")))
+			return
+		case status < 200:
+			if f.StreamEnded() {
+				c.finishLocked(st, Other, fmt.Errorf("stream ended after status %d", status))
+			}
+			return // informational: the final response follows
+		}
+		st.status = status
+	}
+	if f.StreamEnded() {
+		c.finishLocked(st, OK, nil)
+	}
+}
+
+// handleData adds the data to its stream's body, ends the stream if the
+// frame does, and gives back the flow-control window the frame took: the
+// connection's, and the stream's while it is open.
+func (c *h2conn) handleData(f *http2.DataFrame) error {
+	c.mu.Lock()
+	st := c.streams[f.StreamID]
+	if st != nil {
+		st.body = append(st.body, f.Data()...)
+		if f.StreamEnded() {
+			c.finishLocked(st, OK, nil)
+		}
+	}
+	c.mu.Unlock()
+	n := f.Length // padding included: it counts in the window too
+	if n == 0 {
+		return nil
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.write(func() error {
+		if err := c.fr.WriteWindowUpdate(0, n); err != nil || st == nil || f.StreamEnded() {
+			return err
+		}
+		return c.fr.WriteWindowUpdate(f.StreamID, n)
+	})
 }
 
 // end ends every open stream and counts the connection by how it ended.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -102,5 +103,51 @@ func TestLoadCountsFailures(t *testing.T) {
 	})
 	if f := res.Failures(); f[upgradertest.Refused] != 2 {
 		t.Errorf("failures %v, want 2 refused", f)
+	}
+}
+
+// TestStartAndCheck: Start runs the load until stop, which is idempotent;
+// Summary names the kinds that made requests; Check passes a load that did
+// its work and lost nothing, and names what failed or made no request.
+func TestStartAndCheck(t *testing.T) {
+	cfg := upgradertest.MixedConfig(server(t, false))
+	cfg.SlowTime, cfg.StreamTime = 20*time.Millisecond, 10*time.Millisecond
+	stop := upgradertest.Start(context.Background(), cfg)
+	time.Sleep(200 * time.Millisecond) // a load, not a synchronisation
+	res := stop()
+	if res != stop() {
+		t.Error("a second stop returned another Result")
+	}
+	if err := res.Check(cfg); err != nil {
+		t.Fatal(err)
+	}
+	for k := upgradertest.KeepAliveChecked; k <= upgradertest.Stream; k++ {
+		if res.Count(k) == 0 {
+			t.Errorf("no %s request", k)
+		}
+	}
+	sum := res.Summary()
+	for _, want := range []string{fmt.Sprintf("requests: %d (", res.Count(-1)), "keepalive-checked ", "stream ", "; failed 0 map[]; pids 1"} {
+		if !strings.Contains(sum, want) {
+			t.Errorf("summary %q does not contain %q", sum, want)
+		}
+	}
+	if strings.Contains(sum, "h2c") || strings.Contains(sum, "unprocessed") {
+		t.Errorf("summary %q names what made no request", sum)
+	}
+
+	// A kind that made no request, and failed requests.
+	cfg.Workers[upgradertest.H2C] = 1
+	if err := res.Check(cfg); err == nil || !strings.Contains(err.Error(), "no h2c request was made") {
+		t.Errorf("Check with an idle kind: %v", err)
+	}
+	bad := upgradertest.Config{Addr: server(t, true), Workers: map[upgradertest.Kind]int{upgradertest.NewConn: 1}, MaxRequests: 3}
+	res = upgradertest.Run(context.Background(), bad)
+	err := res.Check(bad)
+	if err == nil || !strings.Contains(err.Error(), "3 failed requests: map[eof:3]") {
+		t.Errorf("Check of 3 failed requests: %v", err)
+	}
+	if sum := res.Summary(); !strings.Contains(sum, "failed 3 map[eof:3]") {
+		t.Errorf("summary %q", sum)
 	}
 }
