@@ -235,7 +235,7 @@ func (r *runner) serveUntilExit(ctx context.Context) (serveErr error) {
 		case <-r.upg.Exit():
 		case <-done:
 			done = nil
-			r.log.Info("handoff: stopping", "cause", context.Cause(ctx))
+			r.log.Info("handoff: stopping", "error", context.Cause(ctx))
 			r.upg.Stop()
 			continue
 		case err := <-r.serveErr:
@@ -407,7 +407,7 @@ func (r *runner) upgrade(context.Context) error {
 // stop is the graceful stop: it returns once the drain is over. An
 // immediate stop cancels ctx.
 func (r *runner) stop(ctx context.Context, cause error) error {
-	r.log.Info("handoff: stopping", "cause", cause)
+	r.log.Info("handoff: stopping", "error", cause)
 	r.upg.Stop()
 	select {
 	case <-r.drained:
@@ -420,6 +420,6 @@ func (r *runner) stop(ctx context.Context, cause error) error {
 // immediate is the immediate stop: every connection is closed now and Run
 // returns cause.
 func (r *runner) immediate(cause error) {
-	r.log.Warn("handoff: stopping at once", "cause", cause)
+	r.log.Warn("handoff: stopping at once", "error", cause)
 	r.cancelKill(cause)
 }

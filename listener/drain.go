@@ -174,7 +174,7 @@ func (l *Listener) logDrain(level slog.Level, msg string, s DrainStats, extra ..
 		return
 	}
 	attrs := append([]slog.Attr{
-		slog.Any("addr", l.inner.Addr()),
+		slog.Any("addr", l.inner.Addr().String()),
 		slog.Int("conns", s.Conns),
 		slog.Int("closed_idle", s.ClosedIdle),
 		slog.Int("closed_by_peer_or_server", s.ClosedByPeerOrServer),
@@ -206,7 +206,7 @@ func (l *Listener) startDrainLocked() *drainState {
 			l.armIdleLocked(c, now)
 		}
 	}
-	l.log.Info("listener: draining", "addr", l.inner.Addr(), "conns", d.stats.Conns, "idle_grace", l.grace)
+	l.log.Info("listener: draining", "addr", l.inner.Addr().String(), "conns", d.stats.Conns, "idle_grace", l.grace)
 	l.maybeDrainedLocked()
 	return d
 }

@@ -305,7 +305,7 @@ func (l *Listener) pauseLocked() {
 		// An error here (listener closed) leaves nothing to interrupt.
 		_ = l.dl.SetDeadline(time.Now())
 	}
-	l.log.Debug("listener: paused", "addr", l.inner.Addr())
+	l.log.Debug("listener: paused", "addr", l.inner.Addr().String())
 }
 
 // Resume undoes Pause. It does not block, is idempotent, and is a no-op
@@ -330,7 +330,7 @@ func (l *Listener) resumeLocked() {
 		_ = l.dl.SetDeadline(time.Time{})
 	}
 	close(l.resume)
-	l.log.Debug("listener: resumed", "addr", l.inner.Addr())
+	l.log.Debug("listener: resumed", "addr", l.inner.Addr().String())
 }
 
 // Paused reports whether the listener is paused (Pause, or a drain in
