@@ -590,6 +590,10 @@ func (m *machine) onSuccReport(r succReport) {
 	}
 	u.emit(Event{Kind: EventSuccessorExited, Generation: s.gen, PID: s.pid, Err: why})
 	if s.stopping {
+		// The service ends with this generation's drain: the file must not
+		// name a process that is gone. (It was stopped, perhaps before it
+		// saw the commit, so it did not remove the file itself.)
+		m.pid.releaseFor(s.pid)
 		return
 	}
 	if m.phase != phaseHandedOver || m.retired || m.stopping {

@@ -19,7 +19,9 @@ import (
 //	          is still a rollback
 //	reclaim   a rollback after handOver, or the successor died while this
 //	          generation drained: the file names this process again
-//	release   a final stop: the file is removed if it names this process
+//	release   a final stop: the file is removed if it names this process;
+//	          or the successor it names stopped while this generation drains:
+//	          the service ends with both
 //
 // The file is written atomically (a temporary file renamed over it), so a
 // reader (systemd's PIDFile=) sees the old content or the new one.
@@ -43,7 +45,10 @@ func (p *pidFile) reclaim() error {
 
 // release removes the file if it names this process (whoever wrote it: after
 // a commit the old generation wrote the new one's pid).
-func (p *pidFile) release() {
+func (p *pidFile) release() { p.releaseFor(os.Getpid()) }
+
+// releaseFor removes the file if it names pid.
+func (p *pidFile) releaseFor(pid int) {
 	if p.path == "" {
 		return
 	}
@@ -51,7 +56,7 @@ func (p *pidFile) release() {
 	if err != nil {
 		return
 	}
-	if string(bytes.TrimSpace(b)) == strconv.Itoa(os.Getpid()) {
+	if string(bytes.TrimSpace(b)) == strconv.Itoa(pid) {
 		_ = os.Remove(p.path)
 	}
 	p.names = 0
