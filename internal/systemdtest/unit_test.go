@@ -133,6 +133,20 @@ func (u *unit) journal() string {
 	return u.sb.Journal(ctx, u.name)
 }
 
+// journalHas waits, bounded, until the unit's journal holds s, and returns
+// the journal. journald writes a service's output a moment after the
+// service wrote it, and offers no event for it here, so it polls.
+func (u *unit) journalHas(s string) string {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		j := u.journal()
+		if strings.Contains(j, s) || time.Now().After(deadline) {
+			return j
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // wait polls the unit's properties until done accepts them (systemctl
 // reload returns before the upgrade is over, and systemd offers no event to
 // wait for here), bounded.
@@ -396,7 +410,7 @@ func TestSocketUnit(t *testing.T) {
 	})
 	t.Logf("after the first request: MainPID=%s (answered by %s) StatusText=%q", m["MainPID"], first, m["StatusText"])
 	assert.Equal(t, m["MainPID"], first, "the first request was answered by")
-	assert.Contains(t, u.journal(), "adopted activated socket", "the server adopts the activated socket")
+	assert.Contains(t, u.journalHas("adopted activated socket"), "adopted activated socket", "the server adopts the activated socket")
 
 	cfg := load(addr)
 	stopLoad := upgradertest.Start(t.Context(), cfg)
