@@ -66,9 +66,9 @@ func (v *Values) Changed(from *Values) []string {
 type entry struct {
 	deny   map[string]bool // keys that get denyTo
 	denyTo int             // off for a bool, the default variant otherwise
-	allow map[string]int  // key -> variant
-	rules []rule
-	rest  outcome // everyone else
+	allow  map[string]int  // key -> variant
+	rules  []rule
+	rest   outcome // everyone else
 }
 
 // outcome decides a variant: fixed, or split by bucket.
@@ -185,11 +185,11 @@ func syntaxWhy(err error, tok json.Token) string {
 // The shapes of a flag's value in the file.
 type (
 	boolValue struct {
-		On      *bool       `json:"on"`
-		Percent *float64    `json:"percent"`
-		Allow   []string    `json:"allow"`
-		Deny    []string    `json:"deny"`
-		Rules   []boolRule  `json:"rules"`
+		On      *bool      `json:"on"`
+		Percent *float64   `json:"percent"`
+		Allow   []string   `json:"allow"`
+		Deny    []string   `json:"deny"`
+		Rules   []boolRule `json:"rules"`
 	}
 	boolRule struct {
 		Attribute string   `json:"attribute"`
