@@ -154,7 +154,8 @@ func (s *Set) Snapshot() Snapshot {
 }
 
 // Changed returns a channel that is closed at the next swap or rollback
-// of the values (or at Close). Take a new one after each.
+// of the values, or at Close (after which it is always closed). Take a
+// new one after each.
 func (s *Set) Changed() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -166,10 +167,14 @@ func (s *Set) onEvent(e reload.Event) {
 		s.opts.OnEvent(e)
 	}
 	switch e.Kind {
-	case reload.EventSwap, reload.EventRollback, reload.EventClose:
+	case reload.EventSwap, reload.EventRollback:
 		s.mu.Lock()
 		close(s.changed)
 		s.changed = make(chan struct{})
+		s.mu.Unlock()
+	case reload.EventClose:
+		s.mu.Lock()
+		close(s.changed) // and it stays closed: nothing changes any more
 		s.mu.Unlock()
 	}
 }
