@@ -32,11 +32,11 @@ const (
 // Files that must never serve: each would show as a mix or as a third
 // state if any part of it did.
 var badValues = []string{
-	`{"new-checkout": true, "button-color": "purple"}`,           // unknown variant
-	`{"new-checkout": true, "button-colour": "green"}`,           // unknown flag
+	`{"new-checkout": true, "button-color": "purple"}`,            // unknown variant
+	`{"new-checkout": true, "button-colour": "green"}`,            // unknown flag
 	`{"new-checkout": {"weights": {"on": 1}}, "button-color": 1}`, // wrong kinds
-	`{"new-checkout": true, "button-color": "gre`,                // cut short
-	``,                                                            // empty
+	`{"new-checkout": true, "button-color": "gre`,                 // cut short
+	``, // empty
 }
 
 // editor is one way a values file gets replaced.
