@@ -15,9 +15,10 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// ToJSON converts one YAML document to JSON. It refuses anything JSON
-// cannot say: a mapping key that is not a string, several documents,
-// aliases (which could expand a small file into a huge one).
+// ToJSON converts a YAML document (the first, if there are several) to
+// JSON. It refuses what JSON cannot say or a values file should not hold:
+// a mapping key that is not a scalar, a key that repeats, aliases (which
+// could expand a small file into a huge one).
 func ToJSON(data []byte) ([]byte, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
