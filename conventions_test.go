@@ -26,6 +26,7 @@ import (
 
 	"github.com/handoff-go/handoff/bundle"
 	"github.com/handoff-go/handoff/examples/pluginhost/greeter"
+	"github.com/handoff-go/handoff/flags"
 	"github.com/handoff-go/handoff/internal/servertest"
 	"github.com/handoff-go/handoff/listener"
 	"github.com/handoff-go/handoff/plugin"
@@ -40,7 +41,7 @@ import (
 
 var (
 	packages = map[string]bool{"handoff": true, "upgrader": true, "listener": true, "signal": true,
-		"reload": true, "bundle": true, "plugin": true}
+		"reload": true, "bundle": true, "plugin": true, "flags": true}
 	snakeCase = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 	// Keys the convention spells otherwise.
 	badKeys = map[string]string{"err": "error", "took": "duration", "elapsed": "duration", "cause": "error"}
@@ -289,6 +290,22 @@ func TestConventionsInProcess(t *testing.T) {
 		require.NoError(t, m.Close())
 		assert.NotZero(t, checkRecords(t, "plugin", log.Bytes()))
 		events.check(t, "plugin")
+	})
+	t.Run("flags", func(t *testing.T) {
+		var log syncBuffer
+		var events collector[reload.Event]
+		dir := t.TempDir()
+		file := filepath.Join(dir, "flags.json")
+		var reg flags.Registry
+		reg.Bool(flags.Def{Name: "new-checkout", Description: "the new checkout", Owner: "team", RemoveBy: "2099-01-01"}, false)
+		require.NoError(t, os.WriteFile(file, []byte(`{"new-checkout": {"percent": 10}}`), 0o644))
+		set := flags.New(&reg, file, flags.Options{Logger: jsonLogger(&log), OnEvent: events.on})
+		require.NoError(t, set.Reload(context.Background()))
+		require.NoError(t, os.WriteFile(file, []byte(`{"new-checkout": {"percent": "ten"}}`), 0o644))
+		require.Error(t, set.Reload(context.Background()), "a bad file is refused")
+		require.NoError(t, set.Close())
+		assert.NotZero(t, checkRecords(t, "flags", log.Bytes()))
+		events.check(t, "flags")
 	})
 	t.Run("bundle", func(t *testing.T) {
 		var log syncBuffer
