@@ -32,7 +32,11 @@
 //
 // The server under load answers as Handler does: GET /pid with its pid,
 // GET /slow?ms=N after N ms with a body containing "pid <pid>", and GET
-// /stream?s=N with lines for N seconds ending in a line "done". WriteCert
+// /stream?s=N with lines for N seconds ending in a line "done". A server
+// that does not can be loaded with requests of its own (Config.Requests,
+// SlowRequest, StreamRequest: a method, a path, header fields, a body),
+// whose responses are OK when their status is 2xx and their body arrived
+// whole. WriteCert
 // makes a certificate for a TLS server on the loopback addresses, and a
 // pool for the clients to trust it.
 package upgradertest

@@ -33,8 +33,8 @@ func (r *run) h2Worker(ctx context.Context, k Kind) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ctx.Err() == nil && left.Add(-1) >= 0 {
-				r.record(k, op, func() (Class, string, error) { return p.request(op) })
+			for n := i; ctx.Err() == nil && left.Add(-1) >= 0; n++ {
+				r.record(k, op, func() (Class, string, error) { return p.request(op, n) })
 				r.pause(ctx, r.cfg.Pause)
 			}
 		}()
@@ -52,13 +52,14 @@ type h2Pool struct {
 	users map[*h2conn]int // open streams by connection
 }
 
-func (p *h2Pool) request(op Op) (Class, string, error) {
+// request makes the n-th request for op of one stream of the worker.
+func (p *h2Pool) request(op Op, n int) (Class, string, error) {
 	c, err := p.acquire()
 	if err != nil {
 		return classify(err, false), "", err
 	}
 	defer p.release(c)
-	return c.get(p.run.cfg.path(op), op, p.run.cfg.timeout(op))
+	return c.get(p.run.cfg, op, n)
 }
 
 // acquire returns the connection for a new stream: the current one, unless
@@ -151,7 +152,7 @@ func (r *run) idleWorker(ctx context.Context) {
 				}
 				c = nc
 			}
-			class, pid, err := c.get(r.cfg.path(OpPID), OpPID, r.cfg.timeout(OpPID))
+			class, pid, err := c.get(r.cfg, OpPID, i)
 			if _, ended := c.state(); ended && class.Failed() {
 				c.close()
 				c = nil

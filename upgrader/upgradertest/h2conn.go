@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -116,13 +117,15 @@ func dialH2(cfg Config, useTLS bool, stats *h2Stats) (*h2conn, error) {
 	return c, nil
 }
 
-// get sends GET path on a new stream and waits up to timeout for the
-// whole response, which it checks as an answer to op.
-func (c *h2conn) get(path string, op Op, timeout time.Duration) (Class, string, error) {
-	st, class, err := c.open(path)
+// get sends the n-th request for op of cfg (see Config.request) on a new
+// stream and waits up to cfg's timeout for the whole response, which it
+// checks as an answer to op.
+func (c *h2conn) get(cfg Config, op Op, n int) (Class, string, error) {
+	st, class, err := c.open(cfg.request(op, n), cfg.Host)
 	if class != OK {
 		return class, "", err
 	}
+	timeout := cfg.timeout(op)
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
@@ -135,19 +138,20 @@ func (c *h2conn) get(path string, op Op, timeout time.Duration) (Class, string, 
 		}
 		<-st.done
 	}
-	switch {
-	case st.class != OK:
+	if st.class != OK {
 		return st.class, "", st.err
-	case st.status != 200:
-		return Non2xx, "", fmt.Errorf("status %d", st.status)
 	}
-	return checkBody(op, string(st.body))
+	return cfg.check(op, st.status, string(st.body))
 }
 
-// open sends the request headers of GET path on a new stream. A
-// connection that got a GOAWAY takes no new stream (Unprocessed), and one
-// that ended without a GOAWAY fails the stream at once (NoGoAway).
-func (c *h2conn) open(path string) (*h2stream, Class, error) {
+// open sends the request r on a new stream: its headers, and its body if
+// it has one. A connection that got a GOAWAY takes no new stream
+// (Unprocessed), and one that ended without a GOAWAY fails the stream at
+// once (NoGoAway).
+func (c *h2conn) open(r Request, authority string) (*h2stream, Class, error) {
+	if len(r.Body) > maxH2Body {
+		return nil, Other, fmt.Errorf("upgradertest: a request body of %d bytes: at most %d on HTTP/2", len(r.Body), maxH2Body)
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.mu.Lock()
@@ -167,19 +171,35 @@ func (c *h2conn) open(path string) (*h2stream, Class, error) {
 	c.mu.Unlock()
 
 	c.hbuf.Reset()
-	for _, f := range [...]hpack.HeaderField{
-		{Name: ":method", Value: "GET"},
+	fields := []hpack.HeaderField{
+		{Name: ":method", Value: r.methodOrGet()},
 		{Name: ":scheme", Value: c.scheme},
-		{Name: ":authority", Value: "load"},
-		{Name: ":path", Value: path},
-	} {
+		{Name: ":authority", Value: authority},
+		{Name: ":path", Value: r.Path},
+	}
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			fields = append(fields, hpack.HeaderField{Name: strings.ToLower(k), Value: v})
+		}
+	}
+	if len(r.Body) > 0 {
+		fields = append(fields, hpack.HeaderField{Name: "content-length", Value: strconv.Itoa(len(r.Body))})
+	}
+	for _, f := range fields {
 		_ = c.henc.WriteField(f) // writes to a bytes.Buffer: no error
 	}
-	// If the write fails, write closes the connection: readLoop ends the
+	// If a write fails, write closes the connection: readLoop ends the
 	// stream with the connection.
-	_ = c.write(func() error {
-		return c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: st.id, BlockFragment: c.hbuf.Bytes(), EndStream: true, EndHeaders: true})
+	err := c.write(func() error {
+		return c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: st.id, BlockFragment: c.hbuf.Bytes(), EndStream: len(r.Body) == 0, EndHeaders: true})
 	})
+	// The body fits in the stream's initial window (maxH2Body); frames of
+	// at most the minimum SETTINGS_MAX_FRAME_SIZE, 16384.
+	for b := r.Body; err == nil && len(b) > 0; {
+		chunk := b[:min(len(b), 16384)]
+		b = b[len(chunk):]
+		err = c.write(func() error { return c.fr.WriteData(st.id, len(b) == 0, chunk) })
+	}
 	return st, OK, nil
 }
 

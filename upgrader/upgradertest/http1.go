@@ -3,7 +3,6 @@ package upgradertest
 import (
 	"bufio"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -19,6 +18,7 @@ type h1Worker struct {
 	kind Kind
 	conn net.Conn
 	br   *bufio.Reader
+	sent int // requests sent, to take Config.Requests in turn
 }
 
 func (w *h1Worker) close() {
@@ -47,16 +47,15 @@ func (w *h1Worker) do() (Class, string, error) {
 		}
 		w.conn, w.br = c, bufio.NewReader(c)
 	}
-	_ = w.conn.SetDeadline(time.Now().Add(w.cfg.timeout(opOf(w.kind))))
-	req := "GET " + w.cfg.path(opOf(w.kind)) + " HTTP/1.1\r\nHost: load\r\n"
-	if w.kind == NewConn || w.kind == Stream {
-		req += "Connection: close\r\n"
-	}
-	if _, err := io.WriteString(w.conn, req+"\r\n"); err != nil {
+	op := opOf(w.kind)
+	_ = w.conn.SetDeadline(time.Now().Add(w.cfg.timeout(op)))
+	r := w.cfg.request(op, w.sent)
+	w.sent++
+	if _, err := io.WriteString(w.conn, w.cfg.h1Request(r, w.kind == NewConn || w.kind == Stream)); err != nil {
 		w.close()
 		return classify(err, reused), "", err
 	}
-	resp, err := http.ReadResponse(w.br, nil)
+	resp, err := http.ReadResponse(w.br, &http.Request{Method: r.methodOrGet()})
 	if err != nil {
 		w.close()
 		return classify(err, reused), "", err
@@ -75,10 +74,7 @@ func (w *h1Worker) do() (Class, string, error) {
 	} else {
 		_ = w.conn.SetDeadline(time.Time{})
 	}
-	if resp.StatusCode != http.StatusOK {
-		return Non2xx, "", fmt.Errorf("status %s", resp.Status)
-	}
-	return checkBody(opOf(w.kind), string(body))
+	return w.cfg.check(op, resp.StatusCode, string(body))
 }
 
 // closedByPeer reports whether the server has closed c: a read that returns

@@ -196,6 +196,26 @@ type Config struct {
 	// Addr.
 	IdleTLS bool
 
+	// Requests, if set, replace GET /pid for a server that does not
+	// answer as Handler does: the workers of KeepAliveChecked,
+	// KeepAliveBlind and NewConn, and the GET /pid streams of H2TLS, H2C
+	// and H2Idle, send them in turn. A response to one of them is OK when
+	// its status is 2xx and its body arrived whole; the body is not
+	// checked otherwise, and Sample.PID stays empty. Default: GET /pid.
+	Requests []Request
+	// SlowRequest, if set, replaces GET /slow?ms=SlowTime (Slow, and the
+	// H2Slow streams), checked as Requests are; SlowTime is then unused.
+	SlowRequest *Request
+	// StreamRequest, if set, replaces GET /stream?s=StreamTime (Stream,
+	// and the H2Stream streams). It is OK when its status is 2xx and its
+	// body ended as its framing says (a chunked body cut short is
+	// Truncated); no "done" line is looked for. StreamTime then only
+	// bounds how long it may take (Timeout + StreamTime).
+	StreamRequest *Request
+	// Host is sent as the Host header (HTTP/1.1) and :authority (HTTP/2).
+	// Default "load".
+	Host string
+
 	// Clients makes the client of each worker of a kind that this package
 	// has no client for: GRPCUnary and GRPCStream, which package grpcload
 	// provides (grpcload.Clients returns this map), so that a program that
@@ -308,6 +328,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.IdleTime <= 0 {
 		c.IdleTime = time.Second
+	}
+	if c.Host == "" {
+		c.Host = "load"
 	}
 	return c
 }
