@@ -3,7 +3,7 @@
 package main
 
 import (
-	"errors"
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/handoff-go/handoff/internal/proc"
 )
 
 // processesUnder lists the live processes whose executable lies in dir
@@ -28,7 +28,7 @@ func processesUnder(dir string) []int {
 		if err != nil || filepath.Dir(strings.TrimSuffix(exe, " (deleted)")) != dir {
 			continue
 		}
-		if !gone(pid) {
+		if !proc.Gone(pid) {
 			pids = append(pids, pid)
 		}
 	}
@@ -49,53 +49,23 @@ func killUnder(dir string) {
 	}
 }
 
-// gone reports whether pid has exited: it is not in /proc, or it is a
-// zombie waiting for its parent to reap it.
-func gone(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z' || s[i+2] == 'X'
-}
-
 // watchExit returns a channel that receives the time pid exits, or the zero
 // time if it has not exited within limit. It watches a pidfd (exact, and
-// works for processes that are not our children); without pidfds it polls
-// /proc every millisecond. Call it before the process may exit.
+// works for processes that are not our children; see proc.ExitWatch). Call
+// it before the process may exit.
 func watchExit(pid int, limit time.Duration) <-chan time.Time {
 	ch := make(chan time.Time, 1)
-	fd, err := unix.PidfdOpen(pid, 0)
-	if errors.Is(err, unix.ESRCH) {
-		ch <- time.Now()
+	w, err := proc.WatchExit(pid)
+	if err != nil {
+		ch <- time.Time{}
 		return ch
 	}
 	go func() {
-		deadline := time.Now().Add(limit)
-		if err == nil {
-			defer unix.Close(fd)
-			for time.Now().Before(deadline) {
-				fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-				n, err := unix.Poll(fds, 100)
-				if n > 0 {
-					ch <- time.Now()
-					return
-				}
-				if err != nil && !errors.Is(err, unix.EINTR) {
-					break
-				}
-			}
-		}
-		for time.Now().Before(deadline) {
-			if gone(pid) {
-				ch <- time.Now()
-				return
-			}
-			time.Sleep(time.Millisecond)
-		}
-		ch <- time.Time{}
+		defer w.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), limit)
+		defer cancel()
+		at, _ := w.Wait(ctx) // the zero time if it did not exit
+		ch <- at
 	}()
 	return ch
 }
@@ -111,32 +81,6 @@ type procStat struct {
 }
 
 func statOf(pid int) procStat {
-	st := procStat{PID: pid}
-	dir := "/proc/" + strconv.Itoa(pid)
-	ents, _ := os.ReadDir(dir + "/fd")
-	for _, e := range ents {
-		st.FDs++
-		if l, err := os.Readlink(dir + "/fd/" + e.Name()); err == nil && strings.HasPrefix(l, "socket:") {
-			st.SocketFDs++
-		}
-	}
-	st.OtherFDs = st.FDs - st.SocketFDs
-	b, _ := os.ReadFile(dir + "/status")
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(v)
-		if len(f) == 0 {
-			continue
-		}
-		switch k {
-		case "VmRSS":
-			st.RSSKB, _ = strconv.Atoi(f[0])
-		case "Threads":
-			st.Threads, _ = strconv.Atoi(f[0])
-		}
-	}
-	return st
+	u, _ := proc.ReadUsage(pid) // zeros for a process that is gone
+	return procStat{PID: pid, FDs: u.FDs, SocketFDs: u.SocketFDs, OtherFDs: u.OtherFDs(), RSSKB: u.RSSKB, Threads: u.Threads}
 }
