@@ -4,6 +4,7 @@ package proc
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -17,23 +18,6 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-func TestParseHexAddr(t *testing.T) {
-	for in, want := range map[string]string{
-		"0100007F:1F90":                         "127.0.0.1:8080",
-		"00000000:0000":                         "0.0.0.0:0",
-		"00000000000000000000000001000000:01BB": "[::1]:443",
-		"0000000000000000FFFF00000100007F:1F90": "127.0.0.1:8080", // IPv4-mapped, unmapped
-	} {
-		got, err := parseHexAddr(in)
-		require.NoError(t, err, in)
-		assert.Equal(t, want, got.String(), in)
-	}
-	for _, bad := range []string{"", "0100007F", "0100007F:XYZ", "01007F:0050", "zz00007F:0050"} {
-		_, err := parseHexAddr(bad)
-		assert.Error(t, err, bad)
-	}
-}
 
 // TestSockets: a listener and a connection of this process are in the
 // kernel's tables under the inodes of its fds, in the right states.
@@ -50,7 +34,7 @@ func TestSockets(t *testing.T) {
 
 	inodes, err := SocketInodes(os.Getpid())
 	require.NoError(t, err)
-	socks, err := TCPSockets()
+	socks, err := TCPSockets(1<<TCPListen | 1<<TCPEstablished)
 	require.NoError(t, err)
 	lnAddr := netip.MustParseAddrPort(ln.Addr().String())
 	clientAddr := netip.MustParseAddrPort(c.LocalAddr().String())
@@ -60,11 +44,63 @@ func TestSockets(t *testing.T) {
 		case so.Local == lnAddr && so.State == TCPListen:
 			listening = inodes[so.Inode]
 		case so.Local == lnAddr && so.Remote == clientAddr:
-			accepted = inodes[so.Inode] && so.State == 1
+			accepted = inodes[so.Inode] && so.State == TCPEstablished
 		}
 	}
 	assert.True(t, listening, "the listener")
 	assert.True(t, accepted, "the accepted connection, established")
+
+	// The exact lookup finds the accepted end, and nothing for a pair
+	// that is not connected.
+	so, ok, err := TCPLookup(lnAddr, clientAddr)
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.True(t, inodes[so.Inode])
+	assert.Equal(t, TCPEstablished, so.State)
+	assert.Equal(t, clientAddr, so.Remote)
+	_, ok, err = TCPLookup(lnAddr, netip.AddrPortFrom(clientAddr.Addr(), clientAddr.Port()+1))
+	require.NoError(t, err)
+	assert.False(t, ok)
+
+	// The mask filters: no listener among the established sockets, and
+	// IPv6 sockets are read too.
+	ln6, err := net.Listen("tcp6", "[::1]:0")
+	if err == nil { // a machine without IPv6 loopback skips this
+		defer ln6.Close()
+	}
+	socks, err = TCPSockets(1 << TCPEstablished)
+	require.NoError(t, err)
+	for _, so := range socks {
+		assert.Equal(t, TCPEstablished, so.State, "%v", so)
+	}
+	if ln6 != nil {
+		socks, err = TCPSockets(1 << TCPListen)
+		require.NoError(t, err)
+		var found bool
+		for _, so := range socks {
+			found = found || so.Local.String() == ln6.Addr().String()
+		}
+		assert.True(t, found, "the IPv6 listener %s", ln6.Addr())
+	}
+
+	// A dual-stack listener's connection from 127.0.0.1 is an IPv6 socket
+	// with IPv4-mapped addresses: found from the IPv4 pair.
+	if ds, err := net.Listen("tcp", "[::]:0"); err == nil {
+		defer ds.Close()
+		port := netip.MustParseAddrPort(ds.Addr().String()).Port()
+		c2, err := net.Dial("tcp4", fmt.Sprintf("127.0.0.1:%d", port))
+		require.NoError(t, err)
+		defer c2.Close()
+		s2, err := ds.Accept()
+		require.NoError(t, err)
+		defer s2.Close()
+		so, ok, err := TCPLookup(netip.MustParseAddrPort(s2.LocalAddr().String()), netip.MustParseAddrPort(c2.LocalAddr().String()))
+		require.NoError(t, err)
+		require.True(t, ok, "dual-stack %v %v", s2.LocalAddr(), c2.LocalAddr())
+		inodes, err := SocketInodes(os.Getpid())
+		require.NoError(t, err)
+		assert.True(t, inodes[so.Inode])
+	}
 
 	u, err := ReadUsage(os.Getpid())
 	require.NoError(t, err)

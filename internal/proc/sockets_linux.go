@@ -3,74 +3,199 @@
 package proc
 
 import (
-	"encoding/hex"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
-// TCPListen is the state of a listening socket in /proc/net/tcp.
-const TCPListen = 0x0A
+// TCP states (include/net/tcp_states.h), as bits of the mask TCPSockets
+// takes: 1<<TCPEstablished | 1<<TCPCloseWait.
+const (
+	TCPEstablished = 1
+	TCPSynSent     = 2
+	TCPSynRecv     = 3
+	TCPFinWait1    = 4
+	TCPFinWait2    = 5
+	TCPTimeWait    = 6
+	TCPClose       = 7
+	TCPCloseWait   = 8
+	TCPLastAck     = 9
+	TCPListen      = 10
+	TCPClosing     = 11
+)
 
-// TCPSocket is a line of /proc/net/tcp or /proc/net/tcp6.
+// TCPSocket is a TCP socket of the kernel's tables.
 type TCPSocket struct {
 	Local, Remote netip.AddrPort // IPv4-mapped IPv6 addresses unmapped
-	State         int            // TCPListen, 1 for established, ... (include/net/tcp_states.h)
+	State         int            // TCPEstablished, TCPListen, ...
 	Inode         uint64         // 0 once no process holds the socket
 }
 
-// TCPSockets reads the kernel's TCP socket tables of this process's network
-// namespace, IPv4 and IPv6.
-func TCPSockets() ([]TCPSocket, error) {
+// TCPSockets lists the TCP sockets, IPv4 and IPv6, of this network
+// namespace whose state is in the mask states. It asks the kernel's
+// sock_diag netlink interface, which filters by state before it copies
+// anything: unlike reading /proc/net/tcp, the thousands of TIME_WAIT
+// sockets a load of new connections leaves cost next to nothing.
+func TCPSockets(states uint32) ([]TCPSocket, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	if err != nil {
+		return nil, fmt.Errorf("proc: sock_diag socket: %w", err)
+	}
+	defer unix.Close(fd)
 	var out []TCPSocket
-	for _, name := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		b, err := os.ReadFile(name)
-		if os.IsNotExist(err) && name == "/proc/net/tcp6" {
-			continue // no IPv6
-		}
+	for seq, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
+		socks, err := diagDump(fd, uint32(seq+1), family, states)
 		if err != nil {
 			return nil, err
 		}
-		lines := strings.Split(string(b), "\n")
-		for _, line := range lines[1:] {
-			f := strings.Fields(line)
-			if len(f) < 10 {
-				continue
-			}
-			local, err1 := parseHexAddr(f[1])
-			remote, err2 := parseHexAddr(f[2])
-			state, err3 := strconv.ParseInt(f[3], 16, 32)
-			inode, err4 := strconv.ParseUint(f[9], 10, 64)
-			if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
-				return nil, fmt.Errorf("proc: malformed line in %s: %q", name, line)
-			}
-			out = append(out, TCPSocket{Local: local, Remote: remote, State: int(state), Inode: inode})
-		}
+		out = append(out, socks...)
 	}
 	return out, nil
 }
 
-// parseHexAddr decodes an address of /proc/net/tcp: "0100007F:1F90"
-// (IPv4, the bytes of each 32-bit word in host order, little-endian here)
-// or 32 hex digits for IPv6.
-func parseHexAddr(s string) (netip.AddrPort, error) {
-	h, p, ok := strings.Cut(s, ":")
-	port, err := strconv.ParseUint(p, 16, 16)
-	if !ok || err != nil {
-		return netip.AddrPort{}, fmt.Errorf("proc: bad address %q", s)
+// TCPLookup finds the TCP socket whose local and remote addresses are
+// these (exact, in one lookup: the kernel does not walk its tables). An
+// IPv4 pair is looked for among the IPv4 sockets, then among the IPv6
+// sockets as IPv4-mapped addresses (a dual-stack listener's). It returns
+// ok false when no connected socket has this pair (the kernel's answer of
+// a listener on the local address is not taken).
+func TCPLookup(local, remote netip.AddrPort) (s TCPSocket, ok bool, err error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	if err != nil {
+		return s, false, fmt.Errorf("proc: sock_diag socket: %w", err)
 	}
-	raw, err := hex.DecodeString(h)
-	if err != nil || (len(raw) != 4 && len(raw) != 16) {
-		return netip.AddrPort{}, fmt.Errorf("proc: bad address %q", s)
+	defer unix.Close(fd)
+	type try struct {
+		family        uint8
+		local, remote netip.Addr
 	}
-	for i := 0; i < len(raw); i += 4 { // each word is little-endian
-		raw[i], raw[i+1], raw[i+2], raw[i+3] = raw[i+3], raw[i+2], raw[i+1], raw[i]
+	l, r := local.Addr().Unmap(), remote.Addr().Unmap()
+	tries := []try{{unix.AF_INET6, l, r}}
+	if l.Is4() && r.Is4() {
+		tries = []try{{unix.AF_INET, l, r}, {unix.AF_INET6, netip.AddrFrom16(l.As16()), netip.AddrFrom16(r.As16())}}
 	}
-	a, _ := netip.AddrFromSlice(raw)
-	return netip.AddrPortFrom(a.Unmap(), uint16(port)), nil
+	for i, t := range tries {
+		id := make([]byte, sizeofSockID)
+		binary.BigEndian.PutUint16(id[0:], local.Port())
+		binary.BigEndian.PutUint16(id[2:], remote.Port())
+		copy(id[4:20], t.local.AsSlice())
+		copy(id[20:36], t.remote.AsSlice())
+		binary.NativeEndian.PutUint32(id[40:], ^uint32(0)) // INET_DIAG_NOCOOKIE
+		binary.NativeEndian.PutUint32(id[44:], ^uint32(0))
+		socks, err := diagRequest(fd, uint32(i+1), t.family, ^uint32(0), id, 0)
+		if errors.Is(err, unix.ENOENT) {
+			continue
+		}
+		if err != nil {
+			return s, false, err
+		}
+		// The kernel's lookup falls back to a listener on the local
+		// address: only the connection itself is an answer.
+		if len(socks) > 0 && socks[0].Remote == netip.AddrPortFrom(r, remote.Port()) {
+			return socks[0], true, nil
+		}
+	}
+	return s, false, nil
+}
+
+// Sizes of the sock_diag structures (include/uapi/linux/inet_diag.h).
+const (
+	sizeofSockID = 48 // inet_diag_sockid
+	sizeofReq    = 8 + sizeofSockID
+	sizeofMsg    = 4 + sizeofSockID + 20
+)
+
+// diagDump asks for the TCP sockets of one family in states and reads the
+// answer to its end.
+func diagDump(fd int, seq uint32, family uint8, states uint32) ([]TCPSocket, error) {
+	return diagRequest(fd, seq, family, states, nil, unix.NLM_F_DUMP)
+}
+
+// diagRequest sends one inet_diag_req_v2 for TCP sockets of family in
+// states, with the socket id id (nil: zeros) and the netlink flags flags
+// besides NLM_F_REQUEST, and reads the answer to its end. A kernel error
+// is returned as its syscall.Errno, wrapped.
+func diagRequest(fd int, seq uint32, family uint8, states uint32, id []byte, flags uint16) ([]TCPSocket, error) {
+	req := make([]byte, unix.NLMSG_HDRLEN+sizeofReq)
+	ne := binary.NativeEndian
+	ne.PutUint32(req[0:], uint32(len(req)))
+	ne.PutUint16(req[4:], unix.SOCK_DIAG_BY_FAMILY)
+	ne.PutUint16(req[6:], unix.NLM_F_REQUEST|flags)
+	ne.PutUint32(req[8:], seq)
+	r := req[unix.NLMSG_HDRLEN:]
+	r[0], r[1] = family, unix.IPPROTO_TCP
+	ne.PutUint32(r[4:], states)
+	copy(r[8:], id)
+	dump := flags&unix.NLM_F_DUMP != 0
+	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return nil, fmt.Errorf("proc: sock_diag request: %w", err)
+	}
+	var out []TCPSocket
+	buf := make([]byte, 64<<10)
+	for {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("proc: sock_diag answer: %w", err)
+		}
+		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+		if err != nil {
+			return nil, fmt.Errorf("proc: sock_diag answer: %w", err)
+		}
+		for _, m := range msgs {
+			if m.Header.Seq != seq {
+				continue
+			}
+			switch m.Header.Type {
+			case unix.NLMSG_DONE:
+				return out, nil
+			case unix.NLMSG_ERROR:
+				if len(m.Data) >= 4 {
+					if e := int32(ne.Uint32(m.Data)); e != 0 {
+						return nil, fmt.Errorf("proc: sock_diag: %w", syscall.Errno(-e))
+					}
+				}
+				return nil, fmt.Errorf("proc: sock_diag: malformed error message")
+			}
+			if len(m.Data) < sizeofMsg {
+				return nil, fmt.Errorf("proc: sock_diag: short message (%d bytes)", len(m.Data))
+			}
+			out = append(out, parseDiagMsg(m.Data))
+			if !dump { // one answer, no NLMSG_DONE
+				return out, nil
+			}
+		}
+	}
+}
+
+// parseDiagMsg decodes an inet_diag_msg: family, state, timer, retrans,
+// then the socket id (ports and addresses in network order), then
+// expires, rqueue, wqueue, uid and inode in host order.
+func parseDiagMsg(b []byte) TCPSocket {
+	family, state := b[0], b[1]
+	id := b[4 : 4+sizeofSockID]
+	n := 4
+	if family == unix.AF_INET6 {
+		n = 16
+	}
+	src, _ := netip.AddrFromSlice(id[4 : 4+n])
+	dst, _ := netip.AddrFromSlice(id[20 : 20+n])
+	return TCPSocket{
+		Local:  netip.AddrPortFrom(src.Unmap(), binary.BigEndian.Uint16(id[0:])),
+		Remote: netip.AddrPortFrom(dst.Unmap(), binary.BigEndian.Uint16(id[2:])),
+		State:  int(state),
+		Inode:  uint64(binary.NativeEndian.Uint32(b[4+sizeofSockID+16:])),
+	}
 }
 
 // SocketInodes returns the inodes of the sockets among pid's open file

@@ -31,10 +31,22 @@ func Cmdline(pid int) ([]string, error) { return nil, ErrNotSupported }
 // Descendants returns nothing.
 func Descendants(pid int) []int { return nil }
 
-// TCPListen is the state of a listening socket in /proc/net/tcp.
-const TCPListen = 0x0A
+// TCP states, as bits of the mask TCPSockets takes.
+const (
+	TCPEstablished = 1
+	TCPSynSent     = 2
+	TCPSynRecv     = 3
+	TCPFinWait1    = 4
+	TCPFinWait2    = 5
+	TCPTimeWait    = 6
+	TCPClose       = 7
+	TCPCloseWait   = 8
+	TCPLastAck     = 9
+	TCPListen      = 10
+	TCPClosing     = 11
+)
 
-// TCPSocket is a line of /proc/net/tcp.
+// TCPSocket is a TCP socket of the kernel's tables.
 type TCPSocket struct {
 	Local, Remote netip.AddrPort
 	State         int
@@ -42,7 +54,12 @@ type TCPSocket struct {
 }
 
 // TCPSockets returns ErrNotSupported.
-func TCPSockets() ([]TCPSocket, error) { return nil, ErrNotSupported }
+func TCPSockets(states uint32) ([]TCPSocket, error) { return nil, ErrNotSupported }
+
+// TCPLookup returns ErrNotSupported.
+func TCPLookup(local, remote netip.AddrPort) (TCPSocket, bool, error) {
+	return TCPSocket{}, false, ErrNotSupported
+}
 
 // SocketInodes returns ErrNotSupported.
 func SocketInodes(pid int) (map[uint64]bool, error) { return nil, ErrNotSupported }
