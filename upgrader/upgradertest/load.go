@@ -216,6 +216,13 @@ type Config struct {
 	// Default "load".
 	Host string
 
+	// OnSample, if set, is called with each sample as soon as its request
+	// has ended, from the worker's goroutine (so from many goroutines at
+	// once): it must be safe for concurrent use and must not block. It
+	// lets a program report progress while the load runs; Run's Result
+	// still holds every sample. Default none.
+	OnSample func(Sample)
+
 	// Clients makes the client of each worker of a kind that this package
 	// has no client for: GRPCUnary and GRPCStream, which package grpcload
 	// provides (grpcload.Clients returns this map), so that a program that
@@ -405,6 +412,9 @@ func (r *run) record(k Kind, op Op, do func() (Class, string, error)) {
 	r.mu.Lock()
 	r.samples = append(r.samples, s)
 	r.mu.Unlock()
+	if r.cfg.OnSample != nil {
+		r.cfg.OnSample(s)
+	}
 }
 
 // opOf is what the requests of kind k ask for (H2TLS and H2C: most of

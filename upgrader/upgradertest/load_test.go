@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,6 +76,26 @@ func TestLoadCountsEveryKind(t *testing.T) {
 	}
 	if p := res.Percentile(50, nil); p <= 0 {
 		t.Errorf("p50 %v", p)
+	}
+}
+
+// TestOnSample: OnSample sees every sample of the Result, as it comes.
+func TestOnSample(t *testing.T) {
+	addr := server(t, false)
+	var mu sync.Mutex
+	seen := 0
+	res := upgradertest.Run(context.Background(), upgradertest.Config{
+		Addr:        addr,
+		Workers:     map[upgradertest.Kind]int{upgradertest.KeepAliveChecked: 2, upgradertest.NewConn: 2},
+		MaxRequests: 10,
+		OnSample: func(s upgradertest.Sample) {
+			mu.Lock()
+			seen++
+			mu.Unlock()
+		},
+	})
+	if seen != 40 || res.Count(-1) != 40 {
+		t.Errorf("OnSample saw %d samples, the Result has %d, want 40", seen, res.Count(-1))
 	}
 }
 
