@@ -33,8 +33,9 @@ func (r *run) h2Worker(ctx context.Context, k Kind) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var local string
 			for n := i; ctx.Err() == nil && left.Add(-1) >= 0; n++ {
-				r.record(k, op, func() (Class, string, error) { return p.request(op, n) })
+				r.record(k, op, func() (Class, string, error) { return p.request(op, n, &local) }, &local)
 				r.pause(ctx, r.cfg.Pause)
 			}
 		}()
@@ -52,13 +53,15 @@ type h2Pool struct {
 	users map[*h2conn]int // open streams by connection
 }
 
-// request makes the n-th request for op of one stream of the worker.
-func (p *h2Pool) request(op Op, n int) (Class, string, error) {
+// request makes the n-th request for op of one stream of the worker, and
+// sets *local to the client's address of the connection it used.
+func (p *h2Pool) request(op Op, n int, local *string) (Class, string, error) {
 	c, err := p.acquire()
 	if err != nil {
 		return classify(err, false), "", err
 	}
 	defer p.release(c)
+	*local = c.nc.LocalAddr().String()
 	return c.get(p.run.cfg, op, n)
 }
 
@@ -122,6 +125,7 @@ func (p *h2Pool) close() {
 // without a GOAWAY fails its next request (NoGoAway).
 func (r *run) idleWorker(ctx context.Context) {
 	var c *h2conn
+	var local string
 	defer func() {
 		if c != nil {
 			c.close()
@@ -152,13 +156,14 @@ func (r *run) idleWorker(ctx context.Context) {
 				}
 				c = nc
 			}
+			local = c.nc.LocalAddr().String()
 			class, pid, err := c.get(r.cfg, OpPID, i)
 			if _, ended := c.state(); ended && class.Failed() {
 				c.close()
 				c = nil
 			}
 			return class, pid, err
-		})
+		}, &local)
 	}
 }
 

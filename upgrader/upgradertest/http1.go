@@ -14,11 +14,12 @@ import (
 // h1Worker is the client of one HTTP/1.1 worker (kinds KeepAliveChecked to
 // Stream): raw HTTP/1.1 over one connection at a time.
 type h1Worker struct {
-	cfg  Config
-	kind Kind
-	conn net.Conn
-	br   *bufio.Reader
-	sent int // requests sent, to take Config.Requests in turn
+	cfg   Config
+	kind  Kind
+	conn  net.Conn
+	br    *bufio.Reader
+	sent  int    // requests sent, to take Config.Requests in turn
+	local string // the client's address of conn, for Sample.Conn
 }
 
 func (w *h1Worker) close() {
@@ -47,6 +48,7 @@ func (w *h1Worker) do() (Class, string, error) {
 		}
 		w.conn, w.br = c, bufio.NewReader(c)
 	}
+	w.local = w.conn.LocalAddr().String()
 	op := opOf(w.kind)
 	_ = w.conn.SetDeadline(time.Now().Add(w.cfg.timeout(op)))
 	r := w.cfg.request(op, w.sent)

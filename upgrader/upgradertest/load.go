@@ -254,6 +254,11 @@ type Sample struct {
 	Class   Class
 	PID     string // the pid that answered, from the body
 	Err     string // the error, for failures and Unprocessed
+	// Conn is the client's address of the connection the request went on
+	// ("127.0.0.1:40312"), so that a program that learns which process
+	// holds the server's end of a connection knows which one answered;
+	// empty if no connection was made, and for the gRPC kinds.
+	Conn string
 }
 
 // Result of a run.
@@ -368,24 +373,24 @@ func (r *run) work(ctx context.Context, k Kind) {
 		if newClient == nil {
 			r.record(k, opOf(k), func() (Class, string, error) {
 				return Other, "", fmt.Errorf("upgradertest: no client for kind %s in Config.Clients (see package grpcload)", k)
-			})
+			}, nil)
 			return
 		}
 		c := newClient(r.cfg)
 		defer c.Close()
-		r.loop(ctx, k, opOf(k), c.Request)
+		r.loop(ctx, k, opOf(k), c.Request, nil)
 	default:
 		w := &h1Worker{cfg: r.cfg, kind: k}
 		defer w.close()
-		r.loop(ctx, k, opOf(k), w.do)
+		r.loop(ctx, k, opOf(k), w.do, &w.local)
 	}
 }
 
 // loop makes requests with do until ctx ends or cfg.MaxRequests are made,
-// pausing between two.
-func (r *run) loop(ctx context.Context, k Kind, op Op, do func() (Class, string, error)) {
+// pausing between two. conn is as for record.
+func (r *run) loop(ctx context.Context, k Kind, op Op, do func() (Class, string, error), conn *string) {
 	for i := 0; i < r.cfg.MaxRequests && ctx.Err() == nil; i++ {
-		r.record(k, op, do)
+		r.record(k, op, do, conn)
 		r.pause(ctx, r.cfg.Pause)
 	}
 }
@@ -400,12 +405,20 @@ func (r *run) pause(ctx context.Context, d time.Duration) {
 	}
 }
 
-// record times one request made with do and adds its sample.
-func (r *run) record(k Kind, op Op, do func() (Class, string, error)) {
+// record times one request made with do and adds its sample. conn, if
+// not nil, is where do leaves the client's address of the connection it
+// used (Sample.Conn); do sets it only when it has a connection.
+func (r *run) record(k Kind, op Op, do func() (Class, string, error), conn *string) {
 	s := Sample{Kind: k, Op: op, Start: time.Now()}
+	if conn != nil {
+		*conn = ""
+	}
 	class, pid, err := do()
 	s.Latency = time.Since(s.Start)
 	s.Class, s.PID = class, pid
+	if conn != nil {
+		s.Conn = *conn
+	}
 	if err != nil {
 		s.Err = err.Error()
 	}

@@ -97,6 +97,21 @@ func TestOnSample(t *testing.T) {
 	if seen != 40 || res.Count(-1) != 40 {
 		t.Errorf("OnSample saw %d samples, the Result has %d, want 40", seen, res.Count(-1))
 	}
+	// Each sample names its connection: a keep-alive worker reuses one,
+	// a new-connection worker does not.
+	conns := map[upgradertest.Kind]map[string]bool{upgradertest.KeepAliveChecked: {}, upgradertest.NewConn: {}}
+	for _, s := range res.Samples {
+		if !strings.HasPrefix(s.Conn, "127.0.0.1:") {
+			t.Fatalf("sample %+v: Conn %q", s, s.Conn)
+		}
+		conns[s.Kind][s.Conn] = true
+	}
+	if n := len(conns[upgradertest.KeepAliveChecked]); n != 2 {
+		t.Errorf("2 keep-alive workers used %d connections", n)
+	}
+	if n := len(conns[upgradertest.NewConn]); n < 10 {
+		t.Errorf("2 new-connection workers used %d connections for 20 requests", n)
+	}
 }
 
 func TestLoadCountsFailures(t *testing.T) {

@@ -81,6 +81,9 @@ func TestCustomRequests(t *testing.T) {
 		}
 	}
 	assert.Equal(t, map[string]int{"": r.Count(-1)}, r.PIDs(), "no pid is read from a custom response")
+	for _, s := range r.Samples {
+		assert.NotEmpty(t, s.Conn, "%s sample without its connection", s.Kind)
+	}
 	for _, key := range []string{"POST /items example.test", "HEAD /items example.test", "GET /report example.test", "GET /events example.test"} {
 		assert.NotZero(t, c.get(key), key)
 	}
