@@ -43,6 +43,9 @@ var rules = []struct {
 	{"internal/*", []string{"internal/*", "golang.org/x/sys", "github.com/coreos/go-systemd/v22"}},
 	{"examples/*", []string{".", "examples/*", "listener", "upgrader", "upgrader/upgradertest", "upgrader/upgradertest/grpcload", "signal", "reload", "bundle", "plugin", "flags", "admin",
 		"github.com/hashicorp/go-plugin", "google.golang.org/grpc", "google.golang.org/protobuf"}},
+	// The CI gate: the load generator, and /proc, sock_diag and pidfds
+	// for the server's processes; none of the library's runtime packages.
+	{"cmd/handoff-check", []string{"upgrader/upgradertest", "internal/proc", "golang.org/x/sys"}},
 	{"bench/*", []string{".", "bench/*", "upgrader/upgradertest", "listener", "upgrader", "signal", "internal/*", "github.com/cloudflare/tableflip", "golang.org/x/sys"}},
 }
 

@@ -42,34 +42,42 @@ func WatchExit(pid int) (*ExitWatch, error) {
 }
 
 // Wait blocks until the process has exited (a zombie counts as exited) and
-// returns when, or until ctx ends, with ctx's error.
+// returns when, or until ctx ends, with ctx's error; a process that has
+// exited is reported even when ctx has ended. Wait and Close must not be
+// called concurrently.
 func (w *ExitWatch) Wait(ctx context.Context) (time.Time, error) {
 	if !w.goneAt.IsZero() {
 		return w.goneAt, nil
 	}
-	for ctx.Err() == nil {
+	// The exit is looked for before ctx: a process that has exited is
+	// reported even to a ctx that has ended.
+	for {
 		if w.fd < 0 {
 			if Gone(w.pid) {
 				return time.Now(), nil
 			}
+		} else {
+			// Bounded polls, so that ctx is looked at every 50 ms.
+			n, err := unix.Poll([]unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLIN}}, 50)
+			if n > 0 {
+				return time.Now(), nil
+			}
+			if err != nil && !errors.Is(err, unix.EINTR) {
+				return time.Time{}, err
+			}
+		}
+		if ctx.Err() != nil {
+			return time.Time{}, ctx.Err()
+		}
+		if w.fd < 0 {
 			t := time.NewTimer(time.Millisecond)
 			select {
 			case <-ctx.Done():
 			case <-t.C:
 			}
 			t.Stop()
-			continue
-		}
-		// Bounded polls, so that ctx is looked at every 50 ms.
-		n, err := unix.Poll([]unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLIN}}, 50)
-		if n > 0 {
-			return time.Now(), nil
-		}
-		if err != nil && !errors.Is(err, unix.EINTR) {
-			return time.Time{}, err
 		}
 	}
-	return time.Time{}, ctx.Err()
 }
 
 // Close releases the pidfd. It is idempotent.

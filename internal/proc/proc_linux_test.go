@@ -115,7 +115,7 @@ func TestSockets(t *testing.T) {
 // read, and ExitWatch sees it exit (not reaped: Wait still gets its
 // status).
 func TestChildExit(t *testing.T) {
-	cmd := exec.Command("sleep", "0.2")
+	cmd := exec.Command("sleep", "30")
 	require.NoError(t, cmd.Start())
 	pid := cmd.Process.Pid
 	w, err := WatchExit(pid)
@@ -124,8 +124,9 @@ func TestChildExit(t *testing.T) {
 	assert.Contains(t, Descendants(os.Getpid()), pid)
 	args, err := Cmdline(pid)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"sleep", "0.2"}, args)
+	assert.Equal(t, []string{"sleep", "30"}, args)
 	assert.False(t, Gone(pid))
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -133,7 +134,13 @@ func TestChildExit(t *testing.T) {
 	require.NoError(t, err)
 	assert.WithinDuration(t, time.Now(), at, 5*time.Second)
 	assert.True(t, Gone(pid), "a zombie has exited")
-	require.NoError(t, cmd.Wait(), "the watch does not reap")
+	require.Error(t, cmd.Wait(), "the watch does not reap: Wait gets the status")
+
+	// An exit is reported even to a context that has ended.
+	ended, cancelEnded := context.WithCancel(context.Background())
+	cancelEnded()
+	_, err = w.Wait(ended)
+	require.NoError(t, err)
 
 	// Gone before the watch: Wait returns at once.
 	w2, err := WatchExit(pid)
