@@ -113,8 +113,10 @@ func (r *runner) run(ctx context.Context) {
 		u := r.upgrade(ctx, i)
 		r.upgrades = append(r.upgrades, u)
 		if !u.completed {
-			r.progress("upgrade %d/%d did not complete: %s", i, r.cfg.Upgrades, u.err)
-			r.fail("upgrade %d of %d did not complete: %s", i, r.cfg.Upgrades, u.err)
+			if ctx.Err() == nil { // else the interruption is the reason
+				r.progress("upgrade %d/%d did not complete: %s", i, r.cfg.Upgrades, u.err)
+				r.fail("upgrade %d of %d did not complete: %s", i, r.cfg.Upgrades, u.err)
+			}
 			break
 		}
 		r.progress("upgrade %d/%d: %s; %d requests, %d failed so far", i, r.cfg.Upgrades, u.summary(), r.requests.Load(), r.failed.Load())
@@ -162,7 +164,9 @@ func (r *runner) startServer(ctx context.Context) error {
 		}
 		select {
 		case <-c.done:
-			if !last.ok {
+			// A command that exits 0 may have left its server running
+			// (a daemon): only one that failed, or left nothing, is over.
+			if c.info.status != 0 || len(proc.Descendants(r.p.self)) == 0 {
 				return fmt.Errorf("the server command %s before it answered on %s", c.info, r.cfg.Addr)
 			}
 		default:
