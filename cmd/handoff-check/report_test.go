@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -31,7 +32,6 @@ func documentedFields(t *testing.T) map[string]bool {
 	_, section, ok := strings.Cut(string(src), "// # The JSON report\n")
 	require.True(t, ok, "doc.go has no section \"The JSON report\"")
 	fields := map[string]bool{}
-	braces := regexp.MustCompile(`^(.*)\{([^}]*)\}$`)
 	for _, line := range strings.Split(section, "\n") {
 		rest, ok := strings.CutPrefix(line, "//\t")
 		if !ok {
@@ -39,15 +39,39 @@ func documentedFields(t *testing.T) map[string]bool {
 		}
 		f := strings.Fields(rest)
 		require.GreaterOrEqual(t, len(f), 3, "a field's line needs a path, a type and a meaning: %q", line)
-		if m := braces.FindStringSubmatch(f[0]); m != nil {
-			for _, sub := range strings.Split(m[2], ",") {
-				fields[m[1]+sub] = true
-			}
-			continue
-		}
-		fields[f[0]] = true
+		addField(fields, f[0])
 	}
 	return fields
+}
+
+// readmeFields reads the same fields from the table of the README's
+// section "Zero downtime in your CI": rows "| `path` | type | meaning |".
+func readmeFields(t *testing.T) map[string]bool {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	require.NoError(t, err)
+	_, section, ok := strings.Cut(string(src), "## Zero downtime in your CI\n")
+	require.True(t, ok, "README.md has no section \"Zero downtime in your CI\"")
+	section, _, _ = strings.Cut(section, "\n## ")
+	fields := map[string]bool{}
+	row := regexp.MustCompile("^\\| `([^`]+)` \\| [^|]+ \\| .+ \\|$")
+	for _, line := range strings.Split(section, "\n") {
+		if m := row.FindStringSubmatch(line); m != nil {
+			addField(fields, m[1])
+		}
+	}
+	return fields
+}
+
+// addField adds a documented path, "a.{x,y}" standing for a.x and a.y.
+func addField(fields map[string]bool, path string) {
+	if pre, alts, ok := strings.Cut(path, "{"); ok && strings.HasSuffix(alts, "}") {
+		for _, sub := range strings.Split(strings.TrimSuffix(alts, "}"), ",") {
+			fields[pre+sub] = true
+		}
+		return
+	}
+	fields[path] = true
 }
 
 // flatten lists the paths of the leaves of a decoded JSON value, in the
@@ -98,6 +122,7 @@ func TestReportDocumented(t *testing.T) {
 		assert.True(t, got[p], "the documented field %s is not in the report", p)
 	}
 	t.Logf("%d fields documented, %d in the report", len(doc), len(got))
+	assert.Equal(t, doc, readmeFields(t), "the README's table of the report's fields and the command's doc differ")
 
 	// What the report says of this run, read back.
 	rep := r.rep
