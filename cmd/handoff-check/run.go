@@ -330,19 +330,28 @@ func (r *runner) upgrade(ctx context.Context, n int) *upgradeRec {
 	defer stopWatch()
 	exited := make(chan time.Time, 1)
 	conns := make(chan map[string]time.Time, 1)
-	w, err := proc.WatchExit(old)
-	if err != nil {
-		u.err = fmt.Sprintf("cannot watch pid %d: %v", old, err)
-		return u
+	if old > 0 {
+		w, err := proc.WatchExit(old)
+		if err != nil {
+			u.err = fmt.Sprintf("cannot watch pid %d: %v", old, err)
+			return u
+		}
+		go func() {
+			defer w.Close()
+			at, _ := w.Wait(wctx)
+			exited <- at
+		}()
 	}
-	go func() {
-		defer w.Close()
-		at, _ := w.Wait(wctx)
-		exited <- at
-	}()
+	// Which process served may be unknown (no PID file, no process the
+	// checker can see): then the command's end and an answer complete the
+	// upgrade.
+	oldKnown := old > 0
 	port := r.port()
 	go func() { conns <- sampleConns(wctx, old, port) }()
-	exitWait := exited // nil once received
+	exitWait := exited // nil once received, or if nothing watches
+	if !oldKnown {
+		exitWait = nil
+	}
 	defer func() {
 		stopWatch()
 		if exitWait != nil {
@@ -354,6 +363,7 @@ func (r *runner) upgrade(ctx context.Context, n int) *upgradeRec {
 	}()
 
 	var cmd *command
+	var err error
 	u.start = time.Now()
 	if r.cfg.UpgradeCmd != "" {
 		cmd, err = r.p.start([]string{"sh", "-c", r.cfg.UpgradeCmd}, r.env(n))
@@ -418,7 +428,7 @@ func (r *runner) upgrade(ctx context.Context, n int) *upgradeRec {
 				r.p.see(u.newPID)
 			}
 		}
-		if !u.servingAt.IsZero() && !u.oldExitAt.IsZero() && fileOK && cmdOK {
+		if !u.servingAt.IsZero() && (!u.oldExitAt.IsZero() || !oldKnown) && fileOK && cmdOK {
 			u.completed = true
 			if filePID > 0 {
 				r.p.see(filePID)
@@ -441,12 +451,15 @@ func (u *upgradeRec) missing(r *runner, probeErr error) string {
 	}
 	if u.servingAt.IsZero() {
 		s := fmt.Sprintf("no process other than %d answered", u.oldPID)
+		if u.oldPID <= 0 {
+			s = "the server did not answer"
+		}
 		if probeErr != nil {
 			s += fmt.Sprintf(" (%d probes failed, the last: %v)", u.probeErrs, probeErr)
 		}
 		what = append(what, s)
 	}
-	if u.oldExitAt.IsZero() {
+	if u.oldExitAt.IsZero() && u.oldPID > 0 {
 		what = append(what, fmt.Sprintf("the old process %d still runs", u.oldPID))
 	}
 	if r.cfg.PIDFile != "" {
