@@ -193,7 +193,8 @@ func (r *Recorder) Status() Status {
 			Reasons:     maps.Clone(r.up.reasons),
 			LastSuccess: r.up.lastSuccess,
 		},
-		Drains: Drains{Finished: r.drains, Forced: r.forced},
+		Drains:  Drains{Finished: r.drains, Forced: r.forced},
+		Signals: []SignalCount{},
 	}
 	switch r.up.lastResult {
 	case 1:
