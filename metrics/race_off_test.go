@@ -1,0 +1,5 @@
+//go:build linux && !race
+
+package metrics_test
+
+const raceEnabled = false
