@@ -183,6 +183,12 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
+	if !accepting(h.rec.Status()) {
+		// The browser would reuse this keep-alive connection, which only
+		// this process serves, for its next try: close it, so that the
+		// next one reaches the generation that accepts.
+		w.Header().Set("Connection", "close")
+	}
 	_, _ = fmt.Fprint(w, "retry: 250\n\n")
 	end := time.NewTimer(h.opts.StreamFor)
 	defer end.Stop()

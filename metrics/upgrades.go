@@ -459,6 +459,6 @@ func (u *Upgrade) end(outcome string, at time.Time, total time.Duration) {
 
 // clone copies u deeply enough for a Status.
 func (u Upgrade) clone() Upgrade {
-	u.Phases = append([]Phase(nil), u.Phases...)
+	u.Phases = append([]Phase{}, u.Phases...) // [] in JSON, never null
 	return u
 }
