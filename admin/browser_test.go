@@ -47,14 +47,16 @@ func TestAdminPageInChromium(t *testing.T) {
 	require.Len(t, serving.Addrs, 2, "HTTP and admin")
 	page := "http://" + serving.Addrs[1] + "/"
 	stopLoad := upgradertest.Start(t.Context(), upgradertest.Config{Addr: s.Addr, Pause: 20 * time.Millisecond,
-		Workers: map[upgradertest.Kind]int{upgradertest.KeepAliveChecked: 2, upgradertest.NewConn: 1, upgradertest.Stream: 1},
+		Workers:    map[upgradertest.Kind]int{upgradertest.KeepAliveChecked: 2, upgradertest.NewConn: 1, upgradertest.Stream: 1},
 		StreamTime: 2 * time.Second})
 
 	c := startChromium(t, chrome, 1280, 1000)
 	c.navigate(page)
 	c.eval(`window.loadedOnce = "yes"`, nil) // gone if the page reloads
 	c.waitTrue(`document.getElementById("live").textContent === "live"`, 10*time.Second, "the stream is live")
-	generation := func(n int) string { return fmt.Sprintf(`document.getElementById("gen").textContent === "generation%d"`, n) }
+	generation := func(n int) string {
+		return fmt.Sprintf(`document.getElementById("gen").textContent === "generation%d"`, n)
+	}
 	c.waitTrue(generation(1), 5*time.Second, "generation 1")
 	require.False(t, c.text("#controls") == "" || c.text("#upgrade") == "", "the controls show (the service has an Authorize hook)")
 

@@ -186,7 +186,10 @@ func (c *chromium) try(session, method string, params, out any) error {
 	}
 }
 
-func (c *chromium) do(method string, params any) { c.t.Helper(); c.call(c.session, method, params, nil) }
+func (c *chromium) do(method string, params any) {
+	c.t.Helper()
+	c.call(c.session, method, params, nil)
+}
 
 // navigate loads url and waits for the page's load event (bounded).
 func (c *chromium) navigate(url string) {
