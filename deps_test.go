@@ -39,9 +39,10 @@ var rules = []struct {
 	{"flags/ofprovider", []string{"flags", "github.com/open-feature/go-sdk"}},
 	{"flags/flagcheck", []string{"flags", "golang.org/x/tools"}},
 	{"flags/cmd/*", []string{"flags", "flags/flagcheck", "flags/flagsyaml", "golang.org/x/tools"}},
-	{"admin", []string{"listener", "upgrader", "signal", "reload", "bundle", "plugin", "flags", "github.com/prometheus/client_golang"}},
+	{"metrics", []string{"listener", "upgrader", "signal", "reload", "bundle", "plugin", "flags", "github.com/prometheus/client_golang"}},
+	{"admin", []string{"listener", "upgrader", "signal", "reload", "bundle", "plugin", "flags", "metrics"}},
 	{"internal/*", []string{"internal/*", "golang.org/x/sys", "github.com/coreos/go-systemd/v22"}},
-	{"examples/*", []string{".", "examples/*", "listener", "upgrader", "upgrader/upgradertest", "upgrader/upgradertest/grpcload", "signal", "reload", "bundle", "plugin", "flags", "admin",
+	{"examples/*", []string{".", "examples/*", "listener", "upgrader", "upgrader/upgradertest", "upgrader/upgradertest/grpcload", "signal", "reload", "bundle", "plugin", "flags", "metrics", "admin",
 		"github.com/hashicorp/go-plugin", "google.golang.org/grpc", "google.golang.org/protobuf"}},
 	// The CI gate: the load generator, and /proc, sock_diag and pidfds
 	// for the server's processes; none of the library's runtime packages.

@@ -289,3 +289,25 @@ func TestReloadHistoryRollback(t *testing.T) {
 	cancel()
 	assert.ErrorIs(t, set.Watch(ctx), context.Canceled)
 }
+
+// TestValuesRaw: Raw gives each flag's value as the file set it, compact,
+// and nothing for a flag the file leaves at its default.
+func TestValuesRaw(t *testing.T) {
+	tf := newTestFlags()
+	vals, err := flags.Parse(tf.reg, "values.json", []byte(`{"new-checkout": { "percent" : 10 }, "button-color": "green"}`))
+	require.NoError(t, err)
+	raw, ok := vals.Raw("new-checkout")
+	assert.True(t, ok)
+	assert.Equal(t, `{"percent":10}`, raw)
+	raw, ok = vals.Raw("button-color")
+	assert.True(t, ok)
+	assert.Equal(t, `"green"`, raw)
+	_, ok = vals.Raw("page-size")
+	assert.False(t, ok, "a flag at its default")
+	set := flags.New(tf.reg, "", flags.Options{})
+	defer set.Close()
+	snap := set.Snapshot()
+	defer snap.Release()
+	_, ok = snap.Values().Raw("new-checkout")
+	assert.False(t, ok, "the defaults set nothing")
+}

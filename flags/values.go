@@ -32,6 +32,15 @@ func (v *Values) ID() string { return v.id }
 // Names lists the flags the values set, sorted.
 func (v *Values) Names() []string { return slices.Clone(v.names) }
 
+// Raw returns the value the values give the flag called name, as compact
+// JSON ({"percent":10}), and whether they set it at all (the defaults set
+// none). It is for displays such as an admin page; evaluations do not use
+// it.
+func (v *Values) Raw(name string) (string, bool) {
+	s, ok := v.raw[name]
+	return s, ok
+}
+
 // Changed lists, sorted, the flags whose values differ between from and
 // v (a flag that one sets and the other does not included).
 func (v *Values) Changed(from *Values) []string {

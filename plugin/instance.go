@@ -305,6 +305,8 @@ type version struct {
 	staged string            // set once staged
 	sum    [sha256.Size]byte // set once staged
 	info   Version           // guarded by Manager.mu
+	calls  atomic.Int64      // Version.Calls
+	errs   atomic.Int64      // Version.Errors
 }
 
 // loadError reports v refused at phase.

@@ -184,7 +184,9 @@ func (m *Manager[T]) Call(ctx context.Context, key string, fn func(T) error) err
 			continue
 		}
 		err := callLeased(l, inst.impl, fn)
+		inst.v.calls.Add(1)
 		if err != nil {
+			inst.v.errs.Add(1)
 			err = inst.classify(err)
 		}
 		if trial != nil {

@@ -191,6 +191,10 @@ func TestVersionsAndRollback(t *testing.T) {
 	assert.Positive(t, vs[0].Start)
 	assert.Equal(t, StateRetired, vs[1].State)
 	assert.False(t, vs[1].Serving.IsZero())
+	// Each version counts the calls it answered: version() made one on
+	// v2, one on v1, one on v2 again.
+	assert.Equal(t, [2]int64{2, 1}, [2]int64{vs[0].Calls, vs[1].Calls}, "calls by version")
+	assert.Zero(t, vs[0].Errors+vs[1].Errors, "errors")
 	// Loading the same binary again changes nothing.
 	again, err := m.Swap(ctx, bins["v2"])
 	require.NoError(t, err)

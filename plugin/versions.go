@@ -36,6 +36,9 @@ type Version struct {
 	Stage   time.Duration // copy and checksum
 	Start   time.Duration // exec, handshake, dispense, health check, to the swap
 	Err     error         // why it was refused
+
+	Calls  int64 // calls of Call this version answered (fn ran on it)
+	Errors int64 // of those, the ones that returned an error
 }
 
 // Versions returns the versions loaded, newest first, at most
@@ -45,7 +48,7 @@ func (m *Manager[T]) Versions() []Version {
 	defer m.mu.Unlock()
 	out := make([]Version, 0, len(m.history))
 	for i := len(m.history) - 1; i >= 0; i-- {
-		out = append(out, m.history[i].info)
+		out = append(out, m.history[i].snapshot())
 	}
 	return out
 }
@@ -182,5 +185,12 @@ func (m *Manager[T]) setState(v *version, s State) {
 func (m *Manager[T]) info(v *version) Version {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return v.info
+	return v.snapshot()
+}
+
+// snapshot is v's record with its call counts. Manager.mu is held.
+func (v *version) snapshot() Version {
+	info := v.info
+	info.Calls, info.Errors = v.calls.Load(), v.errs.Load()
+	return info
 }

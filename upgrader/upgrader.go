@@ -138,6 +138,7 @@ type Upgrader struct {
 	created time.Time
 	gen     int
 	state   []byte
+	parts   stateParts // SaveStatePart, StatePart (stateparts.go)
 
 	in       chan any      // requests and reports for the state machine
 	loopDone chan struct{} // closed when the state machine has ended
@@ -223,12 +224,14 @@ func newUpgrader(opts Options) (*Upgrader, error) {
 		paused:   true,
 		exitC:    make(chan struct{}),
 	}
+	u.opts.SaveState = u.parts.wrap(opts.SaveState)
 	m := &machine{u: u, pid: pidFile{path: opts.PIDFile}}
 	if tf.HasParent() {
 		if err := m.handshake(); err != nil {
 			tf.Stop()
 			return nil, err
 		}
+		u.state, u.parts.inherited = splitParts(u.state)
 		// Only the child of tableflip carries the variable; children this
 		// process starts otherwise must not (see findChild).
 		_ = os.Unsetenv(sentinelEnv)

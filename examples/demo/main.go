@@ -6,7 +6,10 @@
 // never retry, upgrades it several times, once to the broken binary, which is
 // rolled back, and prints a report: requests, failures, latency, what the
 // HTTP/2 connections saw (a GOAWAY or none), upgrades committed and rolled
-// back.
+// back. Next to the report it writes a chart of the latency over time with
+// the upgrades marked (-chart, an SVG). While it runs, the server's admin
+// page (package admin) is open at the address it prints: watch the
+// generations change there.
 //
 //	go run ./examples/demo
 //
@@ -41,20 +44,22 @@ const serverPkg = "github.com/handoff-go/handoff/examples/httpserver"
 func main() {
 	upgrades := flag.Int("upgrades", 5, "good upgrades to perform (plus one broken)")
 	interval := flag.Duration("interval", 500*time.Millisecond, "pause between upgrades")
+	chart := flag.String("chart", "demo-latency.svg", "write the chart of latency over time, upgrades marked, to this SVG file (empty: none)")
+	adminAddr := flag.String("admin-addr", "127.0.0.1:0", "serve the server's admin page on this address while the demo runs")
 	flag.Parse()
-	if err := run(*upgrades, *interval); err != nil {
+	if err := run(*upgrades, *interval, *chart, *adminAddr); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(upgrades int, interval time.Duration) error {
+func run(upgrades int, interval time.Duration, chart, adminAddr string) error {
 	dir, err := os.MkdirTemp("", "handoff-demo-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	d := &demo{bin: filepath.Join(dir, "httpserver"), pidFile: filepath.Join(dir, "server.pid")}
+	d := &demo{bin: filepath.Join(dir, "httpserver"), pidFile: filepath.Join(dir, "server.pid"), adminAddr: adminAddr}
 
 	good, broken, err := build(dir)
 	if err != nil {
@@ -102,6 +107,12 @@ func run(upgrades int, interval time.Duration) error {
 	}
 
 	printReport(res, done)
+	if chart != "" {
+		if err := writeChart(chart, res, done); err != nil {
+			return fmt.Errorf("chart: %w", err)
+		}
+		fmt.Printf("latency over time, upgrades marked: %s\n", chart)
+	}
 	if left := processesOf(d.bin); len(left) > 0 {
 		return fmt.Errorf("processes left running: %v", left)
 	}
@@ -135,6 +146,7 @@ func build(dir string) (good, broken string, err error) {
 // PID file, and its log.
 type demo struct {
 	bin, pidFile string
+	adminAddr    string // "" for none
 	logs         *logs
 }
 
@@ -159,6 +171,10 @@ func (d *demo) start(certFile, keyFile string) error {
 		"-tls-addr", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile,
 		"-grpc", "127.0.0.1:0",
 		"-pidfile", d.pidFile, "-log-json", "-probation", "300ms", "-drain-timeout", "10s")
+	if d.adminAddr != "" {
+		// Read-only: no -admin-token.
+		cmd.Args = append(cmd.Args, "-admin-addr", d.adminAddr)
+	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		return err
@@ -195,13 +211,21 @@ func (d *demo) serving() (httpAddr, tlsAddr, grpcAddr string, err error) {
 		return "", "", "", err
 	}
 	// handoff.Run logs the addresses of its servers in their order:
-	// examples/httpserver's -addr, then -tls-addr, then -grpc.
-	if len(serving.Addrs) != 3 {
-		return "", "", "", fmt.Errorf("the server serves on %v: want 3 addresses (HTTP, HTTPS, gRPC)", serving.Addrs)
+	// examples/httpserver's -addr, then -tls-addr, then -grpc, then
+	// -admin-addr.
+	want := 3
+	if d.adminAddr != "" {
+		want = 4
+	}
+	if len(serving.Addrs) != want {
+		return "", "", "", fmt.Errorf("the server serves on %v: want %d addresses (HTTP, HTTPS, gRPC, admin)", serving.Addrs, want)
 	}
 	httpAddr, tlsAddr, grpcAddr = serving.Addrs[0], serving.Addrs[1], serving.Addrs[2]
 	fmt.Printf("server pid %d serving HTTP/1.1 and h2c on %s, HTTPS (HTTP/1.1, HTTP/2) on %s, gRPC on %s\n",
 		serving.PID, httpAddr, tlsAddr, grpcAddr)
+	if want == 4 {
+		fmt.Printf("admin page (live, read-only): http://%s/\n", serving.Addrs[3])
+	}
 	return httpAddr, tlsAddr, grpcAddr, nil
 }
 

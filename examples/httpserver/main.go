@@ -13,6 +13,15 @@
 // Endpoints (upgradertest.Handler): / (pid and generation), /pid,
 // /slow?ms=N, /stream?s=N (a line every 100 ms, then "done"), /healthz; and
 // /state, the state blob the previous generation handed over.
+//
+// With -admin-addr it also serves package admin's page and its metrics
+// (Prometheus, at /metrics) on that address, handed over at each upgrade
+// like the others; -admin-token enables the page's controls for requests
+// that carry the token; -flags adds a flag set (one flag, new-greeting,
+// evaluated for every request) whose values file the page can change:
+//
+//	/tmp/httpserver -addr 127.0.0.1:8080 -admin-addr 127.0.0.1:9090 -admin-token s3cret &
+//	xdg-open http://127.0.0.1:9090/   # or open, or any browser
 package main
 
 import (
@@ -58,7 +67,13 @@ func run() int {
 
 	var served atomic.Uint64
 	mux := newMux(&served)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	obs, err := newObservability(c, log)
+	if err != nil {
+		log.Error("cannot set up the admin page", "error", err)
+		return 1
+	}
+	defer obs.close()
+	srv := &http.Server{Handler: obs.wrap(mux), ReadHeaderTimeout: 10 * time.Second}
 	if c.h2c {
 		srv.Protocols = new(http.Protocols)
 		srv.Protocols.SetHTTP1(true)
@@ -81,9 +96,12 @@ func run() int {
 		}
 		servers = append(servers, gs)
 	}
+	if obs.admin != nil {
+		servers = append(servers, handoff.HTTP(obs.admin, c.adminAddr))
+	}
 
 	healthChecks := 0
-	err := handoff.Run(context.Background(), handoff.Options{
+	err = handoff.Run(context.Background(), handoff.Options{
 		PIDFile:        c.pidFile,
 		UpgradeTimeout: c.upgradeTimeout,
 		Probation:      c.probation,
@@ -98,7 +116,13 @@ func run() int {
 			s := fmt.Sprintf("from pid %d, served %d", os.Getpid(), served.Load())
 			return []byte(s + strings.Repeat(" ", c.statePad)), nil
 		},
+		Reload:   obs.reloader(),
+		OnEvent:  obs.onEvent,
+		OnSignal: obs.onSignal,
 		Setup: func(u *upgrader.Upgrader) error {
+			if err := obs.attach(u); err != nil {
+				return err
+			}
 			if breakMode == "hang" {
 				log.Error("deliberately broken binary: hanging before ready")
 				select {}
@@ -133,6 +157,7 @@ type config struct {
 	statePad                          int
 	logJSON                           bool
 	activatedName                     string
+	adminAddr, adminToken, flagsFile  string
 }
 
 func parseFlags() config {
@@ -153,6 +178,9 @@ func parseFlags() config {
 	flag.IntVar(&c.statePad, "state-pad", 0, "pad the state handed to the next generation with this many bytes (to try the size limit)")
 	flag.BoolVar(&c.logJSON, "log-json", false, "log JSON records instead of text")
 	flag.StringVar(&c.activatedName, "activated-name", "", "serve HTTP on the socket systemd passed under this name (FileDescriptorName=) instead of -addr")
+	flag.StringVar(&c.adminAddr, "admin-addr", "", "serve the admin page, its status (JSON) and the Prometheus metrics on this address (keep it internal)")
+	flag.StringVar(&c.adminToken, "admin-token", "", "enable the admin page's controls for requests with \"Authorization: Bearer TOKEN\" (default: read-only)")
+	flag.StringVar(&c.flagsFile, "flags", "", "with -admin-addr: a JSON values file for the flag new-greeting, shown (and changed) on the admin page")
 	flag.Parse()
 	return c
 }

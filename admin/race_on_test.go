@@ -1,0 +1,5 @@
+//go:build linux && race
+
+package admin_test
+
+const raceEnabled = true
