@@ -47,18 +47,25 @@ type instance[T any] struct {
 	killOnce sync.Once
 }
 
+// ctxMargin is how much longer than the caller's deadline go-plugin's own
+// start timeout runs, so that the caller's deadline is what ends the start.
+const ctxMargin = 250 * time.Millisecond
+
 // start runs one process of v: exec (from the spawner thread, verified
 // again), handshake, dispense, health check. On failure nothing is left
 // running and the error is a *LoadError.
 func (m *Manager[T]) start(ctx context.Context, v *version) (*instance[T], error) {
 	timeout := m.opts.StartTimeout
 	if d, ok := ctx.Deadline(); ok {
-		timeout = min(timeout, time.Until(d))
-	}
-	if err := ctx.Err(); err != nil || timeout <= 0 {
-		if err == nil {
-			err = context.DeadlineExceeded
+		if left := time.Until(d); left <= 0 {
+			return nil, v.loadError(PhaseStart, context.DeadlineExceeded)
+		} else if left < timeout {
+			// ctx's deadline comes first and aborts the start, so that
+			// the error says so; go-plugin's own timeout is the backstop.
+			timeout = left + ctxMargin
 		}
+	}
+	if err := ctx.Err(); err != nil {
 		return nil, v.loadError(PhaseStart, err)
 	}
 	inst := &instance[T]{v: v, unref: make(chan struct{})}
@@ -115,7 +122,7 @@ func (m *Manager[T]) launch(ctx context.Context, inst *instance[T], timeout time
 		}
 	})
 	_, err := inst.client.Start()
-	if !stopAbort() {
+	if !stopAbort() || err != nil && ctx.Err() != nil {
 		// ctx ended during the start and the process was killed: that,
 		// not go-plugin's account of a vanished process, is the reason.
 		err = fmt.Errorf("start aborted: %w", context.Cause(ctx))
