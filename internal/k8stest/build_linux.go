@@ -47,7 +47,7 @@ func buildModule() (string, error) {
 }
 
 // cacheRoot is the directory the package owns in the user's cache:
-// the built binaries (bin-<key>) and the machine's cluster lock.
+// the built binaries, one directory bin-<version>-<key> per build.
 func cacheRoot() (string, error) {
 	base, err := os.UserCacheDir()
 	if err != nil {
@@ -72,48 +72,74 @@ func moduleVersion(gomod []byte, mod string) string {
 	return ""
 }
 
-// buildBinaries returns the directory of the cluster's binaries, built
-// from the build module unless a build of the same sources (go.mod, go.sum,
-// pause), Go version and flags is in the cache. A build goes to a
-// temporary directory renamed into place, so an interrupted build leaves
-// no half cache entry; older entries are removed after a build. The caller
-// holds the machine lock, so two builds never race.
-func buildBinaries(ctx context.Context, cache string, logf func(string, ...any)) (dir string, cached bool, err error) {
+// buildPlan is a build of the cluster's binaries: where it goes in the
+// cache, and how to make it.
+type buildPlan struct {
+	src, dir, ldflags string
+	kubernetes, etcd  string // versions
+}
+
+// plan names the cache entry of the binaries the build module makes: one
+// per Kubernetes version and hash of the sources (go.mod, go.sum, pause),
+// the Go version and the flags.
+func plan(ctx context.Context, cache string) (buildPlan, error) {
 	src, err := buildModule()
 	if err != nil {
-		return "", false, err
+		return buildPlan{}, err
 	}
 	gomod, err := os.ReadFile(filepath.Join(src, "go.mod"))
 	if err != nil {
-		return "", false, err
+		return buildPlan{}, err
 	}
-	k8s := moduleVersion(gomod, "k8s.io/kubernetes")
-	if k8s == "" {
-		return "", false, fmt.Errorf("k8stest: %s requires no k8s.io/kubernetes", filepath.Join(src, "go.mod"))
+	p := buildPlan{src: src, kubernetes: moduleVersion(gomod, "k8s.io/kubernetes"), etcd: moduleVersion(gomod, "go.etcd.io/etcd/server/v3")}
+	if p.kubernetes == "" {
+		return p, fmt.Errorf("k8stest: %s requires no k8s.io/kubernetes", filepath.Join(src, "go.mod"))
 	}
 	goVersion, err := exec.CommandContext(ctx, "go", "env", "GOVERSION").Output()
 	if err != nil {
-		return "", false, fmt.Errorf("k8stest: go env GOVERSION: %w", err)
+		return p, fmt.Errorf("k8stest: go env GOVERSION: %w", err)
 	}
-	major, minor, _ := strings.Cut(strings.TrimPrefix(k8s, "v"), ".")
+	major, minor, _ := strings.Cut(strings.TrimPrefix(p.kubernetes, "v"), ".")
 	minor, _, _ = strings.Cut(minor, ".")
-	ldflags := "-s -w"
-	for _, p := range []string{"k8s.io/component-base/version", "k8s.io/client-go/pkg/version"} {
-		ldflags += fmt.Sprintf(" -X %s.gitVersion=%s -X %s.gitMajor=%s -X %s.gitMinor=%s -X %s.gitTreeState=clean", p, k8s, p, major, p, minor, p)
+	p.ldflags = "-s -w"
+	for _, v := range []string{"k8s.io/component-base/version", "k8s.io/client-go/pkg/version"} {
+		p.ldflags += fmt.Sprintf(" -X %s.gitVersion=%s -X %s.gitMajor=%s -X %s.gitMinor=%s -X %s.gitTreeState=clean", v, p.kubernetes, v, major, v, minor, v)
 	}
-
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%s\n%s\n", strings.TrimSpace(string(goVersion)), runtime.GOARCH, ldflags)
+	fmt.Fprintf(h, "%s\n%s\n%s\n", strings.TrimSpace(string(goVersion)), runtime.GOARCH, p.ldflags)
 	for _, f := range []string{"go.mod", "go.sum", "pause/main.go"} {
 		b, err := os.ReadFile(filepath.Join(src, f))
 		if err != nil {
-			return "", false, err
+			return p, err
 		}
 		fmt.Fprintf(h, "%s %d\n", f, len(b))
 		h.Write(b)
 	}
-	key := hex.EncodeToString(h.Sum(nil))[:16]
-	dir = filepath.Join(cache, "bin-"+k8s+"-"+key)
+	p.dir = filepath.Join(cache, "bin-"+p.kubernetes+"-"+hex.EncodeToString(h.Sum(nil))[:16])
+	return p, nil
+}
+
+// binariesCached says the cluster's binaries are in the cache.
+func binariesCached() bool {
+	cache, err := cacheRoot()
+	if err != nil {
+		return false
+	}
+	p, err := plan(context.Background(), cache)
+	return err == nil && complete(p.dir)
+}
+
+// buildBinaries returns the directory of the cluster's binaries, built
+// from the build module unless they are in the cache. A build goes to a
+// temporary directory renamed into place, so an interrupted build leaves
+// no half cache entry; older entries are removed after a build. The caller
+// holds the machine lock, so two builds never race.
+func buildBinaries(ctx context.Context, cache string, logf func(string, ...any)) (dir string, cached bool, err error) {
+	p, err := plan(ctx, cache)
+	if err != nil {
+		return "", false, err
+	}
+	dir = p.dir
 	if complete(dir) {
 		return dir, true, nil
 	}
@@ -125,14 +151,14 @@ func buildBinaries(ctx context.Context, cache string, logf func(string, ...any))
 	}
 	defer os.RemoveAll(tmp)
 	pkgs := make([]string, 0, len(binaries))
-	for _, p := range binaries {
-		pkgs = append(pkgs, p)
+	for _, pkg := range binaries {
+		pkgs = append(pkgs, pkg)
 	}
 	start := time.Now()
-	logf("k8stest: building Kubernetes %s and etcd %s (cold: ~15 min on 2 cores) into %s", k8s, moduleVersion(gomod, "go.etcd.io/etcd/server/v3"), dir)
-	args := append([]string{"build", "-trimpath", "-ldflags", ldflags, "-o", tmp + "/"}, pkgs...)
+	logf("k8stest: building Kubernetes %s and etcd %s into %s (%s)", p.kubernetes, p.etcd, dir, ColdBuild)
+	args := append([]string{"build", "-trimpath", "-ldflags", p.ldflags, "-o", tmp + "/"}, pkgs...)
 	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = src
+	cmd.Dir = p.src
 	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly", "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
 	cmd.WaitDelay = 10 * time.Second
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -29,6 +29,15 @@ const (
 	NodeName = "handoff-k8stest"
 )
 
+// ColdBuild is what a build of the cluster's binaries costs when neither
+// they nor Go's build cache have it, measured on 2 cores.
+const ColdBuild = "13 min on 2 cores, 1.9 GB of memory at most"
+
+// ColdBuildTimeout is the time New asks a test to have left when the
+// binaries are not cached (go test's default -timeout, 10 min, is too
+// short for a cold build).
+const ColdBuildTimeout = 25 * time.Minute
+
 // Defaults for Options.
 const (
 	DefaultLifetime     = 30 * time.Minute
@@ -82,6 +91,12 @@ func New(t testing.TB, opts Options) *Cluster {
 	}
 	if opts.Logf == nil {
 		opts.Logf = t.Logf
+	}
+	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok && !binariesCached() {
+		if deadline, ok := d.Deadline(); ok && time.Until(deadline) < ColdBuildTimeout {
+			t.Fatalf("the cluster's binaries are not cached and the test ends in %s: a cold build needs %s (%s); run with -timeout 30m or more",
+				time.Until(deadline).Round(time.Second), ColdBuildTimeout, ColdBuild)
+		}
 	}
 	c, err := Start(context.Background(), opts)
 	if err != nil {

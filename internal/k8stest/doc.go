@@ -61,8 +61,8 @@
 // for it, removes the cgroups, restores the kernel settings and removes the
 // work directory: the host is left as Start found it. The next Start sweeps
 // what a killed run left (cgroups, settings, work directory). One cluster
-// runs on a machine at a time: Start waits for a lock in the cache
-// directory.
+// runs on a machine at a time: Start (and Build) wait for a lock, an
+// abstract unix socket that the kernel releases with its process.
 //
 // # Requirements
 //

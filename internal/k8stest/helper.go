@@ -98,10 +98,9 @@ func (c *Cluster) Call(ctx context.Context, name string, arg []byte) ([]byte, er
 	return res, nil
 }
 
-// HTTPClient returns an HTTP client that connects from inside the
-// cluster's network namespace (Dial), without keep-alive connections
-// shared between requests unless the caller reuses the client, and with a
-// 10 s timeout per request.
+// HTTPClient returns a new HTTP client whose connections are made inside
+// the cluster's network namespace (Dial), with a 10 s limit per request.
+// Call its CloseIdleConnections when done with it.
 func (c *Cluster) HTTPClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{DialContext: c.Dial}, Timeout: 10 * time.Second}
 }

@@ -3,16 +3,18 @@
 package k8stest_test
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,15 +27,8 @@ import (
 
 func TestMain(m *testing.M) {
 	k8stest.RunHelper(map[string]k8stest.Func{"hosts": hosts})
-	// A cold build of the cluster takes a quarter of an hour: done here,
-	// before m.Run starts the -timeout clock, when TestCluster will run.
-	flag.Parse()
-	if run, _, _ := strings.Cut(flag.Lookup("test.run").Value.String(), "/"); k8stest.Available() == nil {
-		if ok, _ := regexp.MatchString(run, "TestCluster"); ok {
-			start := time.Now()
-			err := k8stest.Build(context.Background(), k8stest.Options{Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }})
-			fmt.Fprintf(os.Stderr, "k8stest: binaries ready in %s (error: %v)\n", time.Since(start).Round(time.Millisecond), err)
-		}
+	if os.Getenv(killedEnv) != "" {
+		killedChild()
 	}
 	code := m.Run()
 	if code == 0 {
@@ -378,4 +373,104 @@ func settled(n int) func([]k8stest.Pod) bool {
 		}
 		return true
 	}
+}
+
+// killedEnv makes the test binary killedChild.
+const killedEnv = "HANDOFF_K8STEST_KILLED_CHILD"
+
+// killedChild starts a cluster with a pod running, prints the cluster's
+// work directory and waits to be killed.
+func killedChild() {
+	ctx := context.Background()
+	c, err := k8stest.Start(ctx, k8stest.Options{Lifetime: 5 * time.Minute})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	err = c.Apply(ctx, `{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "pause"},
+	  "spec": {"selector": {"matchLabels": {"app": "pause"}}, "template": {"metadata": {"labels": {"app": "pause"}},
+	  "spec": {"automountServiceAccountToken": false, "containers": [{"name": "pause", "image": "handoff.local/k8stest/pause:1", "imagePullPolicy": "Never"}]}}}}`)
+	if err == nil {
+		err = c.WaitRollout(ctx, "default", "pause")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println(c.Dir)
+	select {}
+}
+
+// TestKilledCluster kills a process that runs a cluster (with a pod) and
+// checks that every process of the cluster dies with it, and that the
+// next Start sweeps what it left: its cgroups, work directory and the
+// kernel settings the kubelet changed.
+func TestKilledCluster(t *testing.T) {
+	if err := k8stest.Available(); err != nil {
+		if os.Getenv("CI") != "" && os.Geteuid() == 0 {
+			t.Fatalf("a cluster must run in CI as root: %v", err)
+		}
+		t.Skipf("skipping: %v", err)
+	}
+	before := readHost(t)
+	cache, _ := os.UserCacheDir()
+	bins := filepath.Join(cache, "handoff-k8stest")
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), killedEnv+"=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	require.NoError(t, cmd.Start())
+	killed := false
+	t.Cleanup(func() {
+		if !killed {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	line := make(chan string, 1)
+	go func() {
+		l, _ := bufio.NewReader(out).ReadString('\n')
+		line <- strings.TrimSpace(l)
+	}()
+	// The child builds the binaries when they are not cached: wait as
+	// long as the test may.
+	wait := 10 * time.Minute
+	if deadline, ok := t.Deadline(); ok {
+		wait = time.Until(deadline) - time.Minute
+	}
+	var dir string
+	select {
+	case dir = <-line:
+	case <-time.After(wait):
+	}
+	require.NotEmpty(t, dir, "the child did not start its cluster: %s", stderr.String())
+	require.NotEmpty(t, leftovers(dir, bins, ""), "the child's cluster runs")
+
+	require.NoError(t, cmd.Process.Kill())
+	_ = cmd.Wait()
+	killed = true
+	require.Eventually(t, func() bool {
+		for _, l := range leftovers(dir, bins, "") {
+			if strings.HasPrefix(l, "process ") {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 100*time.Millisecond, "the cluster's processes outlived the killed test: %v", leftovers(dir, bins, ""))
+	cgroups, _ := filepath.Glob("/sys/fs/cgroup/*/" + filepath.Base(dir))
+	require.NotEmpty(t, cgroups, "the killed cluster's cgroups are left for the sweep")
+
+	c, err := k8stest.Start(context.Background(), k8stest.Options{Logf: t.Logf})
+	require.NoError(t, err)
+	assert.NoDirExists(t, dir, "swept")
+	cgroups, _ = filepath.Glob("/sys/fs/cgroup/*/" + filepath.Base(dir))
+	assert.Empty(t, cgroups, "swept")
+	newDir := c.Dir
+	require.NoError(t, c.Close())
+	assert.Empty(t, leftovers(newDir, bins, ""))
+	assert.Empty(t, before.diff(readHost(t)), "the host changed")
 }

@@ -84,33 +84,6 @@ func Available() error {
 	return nil
 }
 
-// Build builds the cluster's binaries unless they are cached (see the
-// package doc), bounded by ctx and Options.BuildTimeout, holding the
-// machine's cluster lock like Start. Start does it too; a TestMain that
-// calls Build before m.Run keeps a cold build (a quarter of an hour) out of
-// go test's -timeout, which only starts with m.Run.
-func Build(ctx context.Context, opts Options) error {
-	opts = opts.withDefaults()
-	if err := Available(); err != nil {
-		return err
-	}
-	cache, err := cacheRoot()
-	if err != nil {
-		return err
-	}
-	lctx, cancel := context.WithTimeout(ctx, opts.Lifetime)
-	lock, err := lockFile(lctx, filepath.Join(cache, "cluster.lock"))
-	cancel()
-	if err != nil {
-		return err
-	}
-	defer lock.Close()
-	bctx, cancel := context.WithTimeout(ctx, opts.BuildTimeout)
-	defer cancel()
-	_, _, err = buildBinaries(bctx, cache, opts.Logf)
-	return err
-}
-
 func (o Options) withDefaults() Options {
 	if o.Lifetime <= 0 {
 		o.Lifetime = DefaultLifetime
@@ -131,7 +104,7 @@ func (o Options) withDefaults() Options {
 // and the host state it changed.
 type node struct {
 	bins string
-	lock *os.File
+	lock io.Closer
 
 	spawn     chan func() // run on the spawner's locked thread
 	spawnDone chan struct{}
@@ -158,7 +131,7 @@ type proc struct {
 // Start builds the binaries if they are not cached, then boots a cluster
 // and returns it once its node is Ready and a pod can be created in the
 // namespace "default". Only one cluster runs on a machine at a time
-// (a lock in the cache directory): Start waits, bounded by ctx and
+// (lockName): Start waits, bounded by ctx and
 // Options.Lifetime, for one that runs. Leftovers of runs that were killed
 // (work directories, cgroups, the kernel settings they changed) are swept
 // first. The caller must Close the cluster.
@@ -176,7 +149,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 
 	t0 := time.Now()
 	lctx, cancel := context.WithTimeout(ctx, opts.Lifetime)
-	n.lock, err = lockFile(lctx, filepath.Join(cache, "cluster.lock"))
+	n.lock, err = lockMachine(lctx)
 	cancel()
 	if err != nil {
 		return nil, err
@@ -745,33 +718,33 @@ func (c *Cluster) close() error {
 		}
 	}
 	if n.lock != nil {
-		n.lock.Close() // releases the flock
+		n.lock.Close()
 	}
 	return errors.Join(errs...)
 }
 
-// lockFile takes an exclusive flock on path, waiting for it within ctx.
-// The lock is the open file: closing it, or the process's death, releases it.
-func lockFile(ctx context.Context, path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
+// lockName is the machine's cluster lock: an abstract unix socket, which
+// only one process can bind, which the kernel releases when that process
+// dies, and which leaves no file behind. Abstract names belong to the
+// network namespace: every test process runs in the host's.
+const lockName = "@handoff-k8stest.lock"
+
+// lockMachine takes the machine's cluster lock, waiting for it within ctx.
+// Closing the returned listener releases it.
+func lockMachine(ctx context.Context) (io.Closer, error) {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: lockName, Net: "unix"})
 		if err == nil {
-			return f, nil
+			return l, nil
 		}
-		if !errors.Is(err, unix.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("k8stest: lock %s: %w", path, err)
+		if !errors.Is(err, unix.EADDRINUSE) {
+			return nil, fmt.Errorf("k8stest: lock %s: %w", lockName, err)
 		}
 		select {
 		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("k8stest: waiting for another cluster of this machine to end (%s): %w", path, ctx.Err())
+			return nil, fmt.Errorf("k8stest: waiting for another cluster of this machine to end: %w", ctx.Err())
 		case <-tick.C:
 		}
 	}

@@ -15,9 +15,6 @@ type node struct{}
 // Available reports why a cluster cannot run here: it needs Linux.
 func Available() error { return fmt.Errorf("%w: Linux only", ErrUnavailable) }
 
-// Build returns an error wrapping ErrUnavailable: clusters need Linux.
-func Build(context.Context, Options) error { return Available() }
-
 // Start returns an error wrapping ErrUnavailable: clusters need Linux.
 func Start(context.Context, Options) (*Cluster, error) { return nil, Available() }
 
@@ -44,3 +41,5 @@ func (c *Cluster) ImportImage(context.Context, string, string) error { return Av
 func (c *Cluster) WaitService(context.Context, string, string, int) (string, error) {
 	return "", Available()
 }
+
+func binariesCached() bool { return false }
