@@ -75,20 +75,27 @@ type Timings struct {
 	Boot time.Duration
 }
 
-// New starts a cluster for t (Start with opts, progress to t.Logf) and
-// closes it when t ends, checking that the teardown succeeded; on a failed
-// test it logs the tail of every component's log first. Where the cluster
-// cannot run (Available), it skips t with the reason, except as root with
-// CI set: there it fails, so that a broken machine cannot pass CI by
-// skipping.
-func New(t testing.TB, opts Options) *Cluster {
+// RequireAvailable ends t where no cluster can run (Available): it fails
+// t with CI set or as root, so that CI or a machine set up for the test
+// cannot pass by skipping, and skips it with the reason elsewhere (a
+// developer who is not root).
+func RequireAvailable(t testing.TB) {
 	t.Helper()
 	if err := Available(); err != nil {
-		if os.Getenv("CI") != "" && os.Geteuid() == 0 {
-			t.Fatalf("a cluster must run in CI as root: %v", err)
+		if os.Getenv("CI") != "" || os.Geteuid() == 0 {
+			t.Fatalf("a cluster must run here (CI set or root): %v", err)
 		}
 		t.Skipf("skipping: %v", err)
 	}
+}
+
+// New starts a cluster for t (Start with opts, progress to t.Logf) and
+// closes it when t ends, checking that the teardown succeeded; on a failed
+// test it logs the tail of every component's log first. Where no cluster
+// can run it ends t as RequireAvailable does.
+func New(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	RequireAvailable(t)
 	if opts.Logf == nil {
 		opts.Logf = t.Logf
 	}

@@ -10,23 +10,24 @@
 // Logs).
 //
 //	func TestMain(m *testing.M) {
-//		k8stest.RunHelper(map[string]k8stest.Func{"load": load})
+//		k8stest.RunHelper(map[string]k8stest.Func{"load": load}) // for Call
 //		os.Exit(m.Run())
 //	}
 //
 //	func TestRollout(t *testing.T) {
 //		c := k8stest.New(t, k8stest.Options{})
 //		ctx := context.Background()
-//		bin := filepath.Join(t.TempDir(), "server")
-//		require.NoError(t, k8stest.BuildStatic(ctx, "./testdata/server", bin))
 //		require.NoError(t, c.ImportImage(ctx, "handoff.local/server:1", bin))
 //		require.NoError(t, c.Apply(ctx, manifests)) // Deployment, Service, PDB…
 //		require.NoError(t, c.WaitRollout(ctx, "default", "web"))
-//		ip, _ := c.ServiceIP(ctx, "default", "web")
+//		ip, err := c.WaitService(ctx, "default", "web", 3)
+//		require.NoError(t, err)
 //		go c.Call(ctx, "load", []byte(ip)) // the load, inside the namespace
 //		require.NoError(t, c.RolloutRestart(ctx, "default", "web"))
 //		require.NoError(t, c.WaitRollout(ctx, "default", "web"))
 //	}
+//
+// The package's Example has the whole flow.
 //
 // # The binaries
 //
@@ -68,8 +69,9 @@
 //
 // Linux, root, and the Debian packages containerd, runc,
 // containernetworking-plugins, iptables and iproute2 (Available names what
-// is missing); stubs elsewhere return ErrUnavailable. New skips a test
-// where the cluster cannot run, except as root with CI set, where it fails.
+// is missing); stubs elsewhere return ErrUnavailable. New (and
+// RequireAvailable) fail a test where the cluster cannot run when CI is set
+// or as root, and skip it with the reason elsewhere.
 // On these machines CAP_SYS_RESOURCE is missing and cgroups are v1
 // (hybrid): containerd runs with restrict_oom_score_adj and the kubelet
 // with failCgroupV1: false.

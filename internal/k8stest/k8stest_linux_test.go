@@ -406,12 +406,7 @@ func killedChild() {
 // next Start sweeps what it left: its cgroups, work directory and the
 // kernel settings the kubelet changed.
 func TestKilledCluster(t *testing.T) {
-	if err := k8stest.Available(); err != nil {
-		if os.Getenv("CI") != "" && os.Geteuid() == 0 {
-			t.Fatalf("a cluster must run in CI as root: %v", err)
-		}
-		t.Skipf("skipping: %v", err)
-	}
+	k8stest.RequireAvailable(t)
 	before := readHost(t)
 	cache, _ := os.UserCacheDir()
 	bins := filepath.Join(cache, "handoff-k8stest")
