@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 )
@@ -83,6 +84,10 @@ func (c *Cluster) Call(ctx context.Context, name string, arg []byte) ([]byte, er
 	}
 	defer r.Close()
 	cmd.ExtraFiles = []*os.File{w}
+	// The helper's parent-death signal fires when the thread that
+	// started it ends: keep that thread until the helper is done.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	err = cmd.Start()
 	w.Close()
 	if err != nil {
