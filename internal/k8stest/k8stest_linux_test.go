@@ -442,7 +442,12 @@ func TestKilledCluster(t *testing.T) {
 	case dir = <-line:
 	case <-time.After(wait):
 	}
-	require.NotEmpty(t, dir, "the child did not start its cluster: %s", stderr.String())
+	if dir == "" {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait() // stderr is complete only now
+		killed = true
+		t.Fatalf("the child did not start its cluster:\n%s", stderr.String())
+	}
 	require.NotEmpty(t, leftovers(dir, bins, ""), "the child's cluster runs")
 
 	require.NoError(t, cmd.Process.Kill())
