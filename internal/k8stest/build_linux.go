@@ -162,7 +162,7 @@ func buildBinaries(ctx context.Context, cache string, logf func(string, ...any))
 	cmd.Dir = p.src
 	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly", "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
 	cmd.WaitDelay = 10 * time.Second
-	// A killed test does not leave a quarter-hour build running. The
+	// A killed test does not leave a long build running. The
 	// signal comes when the thread that started the child ends: this one
 	// is locked until the build is over, so it cannot end before.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

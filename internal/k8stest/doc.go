@@ -34,17 +34,23 @@
 // The cluster is built from the Go module proxy by the module in build/
 // (its own go.mod: no Kubernetes module enters handoff's), with the
 // version strings Kubernetes' own build sets, and cached by version and
-// sources under os.UserCacheDir()/handoff-k8stest: a cold build takes about
-// a quarter of an hour on two cores, a warm start none. The pause image and
-// the namespaces' init are one small static program of the build module.
+// sources under os.UserCacheDir()/handoff-k8stest. A cold build (ColdBuild:
+// about 13 minutes on two cores, 23 on two cores other tests were loading)
+// does not fit go test's default -timeout of 10 minutes, and cmd/go kills
+// a test binary at its -timeout whatever it is doing: New says so at once
+// when the binaries are not cached; run with -timeout 30m. With the
+// binaries cached, a cluster is Ready about 5 s after Start. The pause
+// image and the namespaces' init are one small static program of the
+// build module.
 //
 // # The node
 //
 // Start creates a new pid, mount, network, uts and ipc namespace whose
 // init makes every mount private, mounts its own /proc and a tmpfs /run,
 // binds directories of the work directory (under os.TempDir) over /var/lib
-// and /var/log, and brings up the loopback device with NodeIP; then the
-// reaper (the pause binary) becomes its PID 1. Every component runs in all
+// and /var/log, brings up the loopback device with NodeIP and routes
+// ServiceCIDR to a bridge with no port (nothing leads out: other addresses
+// are unreachable); then the reaper (the pause binary) becomes its PID 1. Every component runs in all
 // those namespaces (nsenter); containerd's pods get their addresses from
 // the CNI bridge plugin on cni0 (PodCIDR), Services their cluster IPs in
 // ServiceCIDR, which kube-proxy's iptables rules in the namespace make
@@ -62,14 +68,14 @@
 // for it, removes the cgroups, restores the kernel settings and removes the
 // work directory: the host is left as Start found it. The next Start sweeps
 // what a killed run left (cgroups, settings, work directory). One cluster
-// runs on a machine at a time: Start (and Build) wait for a lock, an
-// abstract unix socket that the kernel releases with its process.
+// runs on a machine at a time: Start waits for a lock, an abstract unix
+// socket that the kernel releases with its process.
 //
 // # Requirements
 //
-// Linux, root, and the Debian packages containerd, runc,
+// Linux, root, go, and the Debian packages containerd, runc,
 // containernetworking-plugins, iptables and iproute2 (Available names what
-// is missing); stubs elsewhere return ErrUnavailable. New (and
+// is missing; .ci/run installs them); stubs elsewhere return ErrUnavailable. New (and
 // RequireAvailable) fail a test where the cluster cannot run when CI is set
 // or as root, and skip it with the reason elsewhere.
 // On these machines CAP_SYS_RESOURCE is missing and cgroups are v1
