@@ -41,6 +41,9 @@ var rules = []struct {
 	{"flags/cmd/*", []string{"flags", "flags/flagcheck", "flags/flagsyaml", "golang.org/x/tools"}},
 	{"metrics", []string{"listener", "upgrader", "signal", "reload", "bundle", "plugin", "flags", "github.com/prometheus/client_golang"}},
 	{"admin", []string{"listener", "upgrader", "signal", "reload", "bundle", "plugin", "flags", "metrics"}},
+	// The cluster harness: the standard library (its own API client), x/sys
+	// for setns and flock; the Kubernetes modules live in its build module.
+	{"internal/k8stest", []string{"golang.org/x/sys"}},
 	{"internal/*", []string{"internal/*", "golang.org/x/sys", "github.com/coreos/go-systemd/v22"}},
 	{"examples/*", []string{".", "examples/*", "listener", "upgrader", "upgrader/upgradertest", "upgrader/upgradertest/grpcload", "signal", "reload", "bundle", "plugin", "flags", "metrics", "admin",
 		"github.com/hashicorp/go-plugin", "google.golang.org/grpc", "google.golang.org/protobuf"}},
