@@ -21,15 +21,25 @@ type DrainStats struct {
 	ClosedByPeerOrServer int
 	// Forced counts connections force-closed when the context was done.
 	Forced int
+	// HandedOver counts connections handed over to the process that took
+	// over the listener's socket (see Listener.HandOver): that process
+	// serves them now.
+	HandedOver int
 	// Duration is the time from the start of the drain to its end (the
 	// release of the last connection, or the force-close), or to now if
 	// neither has happened yet.
 	Duration time.Duration
 }
 
-// The three Closed counts cover every connection closed after the drain
-// started; they add up to Conns unless a connection was accepted during
-// the drain (a Pause racing with a pending Accept), which is counted too.
+// Kept returns the number of connections the drain ended in this process
+// rather than handing them over: ClosedIdle + ClosedByPeerOrServer +
+// Forced.
+func (s DrainStats) Kept() int { return s.ClosedIdle + s.ClosedByPeerOrServer + s.Forced }
+
+// Kept and HandedOver cover every connection closed or handed over after
+// the drain started; they add up to Conns unless a connection was accepted
+// during the drain (a Pause racing with a pending Accept), which is counted
+// too.
 
 // ErrUndrained is wrapped by the error of a Drain call whose drain was
 // called off by [Listener.Undrain] before it completed.
@@ -117,12 +127,14 @@ func (d *drainState) statsLocked() DrainStats {
 func (l *Listener) Drain(ctx context.Context) (DrainStats, error) {
 	l.mu.Lock()
 	d := l.drain
+	var wake []*conn
 	if d == nil {
-		d = l.startDrainLocked()
+		d, wake = l.startDrainLocked()
 	}
 	d.calls++
 	l.changedLocked()
 	l.mu.Unlock()
+	wakeAll(wake)
 
 	select {
 	case <-d.done:
@@ -179,36 +191,50 @@ func (l *Listener) logDrain(level slog.Level, msg string, s DrainStats, extra ..
 		slog.Int("closed_idle", s.ClosedIdle),
 		slog.Int("closed_by_peer_or_server", s.ClosedByPeerOrServer),
 		slog.Int("forced", s.Forced),
+		slog.Int("handed_over", s.HandedOver),
+		slog.Int("kept", s.Kept()),
 		slog.Duration("duration", s.Duration),
 	}, extra...)
 	l.log.LogAttrs(context.Background(), level, msg, attrs...)
 }
 
-// startDrainLocked starts a drain: it marks every open conn (a conn still
-// marked by a drain that Undrain called off keeps its grace running) and
-// starts the grace of the idle ones.
-func (l *Listener) startDrainLocked() *drainState {
+// startDrainLocked starts a drain: with a hand-over (HandOver), every
+// conn that can move is to be handed over; it marks every other open conn
+// (a conn still marked by a drain that Undrain called off keeps its grace
+// running) and starts the grace of the idle ones. It returns the conns
+// to wake for the hand-over once the lock is released.
+func (l *Listener) startDrainLocked() (*drainState, []*conn) {
 	now := time.Now()
 	d := &drainState{start: now, done: make(chan struct{}), undone: make(chan struct{})}
 	l.drain = d
 	l.pauseLocked()
 	close(l.drainingCh)
+	var wake []*conn
+	if l.hoSend != nil {
+		wake = l.startHandOverLocked()
+	}
 	for c := l.head; c != nil; c = c.next {
 		if c.closed {
 			continue
 		}
 		d.stats.Conns++
-		if c.flags.Load()&fMarked != 0 {
+		f := c.flags.Load()
+		if f&fMarked != 0 {
 			continue
 		}
-		c.flags.Or(fMarked)
+		if f&fHandOver == 0 {
+			c.flags.Or(fMarked)
+		}
 		if (c.state == stIdle || c.state == stNew) && !c.h2 {
+			// For a conn to hand over, the grace is the fallback if it
+			// never waits for a request in a way that lets it move.
 			l.armIdleLocked(c, now)
 		}
 	}
-	l.log.Info("listener: draining", "addr", l.inner.Addr().String(), "conns", d.stats.Conns, "idle_grace", l.grace)
+	l.log.Info("listener: draining", "addr", l.inner.Addr().String(), "conns", d.stats.Conns, "idle_grace", l.grace,
+		"hand_over", l.ho != nil)
 	l.maybeDrainedLocked()
-	return d
+	return d, wake
 }
 
 // Undrain calls off the drain in progress, for a rollback: the process
@@ -237,6 +263,7 @@ func (l *Listener) Undrain() bool {
 		return false
 	}
 	l.drain = nil
+	l.stopHandOverLocked()
 	if d.end.IsZero() {
 		d.undoneT = time.Now()
 		close(d.undone)
