@@ -204,4 +204,3 @@ func TestHandOverStress(t *testing.T) {
 	assert.Positive(t, total.HandedOver)
 	require.NotZero(t, oks.Load())
 }
-

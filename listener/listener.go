@@ -420,10 +420,10 @@ func (l *Listener) Counts() Counts {
 
 func (l *Listener) countsLocked() Counts {
 	return Counts{
-		Active:   l.byState[stActive],
-		Idle:     l.byState[stIdle],
-		New:      l.byState[stNew],
-		Hijacked: l.byState[stHijacked],
+		Active:     l.byState[stActive],
+		Idle:       l.byState[stIdle],
+		New:        l.byState[stNew],
+		Hijacked:   l.byState[stHijacked],
 		Accepted:   l.accepted,
 		Adopted:    l.adoptedN,
 		HandedOver: l.handedOver,
