@@ -21,8 +21,8 @@ func (c *Conn) Send(header []byte, fds []int) error { return ErrNotSupported }
 // Receive returns ErrNotSupported.
 func (c *Conn) Receive() ([]byte, []int, error) { return nil, nil, ErrNotSupported }
 
-// SetDeadline returns ErrNotSupported.
-func (c *Conn) SetDeadline(t time.Time) error { return ErrNotSupported }
+// SetSendTimeout does nothing.
+func (c *Conn) SetSendTimeout(d time.Duration) {}
 
 // Close does nothing.
 func (c *Conn) Close() error { return nil }

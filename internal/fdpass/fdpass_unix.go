@@ -17,11 +17,12 @@ import (
 // may be called concurrently with each other and with Close; concurrent
 // Sends are serialised.
 type Conn struct {
-	c    *net.UnixConn
-	mu   sync.Mutex // serialises Send
-	rbuf []byte     // Receive's buffers: one Receive at a time
-	oob  []byte
-	once sync.Once
+	c       *net.UnixConn
+	mu      sync.Mutex    // serialises Send
+	timeout time.Duration // of each Send; 0: none
+	rbuf    []byte        // Receive's buffers: one Receive at a time
+	oob     []byte
+	once    sync.Once
 }
 
 // New returns a Conn on c, which should be of type "unixpacket" (a
@@ -42,6 +43,9 @@ func (c *Conn) Send(header []byte, fds []int) error {
 	oob := unix.UnixRights(fds...)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.timeout > 0 {
+		_ = c.c.SetWriteDeadline(time.Now().Add(c.timeout))
+	}
 	n, oobn, err := c.c.WriteMsgUnix(header, oob, nil)
 	if err != nil {
 		return fmt.Errorf("fdpass: send: %w", err)
@@ -113,9 +117,13 @@ func closeAll(fds []int) {
 	}
 }
 
-// SetDeadline bounds the Send and Receive calls in progress and the next
-// ones.
-func (c *Conn) SetDeadline(t time.Time) error { return c.c.SetDeadline(t) }
+// SetSendTimeout bounds each later Send: one that cannot queue its message
+// within d (the receiver does not read) fails, having sent nothing.
+func (c *Conn) SetSendTimeout(d time.Duration) {
+	c.mu.Lock()
+	c.timeout = d
+	c.mu.Unlock()
+}
 
 // Close closes the channel; a Receive in progress returns. It is
 // idempotent.
