@@ -34,7 +34,7 @@ func (r *run) h2Worker(ctx context.Context, k Kind) {
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil && left.Add(-1) >= 0 {
-				r.record(k, op, func() (Class, string, error) { return p.request(op) })
+				r.add(r.record(k, op, func() (Class, string, error) { return p.request(op) }))
 				r.pause(ctx, r.cfg.Pause)
 			}
 		}()
@@ -143,7 +143,7 @@ func (r *run) idleWorker(ctx context.Context) {
 				c = nil
 			}
 		}
-		r.record(H2Idle, OpPID, func() (Class, string, error) {
+		r.add(r.record(H2Idle, OpPID, func() (Class, string, error) {
 			if c == nil {
 				nc, err := dialH2(r.cfg, r.cfg.IdleTLS, &r.h2)
 				if err != nil {
@@ -157,7 +157,7 @@ func (r *run) idleWorker(ctx context.Context) {
 				c = nil
 			}
 			return class, pid, err
-		})
+		}))
 	}
 }
 

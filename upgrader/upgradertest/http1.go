@@ -15,10 +15,12 @@ import (
 // h1Worker is the client of one HTTP/1.1 worker (kinds KeepAliveChecked to
 // Stream): raw HTTP/1.1 over one connection at a time.
 type h1Worker struct {
-	cfg  Config
-	kind Kind
-	conn net.Conn
-	br   *bufio.Reader
+	cfg       Config
+	kind      Kind
+	conn      net.Conn
+	br        *bufio.Reader
+	dialled   bool // a connection was dialled before
+	redialled bool // the last request dialled again (a keep-alive kind)
 }
 
 func (w *h1Worker) close() {
@@ -30,6 +32,7 @@ func (w *h1Worker) close() {
 
 func (w *h1Worker) do() (Class, string, error) {
 	reused := false
+	w.redialled = false
 	switch w.kind {
 	case NewConn, Stream:
 		w.close()
@@ -41,6 +44,8 @@ func (w *h1Worker) do() (Class, string, error) {
 	if w.conn != nil {
 		reused = true
 	} else {
+		w.redialled = w.dialled && w.kind != NewConn && w.kind != Stream
+		w.dialled = true
 		c, err := net.DialTimeout(w.cfg.Network, w.cfg.Addr, w.cfg.Timeout)
 		if err != nil {
 			return classify(err, false), "", err

@@ -227,6 +227,11 @@ type Sample struct {
 	Class   Class
 	PID     string // the pid that answered, from the body
 	Err     string // the error, for failures and Unprocessed
+	// Reconnect: a keep-alive worker (KeepAliveChecked, KeepAliveBlind,
+	// Slow) had to dial again for this request, its previous connection
+	// having been closed (by the server, or by the worker after an error
+	// or a "Connection: close"). A worker's first dial is not one.
+	Reconnect bool
 }
 
 // Result of a run.
@@ -336,9 +341,9 @@ func (r *run) work(ctx context.Context, k Kind) {
 	case GRPCUnary, GRPCStream:
 		newClient := r.cfg.Clients[k]
 		if newClient == nil {
-			r.record(k, opOf(k), func() (Class, string, error) {
+			r.add(r.record(k, opOf(k), func() (Class, string, error) {
 				return Other, "", fmt.Errorf("upgradertest: no client for kind %s in Config.Clients (see package grpcload)", k)
-			})
+			}))
 			return
 		}
 		c := newClient(r.cfg)
@@ -347,7 +352,12 @@ func (r *run) work(ctx context.Context, k Kind) {
 	default:
 		w := &h1Worker{cfg: r.cfg, kind: k}
 		defer w.close()
-		r.loop(ctx, k, opOf(k), w.do)
+		for i := 0; i < r.cfg.MaxRequests && ctx.Err() == nil; i++ {
+			s := r.record(k, opOf(k), w.do)
+			s.Reconnect = w.redialled
+			r.add(s)
+			r.pause(ctx, r.cfg.Pause)
+		}
 	}
 }
 
@@ -355,7 +365,7 @@ func (r *run) work(ctx context.Context, k Kind) {
 // pausing between two.
 func (r *run) loop(ctx context.Context, k Kind, op Op, do func() (Class, string, error)) {
 	for i := 0; i < r.cfg.MaxRequests && ctx.Err() == nil; i++ {
-		r.record(k, op, do)
+		r.add(r.record(k, op, do))
 		r.pause(ctx, r.cfg.Pause)
 	}
 }
@@ -370,8 +380,8 @@ func (r *run) pause(ctx context.Context, d time.Duration) {
 	}
 }
 
-// record times one request made with do and adds its sample.
-func (r *run) record(k Kind, op Op, do func() (Class, string, error)) {
+// record times one request made with do and returns its sample.
+func (r *run) record(k Kind, op Op, do func() (Class, string, error)) Sample {
 	s := Sample{Kind: k, Op: op, Start: time.Now()}
 	class, pid, err := do()
 	s.Latency = time.Since(s.Start)
@@ -379,6 +389,11 @@ func (r *run) record(k Kind, op Op, do func() (Class, string, error)) {
 	if err != nil {
 		s.Err = err.Error()
 	}
+	return s
+}
+
+// add adds a sample to the result.
+func (r *run) add(s Sample) {
 	r.mu.Lock()
 	r.samples = append(r.samples, s)
 	r.mu.Unlock()
@@ -474,6 +489,18 @@ func (r *Result) Count(k Kind) int {
 	n := 0
 	for _, s := range r.Samples {
 		if k < 0 || s.Kind == k {
+			n++
+		}
+	}
+	return n
+}
+
+// Reconnects counts the requests for which a keep-alive worker of kind k
+// (all keep-alive kinds if k < 0) had to dial again (Sample.Reconnect).
+func (r *Result) Reconnects(k Kind) int {
+	n := 0
+	for _, s := range r.Samples {
+		if s.Reconnect && (k < 0 || s.Kind == k) {
 			n++
 		}
 	}
