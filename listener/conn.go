@@ -57,6 +57,12 @@ type conn struct {
 	// wakeMu orders a wake (a read deadline in the past, set while Read
 	// is parked) before Read's restoring of rdl.
 	wakeMu sync.Mutex
+	// For an adopted conn waiting for its first request (fAdoptWait):
+	// idleTimeout is its server's idle timeout (from ConnContext), which
+	// applies while it waits, as it did in the other process; hdrWait is
+	// the header timeout net/http set, which applies once bytes arrive.
+	idleTimeout time.Duration
+	hdrWait     atomic.Int64
 
 	// guarded by l.mu
 	prev, next *conn
@@ -119,6 +125,11 @@ const (
 	fMoving
 	// fGone: the conn was handed over: Read returns io.EOF, Write fails.
 	fGone
+	// fAdoptWait: the conn was adopted from another process and waits
+	// for its first request here: it is an idle keep-alive connection,
+	// not a new one, so the server's idle timeout applies, not its
+	// header timeout (see SetReadDeadline).
+	fAdoptWait
 
 	// Bits 16 to 23 count the preface bytes matched so far.
 	prefaceShift = 16
@@ -246,6 +257,9 @@ func (c *conn) noteRead(p []byte) {
 	if old&fRawIdle != 0 {
 		c.flags.And(^fRawIdle) // the message is here: Idle again to move
 	}
+	if old&fAdoptWait != 0 {
+		c.startAdopted()
+	}
 	if old&fArrived == 0 {
 		if f := c.l.test.arrived; f != nil {
 			f()
@@ -325,10 +339,31 @@ func (c *conn) SetDeadline(t time.Time) error {
 }
 
 // SetReadDeadline sets the inner conn's read deadline, and notes it (see
-// SetDeadline).
+// SetDeadline). On an adopted conn that waits for its first request, the
+// deadline net/http sets for a new connection's header is kept for when
+// the request starts; until then the server's idle timeout applies, as to
+// any idle keep-alive connection.
 func (c *conn) SetReadDeadline(t time.Time) error {
+	if !t.IsZero() && c.flags.Load()&fAdoptWait != 0 {
+		c.hdrWait.Store(int64(max(time.Until(t), 1)))
+		t = time.Time{}
+		if c.idleTimeout > 0 {
+			t = time.Now().Add(c.idleTimeout)
+		}
+	}
 	c.rdl.Store(deadlineNano(t))
 	return c.Conn.SetReadDeadline(t)
+}
+
+// startAdopted: the first bytes of an adopted conn's first request
+// arrived; from now on the header timeout applies.
+func (c *conn) startAdopted() {
+	c.flags.And(^fAdoptWait)
+	if d := c.hdrWait.Swap(0); d > 0 {
+		t := time.Now().Add(time.Duration(d))
+		c.rdl.Store(deadlineNano(t))
+		_ = c.Conn.SetReadDeadline(t)
+	}
 }
 
 func deadlineNano(t time.Time) int64 {

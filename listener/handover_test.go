@@ -488,3 +488,41 @@ func TestAdopt(t *testing.T) {
 	_, err = c3.Read(make([]byte, 1))
 	assert.ErrorIs(t, err, io.EOF, "adopted conn left open by Close")
 }
+
+// An adopted connection is an idle keep-alive connection, not a new one:
+// until its first request the new server's idle timeout applies (none
+// here), not its header timeout; once the request starts, the header
+// timeout does.
+func TestAdoptedTimeouts(t *testing.T) {
+	base := listen(t)
+	old := wrap(t, dupListener(t, base), listener.Options{IdleGrace: time.Hour})
+	serve(t, old, answer("old"))
+	nu := wrap(t, dupListener(t, base), listener.Options{})
+	nu.Pause()
+	srv := &http.Server{Handler: answer("new"), ReadHeaderTimeout: 100 * time.Millisecond}
+	listener.ConfigureServer(srv)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(nu) }()
+	t.Cleanup(func() {
+		srv.Close()
+		<-done
+	})
+	require.NoError(t, base.Close())
+
+	idle, slow := dial(t, old.Addr()), dial(t, old.Addr())
+	idle.mustGet(t, "/")
+	slow.mustGet(t, "/")
+	old.HandOver(adoptInto(nu))
+	s := drainWithin(t, old)
+	require.Equal(t, 2, s.HandedOver)
+
+	time.Sleep(400 * time.Millisecond) // 4 header timeouts
+	_, body := idle.mustGet(t, "/")
+	assert.Equal(t, "new", body, "an adopted idle connection was closed at the header timeout")
+
+	_, err := io.WriteString(slow, "GET / HTTP/1.1\r\n")
+	require.NoError(t, err)
+	start := time.Now()
+	slow.waitClosed(t)
+	assert.Less(t, time.Since(start), 5*time.Second, "the header timeout did not apply once the request started")
+}

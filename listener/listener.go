@@ -232,7 +232,9 @@ func (l *Listener) takeAdopted() net.Conn {
 	l.adopted[0] = nil
 	l.adopted = l.adopted[1:]
 	l.adoptedN++
-	return l.trackLocked(nc)
+	c := l.trackLocked(nc)
+	c.flags.Or(fAdoptWait)
+	return c
 }
 
 // waitUnpaused blocks while the listener is paused and nothing was
