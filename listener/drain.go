@@ -99,6 +99,11 @@ func (d *drainState) statsLocked() DrainStats {
 //  4. waits for active requests, streamed responses, hijacked connections,
 //     raw TCP connections and HTTP/2 connections to end on their own.
 //
+// With a hand-over ([Listener.HandOver]) the connections that can move
+// skip steps 2 and 3: each is handed to the other process as soon as it
+// waits for its next request (at once for those idle when the drain
+// starts), and its response meanwhile does not say "Connection: close".
+//
 // Drain never closes an idle HTTP/2 connection before ctx is done: closed
 // without a GOAWAY, its client could lose the request it is sending. Only
 // http.Server.Shutdown sends every HTTP/2 connection a GOAWAY at once. So,
@@ -248,7 +253,9 @@ func (l *Listener) startDrainLocked() (*drainState, []*conn) {
 // without losing a request: the next response on each says
 // "Connection: close" and the idle closer still closes them after
 // IdleGrace, but nothing waits for them. Connections accepted from now on
-// are not marked. A later Drain starts a new drain, which covers every
+// are not marked. A hand-over (HandOver) ends: connections not moved yet
+// are served here as any other, and the next Drain hands over only after
+// another HandOver. A later Drain starts a new drain, which covers every
 // open connection, still-marked ones included.
 //
 // Undrain reports whether a drain was in progress: Drain had been called

@@ -42,13 +42,6 @@ func targetByName(name string) (target, bool) {
 	return target{}, false
 }
 
-func (t target) verb() string {
-	if t.naive {
-		return "stop-and-start restarts"
-	}
-	return "upgrades"
-}
-
 // handoff reports whether t is examples/httpserver, which logs JSON events.
 func (t target) handoff() bool { return strings.HasPrefix(t.name, "handoff") }
 
