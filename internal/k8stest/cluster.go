@@ -60,6 +60,11 @@ type Options struct {
 	// Logf, if set, receives progress lines (the build, each component
 	// started, the timings). Default: none.
 	Logf func(format string, args ...any)
+	// Locked, if set, is called once this cluster holds the machine (no
+	// other cluster runs until it ends) and before it changes anything
+	// of the host: where a test takes its picture of the host to compare
+	// after Close. Default: none.
+	Locked func()
 }
 
 // Timings are how long the phases of Start took.

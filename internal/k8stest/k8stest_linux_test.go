@@ -177,7 +177,10 @@ const stubborn = `{
 // tests need, then tears the cluster down and checks the host is as it
 // was.
 func TestCluster(t *testing.T) {
-	before := readHost(t)
+	// The picture of the host is taken once this cluster holds the
+	// machine: another one (of a test running in parallel elsewhere) may
+	// have changed the kubelet's sysctls until then.
+	var before hostState
 	cache, _ := os.UserCacheDir()
 	var dir, netns string
 	// Registered before New's Close, so it runs after it.
@@ -190,7 +193,7 @@ func TestCluster(t *testing.T) {
 	})
 
 	start := time.Now()
-	c := k8stest.New(t, k8stest.Options{})
+	c := k8stest.New(t, k8stest.Options{Locked: func() { before = readHost(t) }})
 	dir = c.Dir
 	t.Logf("cluster up in %s (lock %s, build %s cached=%v, boot %s)", time.Since(start).Round(time.Millisecond),
 		c.Timings.Lock.Round(time.Millisecond), c.Timings.Build.Round(time.Millisecond), c.Timings.Cached, c.Timings.Boot.Round(time.Millisecond))

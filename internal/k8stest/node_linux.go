@@ -159,6 +159,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		opts.Logf("k8stest: waited %s for another cluster of this machine to end", c.Timings.Lock.Round(time.Second))
 	}
 	sweep(os.TempDir(), opts.Logf)
+	if opts.Locked != nil {
+		opts.Locked()
+	}
 
 	t0 = time.Now()
 	bctx, cancel := context.WithTimeout(ctx, opts.BuildTimeout)
