@@ -48,6 +48,10 @@ type Options struct {
 	// closed once it has been idle this long. Default
 	// listener.DefaultIdleGrace.
 	IdleGrace time.Duration
+	// NoHandOver turns off the hand-over of idle HTTP/1 keep-alive
+	// connections to the new generation (upgrader.Options.NoHandOver):
+	// they are then drained like the others.
+	NoHandOver bool
 	// SaveState returns a blob for the next generation, read there with
 	// upgrader.FromContext(ctx).State() or the Upgrader's State. Default:
 	// none.
@@ -223,6 +227,7 @@ func (r *runner) run(ctx context.Context) (err error) {
 		HealthInterval: r.opts.HealthInterval,
 		DrainTimeout:   r.opts.DrainTimeout,
 		IdleGrace:      r.opts.IdleGrace,
+		NoHandOver:     r.opts.NoHandOver,
 		PIDFile:        r.opts.PIDFile,
 		SaveState:      r.opts.SaveState,
 		MaxStateSize:   r.opts.MaxStateSize,
