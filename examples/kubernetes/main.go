@@ -69,7 +69,7 @@ func main() { os.Exit(run()) }
 type config struct {
 	addr, healthAddr, grpcAddr, flagsFile, pidFile string
 	shutdownDelay, drainTimeout, gracePeriod       time.Duration
-	warmup                                         time.Duration
+	warmup, probation                              time.Duration
 	notReadyOnStop, keepAliveDuringDelay, logJSON  bool
 }
 
@@ -85,6 +85,7 @@ func parseFlags() config {
 	flag.BoolVar(&c.notReadyOnStop, "not-ready-on-stop", false, "fail readiness from the stop on (see package health before turning it on)")
 	flag.BoolVar(&c.keepAliveDuringDelay, "keepalive-during-delay", false, "keep connections open during the shutdown delay")
 	flag.DurationVar(&c.warmup, "warmup", 0, "the first health check takes this long (a cache warming up: the startup probe waits)")
+	flag.DurationVar(&c.probation, "probation", 0, "how long a new generation serves under watch before it commits (in-place upgrades: not as PID 1)")
 	flag.StringVar(&c.pidFile, "pidfile", "", "PID file naming the generation in charge (outside Kubernetes)")
 	flag.BoolVar(&c.logJSON, "log-json", false, "log JSON records instead of text")
 	flag.Parse()
@@ -134,6 +135,7 @@ func run() int {
 
 	opts := handoff.Options{
 		PIDFile:              c.pidFile,
+		Probation:            c.probation,
 		DrainTimeout:         c.drainTimeout,
 		ShutdownDelay:        c.shutdownDelay,
 		KeepAliveDuringDelay: c.keepAliveDuringDelay,
