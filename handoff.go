@@ -289,10 +289,20 @@ func (r *runner) run(ctx context.Context) (err error) {
 		// status instead of 0.
 		ossignal.Ignore(r.stopSignalList()...)
 	}
+	// After a hand-over (no stop: a successor answers the probes now),
+	// the health server ends first, so that a probe it accepted before
+	// pausing is answered as draining, not as stopped. After a stop it
+	// ends last: the preStop calls return once the drain is over.
+	handedOver := r.policy.Cause() == nil
+	if handedOver {
+		r.stopHealth()
+	}
 	r.policy.Drained()
 	close(r.drained)
 	r.serving.Wait()
-	r.stopHealth()
+	if !handedOver {
+		r.stopHealth()
+	}
 	r.log.Info("handoff: exiting")
 	var se *signal.SignalError
 	switch {
@@ -338,11 +348,15 @@ func (r *runner) serveUntilExit(ctx context.Context) (serveErr error) {
 		case <-r.upg.Exit():
 		case <-stopping:
 			// The termination began (a stop signal, ctx, the preStop
-			// endpoint): an upgrade under way is rolled back, before
-			// the shutdown delay ends, and upgrade signals are
-			// refused from now on (upgrade).
+			// endpoint): upgrade signals are refused from now on
+			// (upgrade). If a shutdown delay holds the drain back, an
+			// upgrade under way is rolled back now rather than at its
+			// end. Without one the policy has stopped the Upgrader
+			// already, which rolls it back as a stop does.
 			stopping = nil
-			r.cancelUpgrade()
+			if r.policy.Phase() == health.PhaseDelaying {
+				r.cancelUpgrade()
+			}
 			continue
 		case <-done:
 			done = nil
@@ -637,8 +651,8 @@ func (r *runner) serveHealth() {
 // milliseconds.
 const stopHealthTimeout = time.Second
 
-// stopHealth ends the health server, last: the preStop calls return once
-// the drain is over.
+// stopHealth ends the health server, bounded by stopHealthTimeout: see run
+// for when.
 func (r *runner) stopHealth() {
 	if r.healthSrv == nil {
 		return
