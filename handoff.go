@@ -232,7 +232,7 @@ func (r *runner) run(ctx context.Context) (err error) {
 		MaxStateSize:   r.opts.MaxStateSize,
 		ListenConfig:   r.opts.ListenConfig,
 		Logger:         r.log,
-		OnEvent:        r.onUpgraderEvent,
+		OnEvent:        r.opts.OnEvent,
 	})
 	if err != nil {
 		return err
@@ -376,8 +376,19 @@ func (r *runner) serveUntilExit(ctx context.Context) (serveErr error) {
 			continue
 		}
 		r.policy.Draining()
+		// A successor took charge (no stop, no failure): it answers the
+		// probes from now on; the kernel queues their connections for it
+		// until it accepts.
+		ln := r.healthLn.Load()
+		handedOver := r.policy.Cause() == nil && killed != nil && serveErr == nil
+		if handedOver && ln != nil {
+			ln.Pause()
+		}
 		if err := r.drain(); errors.Is(err, upgrader.ErrReclaimed) {
 			r.log.Warn("handoff: the new generation died while this one drained; serving again")
+			if handedOver && ln != nil {
+				ln.Resume()
+			}
 			r.policy.Started()
 			continue
 		}
@@ -573,24 +584,6 @@ var ErrContainerInit = errors.New("handoff: this process is PID 1, the init of i
 // errStopping is why an upgrade signal is refused once the termination
 // policy has begun.
 var errStopping = errors.New("handoff: the process is stopping")
-
-// onUpgraderEvent follows the hand-over for the health listener, then
-// passes the event on: a generation that handed over stops answering the
-// probes (its successor does; the kernel queues the probes' connections for
-// it meanwhile), and answers again if it takes charge again.
-func (r *runner) onUpgraderEvent(e upgrader.Event) {
-	if ln := r.healthLn.Load(); ln != nil {
-		switch {
-		case e.Kind == upgrader.EventCommitted && e.PID != os.Getpid():
-			ln.Pause()
-		case e.Kind == upgrader.EventReclaimed:
-			ln.Resume()
-		}
-	}
-	if r.opts.OnEvent != nil {
-		r.opts.OnEvent(e)
-	}
-}
 
 // listenHealth opens (or adopts) the health listener: a socket handed over
 // as a file, not one of the Upgrader's listeners, so that its drains leave
