@@ -23,12 +23,15 @@ var rules = []struct {
 	pkg   string
 	allow []string
 }{
-	{".", []string{"listener", "upgrader", "signal"}},
+	{".", []string{"listener", "upgrader", "signal", "health"}},
 	{"listener", []string{"internal/*"}},
 	{"upgrader/upgradertest/grpcload", []string{"upgrader/upgradertest", "google.golang.org/grpc", "google.golang.org/protobuf"}},
 	{"upgrader/upgradertest", []string{"upgrader", "golang.org/x/net"}},
 	{"upgrader", []string{"listener", "internal/*", "github.com/cloudflare/tableflip", "golang.org/x/sys"}},
 	{"signal", nil},
+	// gRPC's health service is driven through a two-method interface, so
+	// that health, and the root package that imports it, link no gRPC.
+	{"health", nil},
 	{"reload", []string{"github.com/fsnotify/fsnotify"}},
 	{"bundle", []string{"reload"}},
 	{"plugin", []string{"reload", "github.com/hashicorp/go-plugin", "github.com/hashicorp/go-hclog", "google.golang.org/grpc", "google.golang.org/protobuf", "golang.org/x/sys"}},
@@ -45,7 +48,7 @@ var rules = []struct {
 	// for setns and flock; the Kubernetes modules live in its build module.
 	{"internal/k8stest", []string{"golang.org/x/sys"}},
 	{"internal/*", []string{"internal/*", "golang.org/x/sys", "github.com/coreos/go-systemd/v22"}},
-	{"examples/*", []string{".", "examples/*", "listener", "upgrader", "upgrader/upgradertest", "upgrader/upgradertest/grpcload", "signal", "reload", "bundle", "plugin", "flags", "metrics", "admin",
+	{"examples/*", []string{".", "examples/*", "health", "listener", "upgrader", "upgrader/upgradertest", "upgrader/upgradertest/grpcload", "signal", "reload", "bundle", "plugin", "flags", "metrics", "admin",
 		"github.com/hashicorp/go-plugin", "google.golang.org/grpc", "google.golang.org/protobuf"}},
 	// The CI gate: the load generator, and /proc, sock_diag and pidfds
 	// for the server's processes; none of the library's runtime packages.
