@@ -23,7 +23,7 @@ var rules = []struct {
 	pkg   string
 	allow []string
 }{
-	{".", []string{"listener", "upgrader", "signal"}},
+	{".", []string{"listener", "upgrader", "signal", "health"}},
 	{"listener", []string{"internal/*"}},
 	{"upgrader/upgradertest/grpcload", []string{"upgrader/upgradertest", "google.golang.org/grpc", "google.golang.org/protobuf"}},
 	{"upgrader/upgradertest", []string{"upgrader", "golang.org/x/net"}},
@@ -48,7 +48,7 @@ var rules = []struct {
 	// for setns and flock; the Kubernetes modules live in its build module.
 	{"internal/k8stest", []string{"golang.org/x/sys"}},
 	{"internal/*", []string{"internal/*", "golang.org/x/sys", "github.com/coreos/go-systemd/v22"}},
-	{"examples/*", []string{".", "examples/*", "listener", "upgrader", "upgrader/upgradertest", "upgrader/upgradertest/grpcload", "signal", "reload", "bundle", "plugin", "flags", "metrics", "admin",
+	{"examples/*", []string{".", "examples/*", "health", "listener", "upgrader", "upgrader/upgradertest", "upgrader/upgradertest/grpcload", "signal", "reload", "bundle", "plugin", "flags", "metrics", "admin",
 		"github.com/hashicorp/go-plugin", "google.golang.org/grpc", "google.golang.org/protobuf"}},
 	// The CI gate: the load generator, and /proc, sock_diag and pidfds
 	// for the server's processes; none of the library's runtime packages.

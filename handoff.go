@@ -8,9 +8,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	ossignal "os/signal"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/handoff-go/handoff/health"
+	"github.com/handoff-go/handoff/listener"
 	"github.com/handoff-go/handoff/signal"
 	"github.com/handoff-go/handoff/upgrader"
 )
@@ -43,6 +48,10 @@ type Options struct {
 	// closed once it has been idle this long. Default
 	// listener.DefaultIdleGrace.
 	IdleGrace time.Duration
+	// NoHandOver turns off the hand-over of idle HTTP/1 keep-alive
+	// connections to the new generation (upgrader.Options.NoHandOver):
+	// they are then drained like the others.
+	NoHandOver bool
 	// SaveState returns a blob for the next generation, read there with
 	// upgrader.FromContext(ctx).State() or the Upgrader's State. Default:
 	// none.
@@ -56,6 +65,47 @@ type Options struct {
 	// listens: open packet sockets (ListenPacket) or files (File) to hand
 	// over, read the State. An error stops Run before it serves.
 	Setup func(u *upgrader.Upgrader) error
+
+	// The termination policy: see "Kubernetes" in the package
+	// documentation, and package health. Each field means what the field
+	// of the same name in health.Options means.
+
+	// ShutdownDelay: on a graceful stop (SIGTERM, ctx's end, a call of
+	// the preStop endpoint) of the generation in charge, serve normally
+	// for this long before draining, while load balancers stop routing to
+	// the process. During the delay upgrade signals are refused and an
+	// upgrade under way is rolled back. Default 0: drain at once.
+	ShutdownDelay time.Duration
+	// KeepAliveDuringDelay keeps connections open as usual during
+	// ShutdownDelay. By default every response of the delay says
+	// "Connection: close" (on HTTP/2 net/http then sends a GOAWAY), so
+	// that keep-alive clients reconnect, through the load balancer, to
+	// instances that stay.
+	KeepAliveDuringDelay bool
+	// NotReadyOnStop fails the readiness probe (and sets gRPC's health
+	// service NOT_SERVING) from the stop on. Default off: since
+	// Kubernetes 1.26 a terminating pod's endpoint is not ready anyway,
+	// and failing readiness black-holes traffic where kube-proxy falls
+	// back to terminating endpoints (see package health).
+	NotReadyOnStop bool
+	// GracePeriod is the time the platform allows between the stop and
+	// SIGKILL (terminationGracePeriodSeconds, TimeoutStopSec): Run logs a
+	// warning at start when ShutdownDelay + DrainTimeout do not fit in
+	// it. Default 0: no check.
+	GracePeriod time.Duration
+	// HealthAddr, if set, serves the probes and the preStop endpoint
+	// (health's Handler: /livez, /readyz, /startupz, /prestop) on this
+	// TCP address, a listener of its own: its connections are not
+	// drained (the preStop call waits for the drain) nor counted with
+	// the servers', and the kubelet's probes never reach the servers. It
+	// is handed to the next generation like the other sockets, which
+	// answers on it once it is in charge. The readiness check is
+	// HealthCheck. Default: none.
+	HealthAddr string
+	// GRPCHealth, if set, is gRPC's standard health service
+	// (*health.Server of google.golang.org/grpc/health), kept in step
+	// with readiness.
+	GRPCHealth health.GRPCHealth
 
 	// Reload, if set, is called for SIGUSR2 (hot swaps of bundles, flags,
 	// plugins), coalesced as signal.Run does. Default: SIGUSR2 is not
@@ -75,6 +125,9 @@ type Options struct {
 	// OnSignal, if set, is called for every signal event; it must not
 	// block.
 	OnSignal func(signal.Event)
+	// OnHealth, if set, is called for every event of the termination
+	// policy (health.Event); it must not block.
+	OnHealth func(health.Event)
 }
 
 // ListenAndServe serves srv on srv.Addr with every guarantee of Run. It is
@@ -89,11 +142,17 @@ func ListenAndServe(srv *http.Server, opts Options) error {
 //   - it listens on each address, or adopts the socket the previous
 //     generation or systemd's socket activation passed for it;
 //   - it handles signals from before the generation is ready: SIGHUP
-//     upgrades (to the binary at os.Args[0]), SIGUSR2 calls Options.Reload,
-//     SIGTERM or SIGINT (or ctx ending) stop gracefully, and a second one,
-//     or SIGQUIT, stops at once;
+//     upgrades (to the binary at os.Args[0]; refused as PID 1, see
+//     ErrContainerInit), SIGUSR2 calls Options.Reload, SIGTERM or SIGINT
+//     (or ctx ending, or a call of the preStop endpoint) stop gracefully,
+//     and a second one, or SIGQUIT, stops at once;
 //   - it runs the health check, starts accepting, holds the probation of a
 //     new generation, and takes charge (PID file, systemd's READY=1);
+//   - a graceful stop follows the termination policy: the generation in
+//     charge serves on for Options.ShutdownDelay (answering with
+//     "Connection: close"), then drains; with Options.HealthAddr the
+//     probes and the preStop endpoint answer on a port of their own
+//     throughout (see package health);
 //   - when a successor commits or a stop arrives, it drains every server
 //     (HTTP/1 connections end without losing a request, HTTP/2 and gRPC
 //     connections get a GOAWAY) and returns.
@@ -104,7 +163,10 @@ func ListenAndServe(srv *http.Server, opts Options) error {
 // failed health check, or a rollback by the previous generation, which keeps
 // serving), if a server failed, or, after an immediate stop, the
 // *signal.SignalError that caused it. Run is meant to be called once per
-// process (see upgrader.New).
+// process (see upgrader.New). After a termination that the preStop endpoint
+// began, Run leaves SIGTERM (and the other stop signals) ignored when it
+// returns: the kubelet sends it once the hook has returned, which may be
+// while the program exits, and the program is exiting anyway.
 func Run(ctx context.Context, opts Options, servers ...Server) error {
 	if len(servers) == 0 {
 		return errors.New("handoff: Run needs a Server")
@@ -135,6 +197,12 @@ type runner struct {
 	log          *slog.Logger
 	drainTimeout time.Duration
 	upg          *upgrader.Upgrader
+	policy       *health.Policy
+	stopping     atomic.Bool // the termination policy began: upgrades are refused
+
+	healthLn      atomic.Pointer[listener.Listener] // Options.HealthAddr's
+	healthSrv     *http.Server
+	healthServing sync.WaitGroup
 
 	serving  sync.WaitGroup
 	serveErr chan error
@@ -159,12 +227,13 @@ func (r *runner) run(ctx context.Context) (err error) {
 		HealthInterval: r.opts.HealthInterval,
 		DrainTimeout:   r.opts.DrainTimeout,
 		IdleGrace:      r.opts.IdleGrace,
+		NoHandOver:     r.opts.NoHandOver,
 		PIDFile:        r.opts.PIDFile,
 		SaveState:      r.opts.SaveState,
 		MaxStateSize:   r.opts.MaxStateSize,
 		ListenConfig:   r.opts.ListenConfig,
 		Logger:         r.log,
-		OnEvent:        r.opts.OnEvent,
+		OnEvent:        r.onUpgraderEvent,
 	})
 	if err != nil {
 		return err
@@ -177,25 +246,54 @@ func (r *runner) run(ctx context.Context) (err error) {
 	r.upgradeCtx, r.cancelUpgrade = context.WithCancel(context.Background())
 	defer r.upgrades.Wait()
 	defer r.cancelUpgrade()
+	r.policy = health.New(health.Options{
+		Ready:                r.opts.HealthCheck,
+		ShutdownDelay:        r.opts.ShutdownDelay,
+		KeepAliveDuringDelay: r.opts.KeepAliveDuringDelay,
+		NotReadyOnStop:       r.opts.NotReadyOnStop,
+		Drain:                upg.Stop,
+		DrainTimeout:         r.drainTimeout,
+		GracePeriod:          r.opts.GracePeriod,
+		GRPC:                 r.opts.GRPCHealth,
+		Logger:               r.log,
+		OnEvent:              r.onHealthEvent,
+	})
+	defer r.policy.Close()
 
 	addrs, err := r.start()
 	if err != nil {
 		upg.Stop()
 		_ = r.drain()
 		r.serving.Wait()
+		r.stopHealth()
 		return err
 	}
 	defer r.stopSignals()
 
 	readyErr := upg.Ready(ctx)
 	if readyErr == nil {
-		r.log.Info("handoff: serving", "addr", addrs[0], "addrs", addrs)
+		r.policy.Started()
+		attrs := []any{"addr", addrs[0], "addrs", addrs}
+		if ln := r.healthLn.Load(); ln != nil {
+			ln.Resume()
+			attrs = append(attrs, "health_addr", ln.Addr().String())
+		}
+		r.log.Info("handoff: serving", attrs...)
 	} else {
 		r.log.Error("handoff: not ready", "error", readyErr)
 	}
 	serveErr := r.serveUntilExit(ctx)
+	if errors.Is(r.policy.Cause(), health.ErrPreStop) {
+		// Before the preStop calls return: the kubelet's SIGTERM comes
+		// after them, and once Run has returned (its signals
+		// unsubscribed) it would end the process with the signal's
+		// status instead of 0.
+		ossignal.Ignore(r.stopSignalList()...)
+	}
+	r.policy.Drained()
 	close(r.drained)
 	r.serving.Wait()
+	r.stopHealth()
 	r.log.Info("handoff: exiting")
 	var se *signal.SignalError
 	switch {
@@ -221,7 +319,13 @@ func (r *runner) start() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	if r.opts.HealthAddr != "" {
+		if err := r.listenHealth(); err != nil {
+			return nil, err
+		}
+	}
 	r.serve()
+	r.serveHealth()
 	return addrs, r.startSignals()
 }
 
@@ -236,7 +340,7 @@ func (r *runner) serveUntilExit(ctx context.Context) (serveErr error) {
 		case <-done:
 			done = nil
 			r.log.Info("handoff: stopping", "error", context.Cause(ctx))
-			r.upg.Stop()
+			r.policy.Stop(context.Cause(ctx))
 			continue
 		case err := <-r.serveErr:
 			if serveErr == nil {
@@ -250,8 +354,10 @@ func (r *runner) serveUntilExit(ctx context.Context) (serveErr error) {
 			r.upg.Stop()
 			continue
 		}
+		r.policy.Draining()
 		if err := r.drain(); errors.Is(err, upgrader.ErrReclaimed) {
 			r.log.Warn("handoff: the new generation died while this one drained; serving again")
+			r.policy.Started()
 			continue
 		}
 		return serveErr
@@ -262,7 +368,7 @@ func (r *runner) serveUntilExit(ctx context.Context) (serveErr error) {
 func (r *runner) listen() (addrs []string, err error) {
 	for i := range r.servers {
 		s := &r.servers[i]
-		s.setup(r.upg)
+		s.setup(r.upg, r.policy)
 		for _, a := range s.addrs {
 			ln, err := listen(r.upg, a)
 			if err != nil {
@@ -392,6 +498,14 @@ func (r *runner) stopSignals() {
 // pending in the dispatcher when the drain ends would be lost. A stop signal
 // stops the Upgrader, which rolls back an upgrade that has not committed.
 func (r *runner) upgrade(context.Context) error {
+	if os.Getpid() == 1 {
+		r.log.Error("handoff: upgrade refused", "error", ErrContainerInit)
+		return nil
+	}
+	if r.stopping.Load() {
+		r.log.Warn("handoff: upgrade refused", "error", errStopping)
+		return nil
+	}
 	r.upgrades.Add(1)
 	go func() {
 		defer r.upgrades.Done()
@@ -404,11 +518,12 @@ func (r *runner) upgrade(context.Context) error {
 	return nil
 }
 
-// stop is the graceful stop: it returns once the drain is over. An
-// immediate stop cancels ctx.
+// stop is the graceful stop: it begins the termination policy (a stop that
+// finds it begun, after a call of the preStop endpoint, changes nothing) and
+// returns once the drain is over. An immediate stop cancels ctx.
 func (r *runner) stop(ctx context.Context, cause error) error {
 	r.log.Info("handoff: stopping", "error", cause)
-	r.upg.Stop()
+	r.policy.Stop(cause)
 	select {
 	case <-r.drained:
 		return nil
@@ -422,4 +537,132 @@ func (r *runner) stop(ctx context.Context, cause error) error {
 func (r *runner) immediate(cause error) {
 	r.log.Warn("handoff: stopping at once", "error", cause)
 	r.cancelKill(cause)
+}
+
+// ErrContainerInit is why Run refuses to upgrade in place as PID 1 (it logs
+// the refusal, and the process serves on): PID 1 is the init of its
+// container (or of its PID namespace), and when it exits the container
+// ends, the new generation with it. In Kubernetes, replace the binary with
+// a rolling update of the image; hot swaps (SIGUSR2, watched files) work as
+// anywhere.
+var ErrContainerInit = errors.New("handoff: this process is PID 1, the init of its container, which ends when it exits: roll out a new image instead of upgrading in place")
+
+// errStopping is why an upgrade signal is refused once the termination
+// policy has begun.
+var errStopping = errors.New("handoff: the process is stopping")
+
+// onUpgraderEvent follows the hand-over for the health listener, then
+// passes the event on: a generation that handed over stops answering the
+// probes (its successor does; the kernel queues the probes' connections for
+// it meanwhile), and answers again if it takes charge again.
+func (r *runner) onUpgraderEvent(e upgrader.Event) {
+	if ln := r.healthLn.Load(); ln != nil {
+		switch {
+		case e.Kind == upgrader.EventCommitted && e.PID != os.Getpid():
+			ln.Pause()
+		case e.Kind == upgrader.EventReclaimed:
+			ln.Resume()
+		}
+	}
+	if r.opts.OnEvent != nil {
+		r.opts.OnEvent(e)
+	}
+}
+
+// onHealthEvent: once the termination policy begins, an upgrade under way
+// is rolled back (its context is cancelled) and upgrade signals are
+// refused, as a stop did before the delay existed.
+func (r *runner) onHealthEvent(e health.Event) {
+	if e.Kind == health.EventStopping {
+		r.stopping.Store(true)
+		r.cancelUpgrade()
+	}
+	if r.opts.OnHealth != nil {
+		r.opts.OnHealth(e)
+	}
+}
+
+// listenHealth opens (or adopts) the health listener: a socket handed over
+// as a file, not one of the Upgrader's listeners, so that its drains leave
+// it alone. A new generation keeps it paused until it is in charge.
+func (r *runner) listenHealth() error {
+	addr := r.opts.HealthAddr
+	f, err := r.upg.File("handoff-health "+addr, func() (*os.File, error) {
+		lc := r.opts.ListenConfig
+		if lc == nil {
+			lc = &net.ListenConfig{}
+		}
+		ln, err := lc.Listen(context.Background(), "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		defer ln.Close()
+		tl, ok := ln.(*net.TCPListener)
+		if !ok {
+			return nil, fmt.Errorf("not a TCP listener: %T", ln)
+		}
+		return tl.File()
+	})
+	if err != nil {
+		return fmt.Errorf("handoff: health server on %s: %w", addr, err)
+	}
+	defer f.Close()
+	nl, err := net.FileListener(f)
+	if err != nil {
+		return fmt.Errorf("handoff: health server on %s: %w", addr, err)
+	}
+	ln := listener.Wrap(nl, listener.Options{})
+	if r.upg.HasParent() {
+		ln.Pause()
+	}
+	r.healthSrv = &http.Server{Handler: r.policy.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	r.healthLn.Store(ln)
+	return nil
+}
+
+// serveHealth serves the health listener, if there is one, until
+// stopHealth.
+func (r *runner) serveHealth() {
+	ln := r.healthLn.Load()
+	if ln == nil {
+		return
+	}
+	r.healthServing.Add(1)
+	go func() {
+		defer r.healthServing.Done()
+		if err := r.healthSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			r.log.Error("handoff: health server failed", "error", err)
+		}
+	}()
+}
+
+// stopHealthTimeout bounds the health server's shutdown: its requests
+// (probes, preStop calls that the end of the drain has released) take
+// milliseconds.
+const stopHealthTimeout = time.Second
+
+// stopHealth ends the health server, last: the preStop calls return once
+// the drain is over.
+func (r *runner) stopHealth() {
+	if r.healthSrv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stopHealthTimeout)
+	defer cancel()
+	if err := r.healthSrv.Shutdown(ctx); err != nil {
+		_ = r.healthSrv.Close()
+	}
+	if ln := r.healthLn.Load(); ln != nil {
+		_ = ln.Close()
+	}
+	r.healthServing.Wait()
+}
+
+// stopSignalList is the stop signals Run handles, and SIGTERM.
+func (r *runner) stopSignalList() []os.Signal {
+	sigs := []os.Signal{syscall.SIGTERM, os.Interrupt}
+	if r.opts.StopSignals != nil {
+		sigs = append([]os.Signal{syscall.SIGTERM}, r.opts.StopSignals...)
+	}
+	return sigs
 }

@@ -159,10 +159,13 @@ func upgradeDuringStream(t *testing.T, length time.Duration) drainingUpgrade {
 	return drainingUpgrade{s: s, old: old, newPID: newPID, from: from, stopStream: stopStream}
 }
 
-// TestQuickstartUnderLoad (issue 9 a): the README's quick start, upgraded 50
-// times under the mixed load of clients that never retry, loses no request
-// and completes every stream; every old generation exits 0 and nothing is
-// left running.
+// TestQuickstartUnderLoad (issue 9 a, and 14 b with the hand-over on, as it
+// is by default): the README's quick start, upgraded 50 times under the
+// mixed load of clients that never retry, loses no request and completes
+// every stream; the keep-alive clients keep their connections (their
+// reconnects per upgrade are near 0: the connections move to the new
+// generation instead of being told to close); every old generation exits 0
+// and nothing is left running.
 func TestQuickstartUnderLoad(t *testing.T) {
 	upgrades := 50
 	if testing.Short() {
@@ -181,6 +184,10 @@ func TestQuickstartUnderLoad(t *testing.T) {
 	t.Log(r.Summary())
 	assert.NoError(t, r.Check(load))
 	assert.GreaterOrEqual(t, len(r.PIDs()), upgrades, "pids that answered")
+	perUpgrade := float64(r.Reconnects(-1)) / float64(upgrades)
+	t.Logf("keep-alive reconnects per upgrade: %.2f (checked %d, blind %d, slow %d over %d upgrades)", perUpgrade,
+		r.Reconnects(upgradertest.KeepAliveChecked), r.Reconnects(upgradertest.KeepAliveBlind), r.Reconnects(upgradertest.Slow), upgrades)
+	assert.LessOrEqual(t, perUpgrade, 0.5, "keep-alive clients dialled again at upgrades")
 	assert.Zero(t, s.Stop(), "exit status of the last generation")
 	assert.Empty(t, servertest.Descendants(s.Bin), "processes left")
 	assert.Empty(t, servertest.Children(os.Getpid()), "children (zombies or orphans) left")

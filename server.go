@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/handoff-go/handoff/health"
 	"github.com/handoff-go/handoff/listener"
 	"github.com/handoff-go/handoff/upgrader"
 )
@@ -19,8 +20,9 @@ type Server struct {
 	name  string
 	addrs []string
 	lns   []*listener.Listener // Run's, once listening
-	// setup prepares the server before it serves (hooks, base context).
-	setup func(u *upgrader.Upgrader)
+	// setup prepares the server before it serves (hooks, base context,
+	// the termination policy's handler).
+	setup func(u *upgrader.Upgrader, p *health.Policy)
 	// serve serves on ln until the server stops or ln closes.
 	serve func(ln net.Listener) error
 	// closed reports whether err from serve is the normal end of serving.
@@ -65,8 +67,10 @@ func HTTP(srv *http.Server, addrs ...string) Server {
 	return Server{
 		name:  "http",
 		addrs: addrs,
-		setup: func(u *upgrader.Upgrader) {
+		setup: func(u *upgrader.Upgrader, p *health.Policy) {
 			listener.ConfigureServer(srv)
+			// Connection: close during the shutdown delay.
+			srv.Handler = p.Wrap(srv.Handler)
 			prev := srv.BaseContext
 			srv.BaseContext = func(ln net.Listener) context.Context {
 				ctx := context.Background()
@@ -115,7 +119,7 @@ func GRPC(srv GRPCServer, addrs ...string) Server {
 	return Server{
 		name:   "grpc",
 		addrs:  addrs,
-		setup:  func(*upgrader.Upgrader) {},
+		setup:  func(*upgrader.Upgrader, *health.Policy) {},
 		serve:  srv.Serve,
 		closed: func(err error) bool { return err == nil || errors.Is(err, net.ErrClosed) },
 		stop: func(ctx context.Context) error {

@@ -2,8 +2,11 @@ package listener
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
+	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +31,7 @@ const (
 	closedByPeerOrServer closeReason = iota
 	closedIdle
 	closedForced
+	closedHandedOver // its socket went to another process
 )
 
 // conn is a tracked connection, the net.Conn that Listener.Accept returns.
@@ -46,6 +50,20 @@ type conn struct {
 	// the bits other than Read's are only changed with l.mu held.
 	flags atomic.Uint32
 
+	// rdl is the read deadline the server set last (UnixNano, 0 for
+	// none): a hand-over that wakes a parked Read with a deadline in the
+	// past puts it back.
+	rdl atomic.Int64
+	// wakeMu orders a wake (a read deadline in the past, set while Read
+	// is parked) before Read's restoring of rdl.
+	wakeMu sync.Mutex
+	// For an adopted conn waiting for its first request (fAdoptWait):
+	// idleTimeout is its server's idle timeout (from ConnContext), which
+	// applies while it waits, as it did in the other process; hdrWait is
+	// the header timeout net/http set, which applies once bytes arrive.
+	idleTimeout time.Duration
+	hdrWait     atomic.Int64
+
 	// guarded by l.mu
 	prev, next *conn
 	state      connState
@@ -55,6 +73,8 @@ type conn struct {
 	wrapped    bool // ConnState sees the conn through a wrapper (TLS)
 	h2         bool // speaks HTTP/2: counted in l.http2, never closed idle
 	reason     closeReason
+	moved      bool  // handed over to another process
+	tries      uint8 // hand-overs given up because a request was arriving
 	idleSince  time.Time
 	timer      *time.Timer // idle-grace timer, only on marked conns
 }
@@ -81,8 +101,38 @@ const (
 	// the negotiated protocol; it stops looking.
 	fALPNDone
 
-	// Bits 8 to 15 count the preface bytes matched so far.
-	prefaceShift = 8
+	// The bits of the hand-over (handover.go).
+
+	// fIdleRead: an HTTP/1 conn, not through TLS, in StateIdle or
+	// StateNew: its next Read asking for a full buffer (idleReadLen)
+	// with fArrived clear waits for the next request, with nothing
+	// buffered in net/http. Set and cleared by ConnState.
+	fIdleRead
+	// fRawIdle: a raw TCP server declared that it holds nothing of the
+	// conn and waits for its next message (Idle); cleared by Busy and by
+	// the first bytes Read returns.
+	fRawIdle
+	// fParked: Read waits in the inner Read for the next request (or
+	// message): a hand-over may wake it.
+	fParked
+	// fWoken: a hand-over set a read deadline in the past on the parked
+	// Read; Read puts the server's back before it does anything else.
+	fWoken
+	// fHandOver: the conn is to be handed over when it next waits for a
+	// request, and gets no "Connection: close" meanwhile.
+	fHandOver
+	// fMoving: Read is handing the conn over; the idle closer leaves it.
+	fMoving
+	// fGone: the conn was handed over: Read returns io.EOF, Write fails.
+	fGone
+	// fAdoptWait: the conn was adopted from another process and waits
+	// for its first request here: it is an idle keep-alive connection,
+	// not a new one, so the server's idle timeout applies, not its
+	// header timeout (see SetReadDeadline).
+	fAdoptWait
+
+	// Bits 16 to 23 count the preface bytes matched so far.
+	prefaceShift = 16
 	prefaceMask  = 0xff << prefaceShift
 
 	// readBits are the bits Read sets: when all are set, Read costs one
@@ -109,12 +159,17 @@ func (x *connCtx) Value(key any) any {
 }
 
 // trackLocked wraps a freshly accepted conn and adds it to the list. A
-// conn accepted while a drain is in progress is marked from the start.
+// conn accepted while a drain is in progress is marked from the start, or,
+// while the drain hands connections over, is to be handed over.
 func (l *Listener) trackLocked(nc net.Conn) *conn {
 	c := &conn{Conn: nc, l: l, state: stActive}
 	c.ctx.c = c
 	if l.drain != nil {
-		c.flags.Store(fMarked)
+		if l.ho != nil && canMove(nc) {
+			c.flags.Store(fHandOver)
+		} else {
+			c.flags.Store(fMarked)
+		}
 	}
 	c.next = l.head
 	if l.head != nil {
@@ -131,13 +186,64 @@ func (l *Listener) trackLocked(nc net.Conn) *conn {
 // Read reads from the connection. It notes that bytes arrived, so that
 // the idle closer leaves a conn whose next request is being read alone,
 // and looks for the HTTP/2 client preface at the start of the conn. Once
-// both are noted, a Read costs one atomic load.
+// both are noted, a Read costs one atomic load; a Read that waits for the
+// next request (see idleRead) costs two more atomic operations, and is
+// where a hand-over takes the conn (handover.go).
 func (c *conn) Read(b []byte) (int, error) {
+	for {
+		f := c.flags.Load()
+		if f&(fIdleRead|fRawIdle|fGone) == 0 || !c.idleRead(f, len(b)) {
+			n, err := c.Conn.Read(b)
+			if n > 0 && c.flags.Load()&readBits != readBits {
+				c.noteRead(b[:n])
+			}
+			return n, err
+		}
+		if f&fGone != 0 {
+			return 0, io.EOF
+		}
+		if c.flags.Or(fParked)&fHandOver != 0 {
+			// To hand over: nothing of the next request is read.
+			c.flags.And(^fParked)
+			if c.handOver() {
+				return 0, io.EOF
+			}
+			return c.readNoted(b)
+		}
+		n, err := c.Conn.Read(b)
+		if c.flags.And(^fParked)&fWoken != 0 {
+			c.unwake()
+			if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+				continue // woken for a hand-over: fHandOver is set
+			}
+		}
+		if n > 0 {
+			c.noteRead(b[:n])
+		}
+		return n, err
+	}
+}
+
+// readNoted is a Read without the idle path.
+func (c *conn) readNoted(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
-	if n > 0 && c.flags.Load()&readBits != readBits {
+	if n > 0 {
 		c.noteRead(b[:n])
 	}
 	return n, err
+}
+
+// idleReadLen is the size of net/http's bufio.Reader (bufio's default,
+// which net/http uses for every HTTP/1 conn): a Read that asks for that
+// many bytes has a reader with no byte buffered.
+const idleReadLen = 4096
+
+// idleRead reports whether a Read of n bytes, with flags f, waits for the
+// next request or message with nothing of it read: an HTTP/1 conn idle or
+// new, with no byte arrived since, asking for a whole bufio buffer; or a
+// raw conn its server declared Idle; or a conn handed over already.
+func (c *conn) idleRead(f uint32, n int) bool {
+	return f&(fRawIdle|fGone) != 0 || f&fArrived == 0 && n == idleReadLen
 }
 
 // noteRead is Read's slow path: the first bytes since the conn became
@@ -147,7 +253,14 @@ func (c *conn) noteRead(p []byte) {
 	if c.flags.Load()&fPrefaceDone == 0 {
 		c.matchPreface(p)
 	}
-	if old := c.flags.Or(fArrived | fRecent); old&fArrived == 0 {
+	old := c.flags.Or(fArrived | fRecent)
+	if old&fRawIdle != 0 {
+		c.flags.And(^fRawIdle) // the message is here: Idle again to move
+	}
+	if old&fAdoptWait != 0 {
+		c.startAdopted()
+	}
+	if old&fArrived == 0 {
 		if f := c.l.test.arrived; f != nil {
 			f()
 		}
@@ -199,11 +312,72 @@ func (l *Listener) setHTTP2Locked(c *conn) {
 	if c.timer != nil {
 		c.timer.Stop()
 	}
+	c.flags.And(^fIdleRead)
+	l.keepLocked(c) // HTTP/2 state lives in this process
 	l.changedLocked()
+}
+
+// Write writes to the connection, unless it was handed over: another
+// process answers on it now.
+func (c *conn) Write(b []byte) (int, error) {
+	if c.flags.Load()&fGone != 0 {
+		return 0, c.goneError("write")
+	}
+	return c.Conn.Write(b)
+}
+
+// goneError is the error of a write on a conn handed over.
+func (c *conn) goneError(op string) error {
+	return &net.OpError{Op: op, Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: ErrHandedOver}
+}
+
+// SetDeadline sets the inner conn's deadlines, and notes the read
+// deadline for a hand-over that has to wake a parked Read.
+func (c *conn) SetDeadline(t time.Time) error {
+	c.rdl.Store(deadlineNano(t))
+	return c.Conn.SetDeadline(t)
+}
+
+// SetReadDeadline sets the inner conn's read deadline, and notes it (see
+// SetDeadline). On an adopted conn that waits for its first request, the
+// deadline net/http sets for a new connection's header is kept for when
+// the request starts; until then the server's idle timeout applies, as to
+// any idle keep-alive connection.
+func (c *conn) SetReadDeadline(t time.Time) error {
+	if !t.IsZero() && c.flags.Load()&fAdoptWait != 0 {
+		c.hdrWait.Store(int64(max(time.Until(t), 1)))
+		t = time.Time{}
+		if c.idleTimeout > 0 {
+			t = time.Now().Add(c.idleTimeout)
+		}
+	}
+	c.rdl.Store(deadlineNano(t))
+	return c.Conn.SetReadDeadline(t)
+}
+
+// startAdopted: the first bytes of an adopted conn's first request
+// arrived; from now on the header timeout applies.
+func (c *conn) startAdopted() {
+	c.flags.And(^fAdoptWait)
+	if d := c.hdrWait.Swap(0); d > 0 {
+		t := time.Now().Add(time.Duration(d))
+		c.rdl.Store(deadlineNano(t))
+		_ = c.Conn.SetReadDeadline(t)
+	}
+}
+
+func deadlineNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
 }
 
 // ReadFrom keeps the inner conn's sendfile/splice path that net/http uses.
 func (c *conn) ReadFrom(r io.Reader) (int64, error) {
+	if c.flags.Load()&fGone != 0 {
+		return 0, c.goneError("readfrom")
+	}
 	if rf, ok := c.Conn.(io.ReaderFrom); ok {
 		return rf.ReadFrom(r)
 	}
@@ -211,8 +385,13 @@ func (c *conn) ReadFrom(r io.Reader) (int64, error) {
 }
 
 // CloseWrite shuts down the writing side, if the inner conn can (net/http
-// uses it to avoid a TCP reset after an early close).
+// uses it to avoid a TCP reset after an early close). On a conn handed
+// over it does nothing: the shutdown would reach the client through the
+// other process's socket.
 func (c *conn) CloseWrite() error {
+	if c.flags.Load()&fGone != 0 {
+		return nil
+	}
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
@@ -224,12 +403,18 @@ func (c *conn) CloseWrite() error {
 func (c *conn) NetConn() net.Conn { return c.Conn }
 
 // Close closes the connection. The first call counts; later calls return an
-// error wrapping net.ErrClosed, as a net.TCPConn does.
+// error wrapping net.ErrClosed, as a net.TCPConn does. On a conn handed
+// over (already closed here, with no FIN: the other process holds the
+// socket) it returns nil.
 func (c *conn) Close() error {
 	l := c.l
 	l.mu.Lock()
 	if c.closed {
+		moved := c.moved
 		l.mu.Unlock()
+		if moved {
+			return nil
+		}
 		return &net.OpError{Op: "close", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: net.ErrClosed}
 	}
 	l.closeLocked(c, closedByPeerOrServer)
@@ -250,12 +435,19 @@ func (l *Listener) closeLocked(c *conn, why closeReason) {
 	if c.timer != nil {
 		c.timer.Stop()
 	}
+	c.flags.And(^(fIdleRead | fHandOver))
+	if why == closedHandedOver {
+		c.moved = true
+		l.handedOver++
+	}
 	if d := l.drain; d != nil {
 		switch why {
 		case closedIdle:
 			d.stats.ClosedIdle++
 		case closedForced:
 			d.stats.Forced++
+		case closedHandedOver:
+			d.stats.HandedOver++
 		default:
 			d.stats.ClosedByPeerOrServer++
 		}
@@ -329,7 +521,15 @@ func (c *conn) setState(s connState, httpClosed, wrapped, h2 bool) {
 		// through TLS, to the handshake); the next request is not here.
 		c.flags.And(^fArrived)
 	}
-	if c.flags.Load()&fMarked != 0 && !c.h2 {
+	if idle && !c.wrapped && !c.h2 {
+		c.flags.Or(fIdleRead)
+	} else {
+		c.flags.And(^fIdleRead)
+	}
+	if c.wrapped || s == stHijacked {
+		l.keepLocked(c) // TLS session state lives in this process
+	}
+	if f := c.flags.Load(); (f&fMarked != 0 || f&fHandOver != 0 && l.drain != nil) && !c.h2 {
 		if idle {
 			l.armIdleLocked(c, time.Now())
 		} else if c.timer != nil {
@@ -365,6 +565,15 @@ func (c *conn) idleCheck() {
 		l.mu.Unlock()
 		return
 	}
+	if f := c.flags.Load(); f&fMoving != 0 || f&fMarked == 0 && (f&fHandOver == 0 || l.drain == nil) {
+		// Being handed over; or no longer draining (Undrain) and never
+		// marked.
+		if f&fMoving != 0 {
+			c.timer.Reset(l.grace)
+		}
+		l.mu.Unlock()
+		return
+	}
 	since := c.idleSince
 	if left := l.grace - time.Since(since); left > 0 {
 		c.timer.Reset(left) // went active and idle again meanwhile
@@ -388,6 +597,9 @@ func (c *conn) idleCheck() {
 	if c.closed || c.h2 || (c.state != stIdle && c.state != stNew) || !c.idleSince.Equal(since) {
 		l.mu.Unlock()
 		return
+	}
+	if c.flags.Load()&fMoving != 0 {
+		busy = true // a hand-over took it meanwhile
 	}
 	if busy {
 		// The next request is arriving; net/http will report StateActive.

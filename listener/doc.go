@@ -104,21 +104,59 @@
 // accepted from then on are served as usual, and a later Drain covers
 // them all.
 //
+// # Handing connections over
+//
+// During an upgrade the process that takes over the socket can also take
+// the established connections: [Listener.HandOver] makes the drain pass the
+// socket of each connection that waits for its next request to that
+// process (the upgrader package sends it over a unix socket with
+// SCM_RIGHTS), which calls [Listener.Adopt] and serves it as if it had
+// just accepted it. The client sees nothing: no FIN, no "Connection:
+// close", no reconnect. A connection moves only when nothing of its next
+// request has been read: net/http's goroutine waits in Read for a whole
+// buffer (so net/http holds no buffered byte), the idle closer is not at
+// it, and a last look at the socket finds no byte waiting; a request that
+// is arriving is answered here, once, and bytes that arrive after the look
+// stay in the kernel for the other process. A Read already waiting when
+// the hand-over starts is woken by a read deadline in the past, which
+// returns without consuming anything.
+//
+// What cannot move drains as before: TLS connections (their session keys
+// and sequence numbers live in crypto/tls in this process; moving them
+// would take kernel TLS, or an export of the session's state that
+// crypto/tls does not offer), HTTP/2 connections (stream and HPACK state),
+// hijacked connections, and connections in the middle of a request. While
+// the hand-over lasts, a connection that may still move is not told
+// "Connection: close": it moves when its response is done. If the other
+// process takes nothing (the send fails), the drain goes on as without a
+// hand-over.
+//
+// An adopted connection waits for its first request here under the
+// server's idle timeout (IdleTimeout, or ReadTimeout), read from the
+// server by [ConnContext], not under the header timeout net/http gives a
+// new connection, which applies once the request starts.
+//
 // # Raw TCP servers
 //
 // Without net/http no ConnState arrives: a connection counts as active from
 // Accept until its Close. Drain waits for such connections and force-closes
 // them at the deadline; the server watches [Listener.Draining] to finish its
-// work and close them.
+// work and close them. A raw server can let its connections be handed over:
+// it calls [Idle] before each Read that waits for the next message with
+// nothing of it buffered; such a Read may then return io.EOF once the
+// connection has moved, and the server closes it (Close returns nil).
 //
 // # Costs
 //
 // Accept allocates one small struct per connection, which also holds the
 // connection's context. A request costs two short critical sections on the
 // listener's mutex (its ConnState transitions), one atomic load in
-// [Handler], and in Read an atomic load per call plus one atomic update
-// on the first bytes after the connection went idle; nothing is allocated
-// per request. Over TLS, ConnState also reads the negotiated protocol
+// [Handler], in Read an atomic load per call plus one atomic update on the
+// first bytes after the connection went idle and two around the Read that
+// waits for the next request, an atomic store per SetReadDeadline and an
+// atomic load per Write; nothing is allocated per request. A hand-over
+// costs, per connection moved, a peek and a dup of its descriptor, and a
+// message per 253 connections. Over TLS, ConnState also reads the negotiated protocol
 // once per connection. A waiting [Listener.Await] costs each change of
 // the counts a non-blocking channel send. Each idle HTTP/1 connection
 // marked by a drain has a timer (time.AfterFunc, stopped on close); no

@@ -21,15 +21,25 @@ type DrainStats struct {
 	ClosedByPeerOrServer int
 	// Forced counts connections force-closed when the context was done.
 	Forced int
+	// HandedOver counts connections handed over to the process that took
+	// over the listener's socket (see Listener.HandOver): that process
+	// serves them now.
+	HandedOver int
 	// Duration is the time from the start of the drain to its end (the
 	// release of the last connection, or the force-close), or to now if
 	// neither has happened yet.
 	Duration time.Duration
 }
 
-// The three Closed counts cover every connection closed after the drain
-// started; they add up to Conns unless a connection was accepted during
-// the drain (a Pause racing with a pending Accept), which is counted too.
+// Kept returns the number of connections the drain ended in this process
+// rather than handing them over: ClosedIdle + ClosedByPeerOrServer +
+// Forced.
+func (s DrainStats) Kept() int { return s.ClosedIdle + s.ClosedByPeerOrServer + s.Forced }
+
+// Kept and HandedOver cover every connection closed or handed over after
+// the drain started; they add up to Conns unless a connection was accepted
+// during the drain (a Pause racing with a pending Accept), which is counted
+// too.
 
 // ErrUndrained is wrapped by the error of a Drain call whose drain was
 // called off by [Listener.Undrain] before it completed.
@@ -89,6 +99,11 @@ func (d *drainState) statsLocked() DrainStats {
 //  4. waits for active requests, streamed responses, hijacked connections,
 //     raw TCP connections and HTTP/2 connections to end on their own.
 //
+// With a hand-over ([Listener.HandOver]) the connections that can move
+// skip steps 2 and 3: each is handed to the other process as soon as it
+// waits for its next request (at once for those idle when the drain
+// starts), and its response meanwhile does not say "Connection: close".
+//
 // Drain never closes an idle HTTP/2 connection before ctx is done: closed
 // without a GOAWAY, its client could lose the request it is sending. Only
 // http.Server.Shutdown sends every HTTP/2 connection a GOAWAY at once. So,
@@ -117,12 +132,14 @@ func (d *drainState) statsLocked() DrainStats {
 func (l *Listener) Drain(ctx context.Context) (DrainStats, error) {
 	l.mu.Lock()
 	d := l.drain
+	var wake []*conn
 	if d == nil {
-		d = l.startDrainLocked()
+		d, wake = l.startDrainLocked()
 	}
 	d.calls++
 	l.changedLocked()
 	l.mu.Unlock()
+	wakeAll(wake)
 
 	select {
 	case <-d.done:
@@ -179,36 +196,50 @@ func (l *Listener) logDrain(level slog.Level, msg string, s DrainStats, extra ..
 		slog.Int("closed_idle", s.ClosedIdle),
 		slog.Int("closed_by_peer_or_server", s.ClosedByPeerOrServer),
 		slog.Int("forced", s.Forced),
+		slog.Int("handed_over", s.HandedOver),
+		slog.Int("kept", s.Kept()),
 		slog.Duration("duration", s.Duration),
 	}, extra...)
 	l.log.LogAttrs(context.Background(), level, msg, attrs...)
 }
 
-// startDrainLocked starts a drain: it marks every open conn (a conn still
-// marked by a drain that Undrain called off keeps its grace running) and
-// starts the grace of the idle ones.
-func (l *Listener) startDrainLocked() *drainState {
+// startDrainLocked starts a drain: with a hand-over (HandOver), every
+// conn that can move is to be handed over; it marks every other open conn
+// (a conn still marked by a drain that Undrain called off keeps its grace
+// running) and starts the grace of the idle ones. It returns the conns
+// to wake for the hand-over once the lock is released.
+func (l *Listener) startDrainLocked() (*drainState, []*conn) {
 	now := time.Now()
 	d := &drainState{start: now, done: make(chan struct{}), undone: make(chan struct{})}
 	l.drain = d
 	l.pauseLocked()
 	close(l.drainingCh)
+	var wake []*conn
+	if l.hoSend != nil {
+		wake = l.startHandOverLocked()
+	}
 	for c := l.head; c != nil; c = c.next {
 		if c.closed {
 			continue
 		}
 		d.stats.Conns++
-		if c.flags.Load()&fMarked != 0 {
+		f := c.flags.Load()
+		if f&fMarked != 0 {
 			continue
 		}
-		c.flags.Or(fMarked)
+		if f&fHandOver == 0 {
+			c.flags.Or(fMarked)
+		}
 		if (c.state == stIdle || c.state == stNew) && !c.h2 {
+			// For a conn to hand over, the grace is the fallback if it
+			// never waits for a request in a way that lets it move.
 			l.armIdleLocked(c, now)
 		}
 	}
-	l.log.Info("listener: draining", "addr", l.inner.Addr().String(), "conns", d.stats.Conns, "idle_grace", l.grace)
+	l.log.Info("listener: draining", "addr", l.inner.Addr().String(), "conns", d.stats.Conns, "idle_grace", l.grace,
+		"hand_over", l.ho != nil)
 	l.maybeDrainedLocked()
-	return d
+	return d, wake
 }
 
 // Undrain calls off the drain in progress, for a rollback: the process
@@ -222,7 +253,9 @@ func (l *Listener) startDrainLocked() *drainState {
 // without losing a request: the next response on each says
 // "Connection: close" and the idle closer still closes them after
 // IdleGrace, but nothing waits for them. Connections accepted from now on
-// are not marked. A later Drain starts a new drain, which covers every
+// are not marked. A hand-over (HandOver) ends: connections not moved yet
+// are served here as any other, and the next Drain hands over only after
+// another HandOver. A later Drain starts a new drain, which covers every
 // open connection, still-marked ones included.
 //
 // Undrain reports whether a drain was in progress: Drain had been called
@@ -237,6 +270,7 @@ func (l *Listener) Undrain() bool {
 		return false
 	}
 	l.drain = nil
+	l.stopHandOverLocked()
 	if d.end.IsZero() {
 		d.undoneT = time.Now()
 		close(d.undone)

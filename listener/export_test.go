@@ -44,3 +44,7 @@ func DrainCalls(l *Listener) int {
 	}
 	return l.drain.calls
 }
+
+// SetBeforePeekHook installs f to be called by a hand-over of a conn just
+// before it looks for bytes of a next request. Call it before l is used.
+func SetBeforePeekHook(l *Listener, f func()) { l.test.beforePeek = f }

@@ -102,7 +102,10 @@ const http2ALPN = "h2"
 // the connection of a request. It returns a context with ctx's values and
 // deadline, and allocates nothing; it is safe for concurrent use. For
 // connections no Listener accepted it returns ctx. ConfigureServer
-// installs it.
+// installs it. For a connection adopted from another process
+// ([Listener.Adopt]) it also reads the server's idle timeout, which then
+// applies until the connection's first request here, instead of the
+// header timeout net/http gives a new connection.
 func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	tc := tracked(c)
 	if tc == nil {
@@ -110,6 +113,16 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	}
 	if v, _ := ctx.Value(connKey{}).(*conn); v == tc {
 		return ctx // installed twice: do not make the context its own parent
+	}
+	if tc.flags.Load()&fAdoptWait != 0 {
+		// An idle keep-alive conn from another process: its server's
+		// idle timeout applies until its next request (SetReadDeadline).
+		if srv, _ := ctx.Value(http.ServerContextKey).(*http.Server); srv != nil {
+			tc.idleTimeout = srv.IdleTimeout
+			if tc.idleTimeout == 0 {
+				tc.idleTimeout = srv.ReadTimeout
+			}
+		}
 	}
 	tc.ctx.Context = ctx
 	return &tc.ctx

@@ -72,6 +72,15 @@ type Listener struct {
 	drainingCh chan struct{}          // closed when a drain starts; replaced by Undrain
 	waiters    map[chan struct{}]bool // Await calls, signalled by changedLocked
 
+	// The hand-over (handover.go).
+	hoSend     SendFunc      // set by HandOver: the next drain hands over
+	ho         *handOver     // the hand-over in progress, nil if none
+	handedOver uint64        // conns ever handed over
+	adopted    []net.Conn    // handed over to this listener, for Accept
+	adoptedN   uint64        // conns ever adopted
+	adoptCh    chan struct{} // signalled by Adopt, for an Accept that waits
+	kicked     bool          // Adopt interrupted the inner Accept
+
 	test testHooks
 }
 
@@ -87,6 +96,9 @@ type testHooks struct {
 	// arrived is called, without locks, by Read when the first bytes
 	// arrive on a conn since it last became idle.
 	arrived func()
+	// beforePeek is called, without locks, by a hand-over just before it
+	// looks for bytes of a next request.
+	beforePeek func()
 }
 
 // changedLocked wakes the Await calls and the test hook after a change of
@@ -124,6 +136,7 @@ func Wrap(ln net.Listener, opts Options) *Listener {
 		log:        opts.Logger,
 		closed:     make(chan struct{}),
 		drainingCh: make(chan struct{}),
+		adoptCh:    make(chan struct{}, 1),
 	}
 	l.dl, _ = ln.(deadliner)
 	return l
@@ -140,16 +153,20 @@ func (l *Listener) Addr() net.Addr { return l.inner.Addr() }
 // paused, Accept blocks without calling the inner Accept, so connections
 // stay in the kernel's backlog (for another process sharing the socket to
 // take). After Close it returns an error that wraps [net.ErrClosed].
+// Connections handed to [Listener.Adopt] come out first, paused or not.
 //
 // A connection the inner Accept returned while Pause raced with it is
 // returned to the caller: it is never dropped.
 func (l *Listener) Accept() (net.Conn, error) {
 	for {
+		if c := l.takeAdopted(); c != nil {
+			return c, nil
+		}
 		if err := l.waitUnpaused(); err != nil {
 			return nil, err
 		}
 		l.mu.Lock()
-		if l.paused { // paused again between waitUnpaused and here
+		if l.paused || len(l.adopted) > 0 { // paused again, or adopted, since waitUnpaused
 			l.mu.Unlock()
 			continue
 		}
@@ -157,11 +174,15 @@ func (l *Listener) Accept() (net.Conn, error) {
 		fin := l.finishing && l.dl != nil
 		if l.dl != nil {
 			l.inAccept++
-			if fin {
+			switch {
+			case fin:
 				// Try the backlog without waiting for new arrivals. A
 				// deadline in the past would not even try: give it 1 ms.
 				_ = l.dl.SetDeadline(time.Now().Add(time.Millisecond))
+			case l.kicked:
+				_ = l.dl.SetDeadline(time.Time{}) // Adopt's interruption is over
 			}
+			l.kicked = false
 		}
 		l.changedLocked()
 		l.mu.Unlock()
@@ -182,7 +203,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 				_ = l.Close()
 				return nil, l.closedError()
 			}
-			retry := timeout && (l.paused || l.pauseGen != gen || l.finishing)
+			retry := timeout && (l.paused || l.pauseGen != gen || l.finishing || l.kicked || len(l.adopted) > 0)
 			l.maybeDrainedLocked()
 			l.changedLocked()
 			l.mu.Unlock()
@@ -200,21 +221,38 @@ func (l *Listener) Accept() (net.Conn, error) {
 	}
 }
 
-// waitUnpaused blocks while the listener is paused. It returns the
-// closed error once Close has been called.
+// takeAdopted returns the next adopted conn, tracked, or nil.
+func (l *Listener) takeAdopted() net.Conn {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.adopted) == 0 || l.isClosed() {
+		return nil
+	}
+	nc := l.adopted[0]
+	l.adopted[0] = nil
+	l.adopted = l.adopted[1:]
+	l.adoptedN++
+	c := l.trackLocked(nc)
+	c.flags.Or(fAdoptWait)
+	return c
+}
+
+// waitUnpaused blocks while the listener is paused and nothing was
+// adopted. It returns the closed error once Close has been called.
 func (l *Listener) waitUnpaused() error {
 	for {
 		if l.isClosed() {
 			return l.closedError()
 		}
 		l.mu.Lock()
-		paused, resume := l.paused, l.resume
+		paused, resume, adopted := l.paused, l.resume, len(l.adopted) > 0
 		l.mu.Unlock()
-		if !paused {
+		if !paused || adopted {
 			return nil
 		}
 		select {
 		case <-resume:
+		case <-l.adoptCh:
 		case <-l.closed:
 		}
 	}
@@ -236,11 +274,19 @@ func (l *Listener) closedError() error {
 
 // Close closes the inner listener and makes Accept return an error wrapping
 // net.ErrClosed. It does not close tracked connections (use Drain) and it
-// does not end a drain. Close does not block, and is idempotent: later
-// calls return the first call's result.
+// does not end a drain; adopted connections that Accept has not returned
+// yet are closed. Close does not block, and is idempotent: later calls
+// return the first call's result.
 func (l *Listener) Close() error {
 	l.closeOnce.Do(func() {
+		l.mu.Lock()
 		close(l.closed)
+		left := l.adopted
+		l.adopted = nil
+		l.mu.Unlock()
+		for _, c := range left {
+			_ = c.Close()
+		}
 		l.closeErr = l.inner.Close()
 	})
 	return l.closeErr
@@ -347,7 +393,12 @@ type Counts struct {
 	Idle     int    // HTTP keep-alive conns between requests
 	New      int    // HTTP conns accepted that have not started a request yet
 	Hijacked int    // hijacked by a handler (WebSockets) and not yet closed
-	Accepted uint64 // connections ever returned by Accept
+	Accepted uint64 // connections ever returned by Accept, adopted ones included
+
+	// Adopted counts the connections ever handed to this listener by
+	// another process (Adopt) and returned by Accept; HandedOver those
+	// it ever handed over to another process (HandOver).
+	Adopted, HandedOver uint64
 
 	// HTTP2 counts the open connections known to speak HTTP/2: over TLS,
 	// those that negotiated "h2"; in clear text, those that began with
@@ -371,12 +422,14 @@ func (l *Listener) Counts() Counts {
 
 func (l *Listener) countsLocked() Counts {
 	return Counts{
-		Active:   l.byState[stActive],
-		Idle:     l.byState[stIdle],
-		New:      l.byState[stNew],
-		Hijacked: l.byState[stHijacked],
-		Accepted: l.accepted,
-		HTTP2:    l.http2,
+		Active:     l.byState[stActive],
+		Idle:       l.byState[stIdle],
+		New:        l.byState[stNew],
+		Hijacked:   l.byState[stHijacked],
+		Accepted:   l.accepted,
+		Adopted:    l.adoptedN,
+		HandedOver: l.handedOver,
+		HTTP2:      l.http2,
 	}
 }
 

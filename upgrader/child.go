@@ -2,11 +2,17 @@ package upgrader
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
 	"os"
 	"time"
 
 	"github.com/handoff-go/handoff/internal/control"
+	"github.com/handoff-go/handoff/internal/fdpass"
+	"github.com/handoff-go/handoff/listener"
 )
 
 // The new generation's side of an upgrade (N+1, started by N):
@@ -83,7 +89,8 @@ func (m *machine) handshake() error {
 		return fmt.Errorf("%w: %w", ErrMalformedEnvironment, err)
 	}
 	_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
-	if err := c.Send(control.Message{Type: control.TypeHello, PID: os.Getpid()}); err != nil {
+	handOver := !u.opts.NoHandOver && control.HandOverSupported
+	if err := c.Send(control.Message{Type: control.TypeHello, PID: os.Getpid(), HandOver: handOver}); err != nil {
 		c.Close()
 		return fmt.Errorf("%w: %w", ErrMalformedEnvironment, err)
 	}
@@ -104,7 +111,89 @@ func (m *machine) handshake() error {
 	if msg.Interval > 0 {
 		m.interval = msg.Interval
 	}
+	if handOver && msg.HandOver {
+		// The parent hands connections over on the fd channel. Without
+		// it this generation works all the same: they drain there.
+		if m.fds, err = control.DialFDs(handshakeTimeout); err != nil {
+			u.log.Warn("upgrader: no fd channel to the previous generation; its connections drain there", "error", err)
+		}
+	}
 	return nil
+}
+
+// adoptConns receives the connections the parent hands over on the fd
+// channel and hands each to the listener it names (the one with the same
+// address: both generations hold the same sockets), whose Accept returns
+// it first. It runs until the channel ends: the parent exited or closed
+// it, or Close closed it.
+func (u *Upgrader) adoptConns(fc *fdpass.Conn) {
+	adopted, lost := 0, 0
+	for {
+		header, fds, err := fc.Receive()
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				u.log.Warn("upgrader: fd channel to the previous generation", "error", err)
+			}
+			break
+		}
+		ln := u.listenerFor(string(header))
+		for _, fd := range fds {
+			if u.adopt(ln, fd) {
+				adopted++
+			} else {
+				lost++
+			}
+		}
+	}
+	if adopted > 0 || lost > 0 {
+		level := slog.LevelInfo
+		if lost > 0 {
+			level = slog.LevelWarn
+		}
+		u.log.Log(context.Background(), level, "upgrader: connections adopted from the previous generation",
+			"adopted", adopted, "lost", lost)
+	}
+}
+
+// listenerFor returns the listener whose key (control.ListenerKey) is key,
+// or nil.
+func (u *Upgrader) listenerFor(key string) *listener.Listener {
+	for _, ln := range u.Listeners() {
+		if control.ListenerKey(ln.Addr()) == key {
+			return ln
+		}
+	}
+	return nil
+}
+
+// adopt makes a conn of the descriptor fd, received on the fd channel, and
+// hands it to ln. It reports whether ln took it; if not, the connection is
+// closed (its client sees the end of it, as after an idle close).
+func (u *Upgrader) adopt(ln *listener.Listener, fd int) bool {
+	f := os.NewFile(uintptr(fd), "handed-over")
+	c, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return false
+	}
+	if ln == nil || ln.Adopt(c) != nil {
+		c.Close()
+		return false
+	}
+	return true
+}
+
+// adoptingKeys are the keys of the listeners into which this generation
+// adopts connections, for probation-passed; none without an fd channel.
+func (m *machine) adoptingKeys() []string {
+	if m.fds == nil {
+		return nil
+	}
+	var keys []string
+	for _, ln := range m.u.Listeners() {
+		keys = append(keys, control.ListenerKey(ln.Addr()))
+	}
+	return keys
 }
 
 // watchParent starts the goroutines that report the parent's messages and
@@ -130,6 +219,14 @@ func (m *machine) watchParent() {
 		}
 		return parentExited{}
 	})
+	if fc := m.fds; fc != nil {
+		done := make(chan struct{})
+		m.adopting = done
+		u.wg.Go(func() {
+			defer close(done)
+			u.adoptConns(fc)
+		})
+	}
 }
 
 func (m *machine) sendParent(msg control.Message) {
@@ -354,7 +451,7 @@ func (m *machine) onProbeDone(r probeDone) {
 		m.sendParent(control.Message{Type: control.TypeUnhealthy, Reason: fmt.Sprintf("health check failed %s: %v", when, r.err)})
 	case r.atEnd:
 		m.probe.passed = true
-		m.sendParent(control.Message{Type: control.TypeProbationPassed})
+		m.sendParent(control.Message{Type: control.TypeProbationPassed, Listeners: m.adoptingKeys()})
 	case m.probe.endDue:
 		// The window ended while this check ran: one more, the last.
 		m.startProbe(true)

@@ -63,6 +63,22 @@
 // A new generation takes charge only when its parent is known to be gone
 // (tableflip's pipe from the parent reached EOF): then nothing else serves.
 //
+// # Connections handed over
+//
+// Once N+1 has committed, N does not end its idle keep-alive connections:
+// Drain hands each HTTP/1 connection that waits for its next request (and
+// each raw one its server declared listener.Idle) to N+1, which adopts it
+// into its listener of the same address and serves it as if it had just
+// accepted it; the client sees nothing. The sockets travel on a second
+// channel beside the control channel, a unix socket of type SOCK_SEQPACKET
+// carrying up to 253 descriptors per message (SCM_RIGHTS), whose peer
+// credentials are checked the same way. Both generations must agree in
+// the hand-shake: an older binary, or one with Options.NoHandOver, does
+// not, and connections then drain as before. TLS and HTTP/2 connections,
+// hijacked ones and those in the middle of a request always drain (see
+// listener.Listener.HandOver for why). If N+1 dies or stops during the
+// drain, the hand-over ends and the rest drains in N. On Linux only.
+//
 // # The process is the unit
 //
 // One Upgrader exists per process (New fails the second time): the sockets,

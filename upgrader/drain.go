@@ -5,9 +5,12 @@ import (
 	"errors"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/handoff-go/handoff/internal/control"
+	"github.com/handoff-go/handoff/internal/fdpass"
 	"github.com/handoff-go/handoff/listener"
 )
 
@@ -25,7 +28,22 @@ type drainPlan struct {
 	// process holds the same sockets, and connections the kernel queues
 	// while it dies must not be left to it.
 	childGone <-chan struct{}
+	// handOver, when set, is the fd channel to the committed successor,
+	// and keys the listeners that adopt: their connections are handed
+	// over rather than ended.
+	handOver *fdpass.Conn
+	keys     []string
+	// adopting, when set, is closed once the fd channel from the previous
+	// generation ended. A final stop adopts until then (bounded by
+	// adoptWait): the previous generation, told that this one stops,
+	// sends nothing more, but what it sent already must find listeners
+	// open.
+	adopting <-chan struct{}
 }
+
+// adoptWait bounds how long a final stop waits for the previous
+// generation's fd channel to end.
+const adoptWait = 2 * time.Second
 
 type drainResult struct {
 	stats listener.DrainStats
@@ -98,6 +116,15 @@ func (u *Upgrader) stopAccepting(ctx context.Context, d *drainRun) {
 			case <-ctx.Done():
 			}
 		}
+		if d.plan.adopting != nil {
+			t := time.NewTimer(adoptWait)
+			select {
+			case <-d.plan.adopting:
+			case <-t.C:
+			case <-ctx.Done():
+			}
+			t.Stop()
+		}
 		fctx, cancel := context.WithTimeout(ctx, finishTimeout)
 		defer cancel()
 		var wg sync.WaitGroup
@@ -161,6 +188,15 @@ func (u *Upgrader) runDrain(ctx context.Context, d *drainRun) drainResult {
 	context.AfterFunc(d.await, cancel)
 	u.stopAccepting(ctx, d)
 	lns := u.Listeners()
+	if fc := d.plan.handOver; fc != nil {
+		for _, ln := range lns {
+			key := control.ListenerKey(ln.Addr())
+			if slices.Contains(d.plan.keys, key) {
+				header := []byte(key)
+				ln.HandOver(func(fds []int) error { return fc.Send(header, fds) })
+			}
+		}
+	}
 	start := time.Now()
 	results := make([]drainResult, len(lns))
 	var wg sync.WaitGroup
@@ -186,6 +222,7 @@ func (u *Upgrader) runDrain(ctx context.Context, d *drainRun) drainResult {
 		total.stats.ClosedIdle += r.stats.ClosedIdle
 		total.stats.ClosedByPeerOrServer += r.stats.ClosedByPeerOrServer
 		total.stats.Forced += r.stats.Forced
+		total.stats.HandedOver += r.stats.HandedOver
 		if r.err != nil && total.err == nil && !errors.Is(r.err, listener.ErrUndrained) {
 			total.err = r.err
 		}

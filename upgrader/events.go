@@ -133,7 +133,9 @@ func (u *Upgrader) emit(e Event) {
 		attrs = append(attrs,
 			slog.Int("conns", e.Drain.Conns),
 			slog.Int("closed_idle", e.Drain.ClosedIdle),
-			slog.Int("forced", e.Drain.Forced))
+			slog.Int("forced", e.Drain.Forced),
+			slog.Int("handed_over", e.Drain.HandedOver),
+			slog.Int("kept", e.Drain.Kept()))
 		if e.Drain.Forced > 0 {
 			level = slog.LevelWarn
 		}

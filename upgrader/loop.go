@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/handoff-go/handoff/internal/control"
+	"github.com/handoff-go/handoff/internal/fdpass"
 )
 
 // The state machine of a generation. One goroutine (run) owns every field of
@@ -82,6 +83,8 @@ type machine struct {
 	// The new generation's side (child.go).
 	ready      *readyReq     // the pending Ready call
 	parent     *control.Conn // the channel to the parent; nil on a first start
+	fds        *fdpass.Conn  // the fd channel from the parent, if it hands connections over
+	adopting   chan struct{} // closed once the fd channel ended: nothing more to adopt
 	parentGone bool          // the parent exited (tableflip's pipe said so)
 	chanBroken bool          // the control channel broke before the commit
 	probation  time.Duration // to hold, from the parent
@@ -392,6 +395,12 @@ func (m *machine) onDrainStart(r *drainReq) drainPlan {
 	if m.att != nil && !m.att.committed {
 		plan.childGone = m.att.gone
 	}
+	if s := m.succ; m.phase == phaseHandedOver && s != nil && !s.gone && !s.stopping && s.fds != nil {
+		plan.handOver, plan.keys = s.fds, s.keys
+	}
+	if plan.final && m.adopting != nil {
+		plan.adopting = m.adopting
+	}
 	m.u.emit(Event{Kind: EventDrainStarted, Generation: m.u.gen, PID: os.Getpid()})
 	return plan
 }
@@ -424,8 +433,14 @@ func (m *machine) close() {
 	if m.parent != nil {
 		m.parent.Close()
 	}
+	if m.fds != nil {
+		m.fds.Close()
+	}
 	if m.succ != nil {
 		m.succ.conn.Close()
+		if m.succ.fds != nil {
+			m.succ.fds.Close()
+		}
 	}
 	if m.stopParent != nil {
 		m.stopParent()

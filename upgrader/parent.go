@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/handoff-go/handoff/internal/control"
+	"github.com/handoff-go/handoff/internal/fdpass"
 )
 
 // The old generation's side of an upgrade (N starts N+1):
@@ -41,6 +42,13 @@ type attempt struct {
 	pid      int
 	accepted bool // accept was sent: the child may hold connections
 
+	// The hand-over of connections: the fd channel's listener (nil when
+	// off), the channel once the child dialled it, and the keys of the
+	// child's listeners that adopt (from probation-passed).
+	fdln *control.FDListener
+	fds  *fdpass.Conn
+	keys []string
+
 	deadline *time.Timer
 	kill     *time.Timer
 	search   *time.Timer
@@ -58,6 +66,8 @@ type attempt struct {
 // successor is the generation this one committed to.
 type successor struct {
 	conn     *control.Conn
+	fds      *fdpass.Conn // the fd channel, nil without a hand-over
+	keys     []string     // its listeners that adopt connections
 	pid      int
 	gen      int
 	attempt  int  // the attempt that started it: its reader reports under that id
@@ -73,8 +83,10 @@ type attemptReport struct {
 	state []byte
 	err   error
 	// hello
-	conn *control.Conn
-	pid  int
+	conn     *control.Conn
+	pid      int
+	handOver bool         // the welcome said HandOver: the child dials the fd channel
+	fds      *fdpass.Conn // the fd channel it dialled
 	// childMsg
 	msg control.Message
 	// tfResult
@@ -103,6 +115,21 @@ type succReport struct {
 	err error
 	tf  bool // from tableflip: the child exited after the commit
 }
+
+// fdChanWait bounds the wait for the new generation's fd channel after the
+// welcome: it dials at once.
+const fdChanWait = 2 * time.Second
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// handOverSendTimeout bounds one message of the hand-over: a successor that
+// does not take the connections within it gets none, and they drain here.
+const handOverSendTimeout = 5 * time.Second
 
 // goneTimeout bounds the wait for a killed child to be gone.
 const goneTimeout = 5 * time.Second
@@ -146,6 +173,9 @@ func (m *machine) onAttemptReport(r attemptReport) {
 		// A late report of a finished attempt: only its resources matter.
 		if r.conn != nil {
 			r.conn.Close()
+		}
+		if r.fds != nil {
+			r.fds.Close()
 		}
 		return
 	}
@@ -199,6 +229,12 @@ func (m *machine) spawn(a *attempt, r attemptReport) {
 			r.err = fmt.Errorf("upgrader: %w", r.err)
 		}
 	}
+	if r.err == nil && !u.opts.NoHandOver && control.HandOverSupported {
+		var err error
+		if a.fdln, err = control.ListenFDs(); err != nil {
+			u.log.Warn("upgrader: cannot hand connections over; they will drain", "error", err)
+		}
+	}
 	if r.err != nil {
 		// Refused before anything started.
 		m.finishAttempt(r.err)
@@ -209,7 +245,7 @@ func (m *machine) spawn(a *attempt, r attemptReport) {
 	u.sdUpgrading(a.gen)
 	deadline := a.start.Add(u.opts.UpgradeTimeout)
 	a.deadline = m.after(time.Until(deadline), attemptReport{id: a.id, kind: repDeadline})
-	id, ctl, state, gen := a.id, a.ctl, a.state, a.gen
+	id, ctl, fdln, state, gen := a.id, a.ctl, a.fdln, a.state, a.gen
 	u.goReport(func() any { return attemptReport{id: id, kind: repTF, tf: tfUpgrade(u.tf)} })
 	u.goReport(func() any {
 		c, err := ctl.Accept(deadline)
@@ -225,12 +261,21 @@ func (m *machine) spawn(a *attempt, r attemptReport) {
 		if pid == 0 {
 			pid = msg.PID
 		}
+		handOver := fdln != nil && msg.HandOver
 		if err == nil {
 			err = c.Send(control.Message{Type: control.TypeWelcome, Generation: gen,
-				Probation: u.opts.Probation, Interval: u.opts.HealthInterval, State: state})
+				Probation: u.opts.Probation, Interval: u.opts.HealthInterval, State: state, HandOver: handOver})
 		}
 		_ = c.SetDeadline(time.Time{})
-		return attemptReport{id: id, kind: repHello, conn: c, pid: pid, err: err}
+		var fc *fdpass.Conn
+		if err == nil && handOver {
+			// The child dials the fd channel right after the welcome;
+			// one that fails to leaves its connections to drain here.
+			if fc, _ = fdln.Accept(earliest(deadline, time.Now().Add(fdChanWait))); fc != nil {
+				fc.SetSendTimeout(handOverSendTimeout)
+			}
+		}
+		return attemptReport{id: id, kind: repHello, conn: c, pid: pid, err: err, handOver: handOver, fds: fc}
 	})
 }
 
@@ -242,7 +287,7 @@ func (m *machine) onHello(a *attempt, r attemptReport) {
 		// attempt's end closed the listener.
 		return
 	}
-	a.conn, a.pid = r.conn, r.pid
+	a.conn, a.pid, a.fds = r.conn, r.pid, r.fds // finishAttempt closes them
 	if r.err != nil {
 		if !a.failed {
 			m.fail(ErrUnhealthy, "control hand-shake: "+r.err.Error())
@@ -259,6 +304,12 @@ func (m *machine) onHello(a *attempt, r attemptReport) {
 	a.phase = PhaseInit
 	u.emit(Event{Kind: EventSpawned, Generation: a.gen, PID: a.pid, Duration: time.Since(a.start)})
 	u.sdSpawned(a.gen, a.pid)
+	if a.fdln != nil {
+		a.fdln.Close()
+	}
+	if r.handOver && r.fds == nil {
+		u.log.Warn("upgrader: the new generation did not dial the fd channel; connections will drain here", "generation", a.gen, "target_pid", a.pid)
+	}
 	c, id := a.conn, a.id
 	u.wg.Add(1)
 	go func() {
@@ -310,6 +361,7 @@ func (m *machine) onChildMsg(a *attempt, r attemptReport) {
 	case control.TypeStopping:
 		m.fail(ErrStopped, "the new generation was stopped: "+r.msg.Reason)
 	case control.TypeProbationPassed:
+		a.keys = r.msg.Listeners
 		u.emit(Event{Kind: EventProbationPassed, Generation: a.gen, PID: a.pid, Duration: u.opts.Probation})
 		m.commit(a)
 	default:
@@ -335,7 +387,8 @@ func (m *machine) commit(a *attempt) {
 	a.committed = true
 	a.deadline.Stop()
 	m.phase = phaseHandedOver
-	m.succ = &successor{conn: a.conn, pid: a.pid, gen: a.gen, attempt: a.id}
+	m.succ = &successor{conn: a.conn, fds: a.fds, keys: a.keys, pid: a.pid, gen: a.gen, attempt: a.id}
+	a.fds = nil
 	u.emit(Event{Kind: EventCommitted, Generation: a.gen, PID: a.pid, Duration: time.Since(a.start)})
 	u.sdHandedOver(a.gen, a.pid)
 	u.closeExit()
@@ -550,6 +603,12 @@ func (m *machine) finishAttempt(err error) {
 	if a.conn != nil {
 		a.conn.Close()
 	}
+	if a.fdln != nil {
+		a.fdln.Close()
+	}
+	if a.fds != nil {
+		a.fds.Close()
+	}
 	for _, r := range a.callers {
 		m.reply(r, err)
 	}
@@ -578,12 +637,20 @@ func (m *machine) onSuccReport(r succReport) {
 		switch r.msg.Type {
 		case control.TypeStopping:
 			s.stopping = true
+			if s.fds != nil {
+				// It stops: a hand-over in progress ends, the rest drains
+				// here; it adopts what it received until this EOF.
+				s.fds.Close()
+			}
 		default:
 			u.log.Warn("upgrader: unexpected control message from the new generation", "type", r.msg.Type)
 		}
 		return
 	}
 	s.gone = true
+	if s.fds != nil {
+		s.fds.Close() // a hand-over in progress fails at once
+	}
 	why := fmt.Errorf("generation %d (pid %d) died: %v", s.gen, s.pid, r.err)
 	if s.stopping {
 		why = fmt.Errorf("generation %d (pid %d) was stopped", s.gen, s.pid)

@@ -77,6 +77,16 @@ type Options struct {
 	// Default listener.DefaultIdleGrace.
 	IdleGrace time.Duration
 
+	// NoHandOver turns the hand-over of connections off. By default, once
+	// a new generation has committed, the previous one hands it every
+	// HTTP/1 connection that waits for its next request (not TLS, HTTP/2
+	// or hijacked; raw ones their server declared listener.Idle), as soon
+	// as it waits, instead of closing it: the clients keep their
+	// connections and see nothing (see listener.Listener.HandOver). Both
+	// generations must be willing (an older binary never is: connections
+	// then drain as before). Linux only.
+	NoHandOver bool
+
 	// PIDFile, if set, names the process in charge of the service,
 	// written atomically (temporary file and rename): a first generation
 	// writes it when it is ready; at a commit the previous generation

@@ -1,10 +1,13 @@
 //go:build linux
 
-// Command upgrade is handoff's upgrade benchmark: it builds three servers
-// with the same handlers, puts the same load on each in turn, upgrades or
-// restarts each the same number of times on the same schedule, and prints
-// a table (and writes a JSON file) of failed requests, latency around
-// upgrades, upgrade timings measured from outside, and the serving
+// Command upgrade is handoff's upgrade benchmark: it builds four servers
+// with the same handlers and upgrades or restarts each the same number of
+// times, upgrade by upgrade in turn (handoff, tableflip, naive,
+// handoff-drain, then handoff again...), each under the same load during
+// its turn, so that the machine's load, which drifts, weighs on every
+// target alike and cancels out of the ratios. It prints a table (and
+// writes a JSON file) of failed requests, keep-alive reconnects, latency
+// around upgrades, upgrade timings measured from outside, and the serving
 // process's file descriptors and memory.
 //
 //	go run ./bench/upgrade                  # 100 upgrades per target
@@ -12,13 +15,17 @@
 //	go run ./bench/upgrade -targets handoff,tableflip -upgrades 20
 //
 // Targets:
-//   - handoff: examples/httpserver, probation 0, upgraded with SIGHUP.
+//   - handoff: examples/httpserver, probation 0, upgraded with SIGHUP;
+//     idle keep-alive connections are handed to the new generation.
 //   - tableflip: bench/tableflip-server, the same handlers on plain
 //     tableflip v1.2.3 with the http.Server.Shutdown pattern of its README,
 //     upgraded with SIGHUP.
 //   - naive: bench/naive-server, restarted by stopping and starting: the
 //     driver sends SIGTERM, waits for the process to exit (it drains with
 //     http.Server.Shutdown), then starts a new process on the same address.
+//   - handoff-drain: handoff with the hand-over off (-no-handover): every
+//     keep-alive connection is drained (Connection: close, idle ones
+//     closed after the grace), as before issue 14.
 //
 // Run it from the handoff module (it calls go build). Everything runs on
 // 127.0.0.1. Every server it started is killed when it ends or is
@@ -62,14 +69,14 @@ func main() {
 		out     string
 		keep    bool
 	)
-	flag.IntVar(&cfg.Upgrades, "upgrades", 100, "upgrades (restarts, for naive) per target")
-	flag.DurationVar(&cfg.Interval, "interval", 500*time.Millisecond, "pause between the end of one upgrade (new pid serving, old pid gone) and the next signal")
+	flag.IntVar(&cfg.Upgrades, "upgrades", 100, "upgrades (restarts, for naive) per target, one per round")
+	flag.DurationVar(&cfg.Interval, "interval", 500*time.Millisecond, "load after the end of an upgrade (new pid serving, old pid gone), before the next target's turn")
 	flag.IntVar(&cfg.Clients, "clients", 24, "load clients, split evenly among keep-alive checked, keep-alive blind, new-connection and 200 ms slow requests")
 	flag.IntVar(&cfg.Streams, "streams", 2, "clients of 3 s streamed responses, besides -clients")
 	flag.DurationVar(&cfg.Pause, "pause", 10*time.Millisecond, "pause of each client between two requests (the rate limit)")
-	flag.DurationVar(&cfg.WarmUp, "warmup", time.Second, "load before the first upgrade and after the last")
+	flag.DurationVar(&cfg.WarmUp, "warmup", time.Second, "load of a target's turn before its signal (and after the last upgrade)")
 	flag.DurationVar(&cfg.Wait, "wait", 60*time.Second, "bound on each wait of an upgrade (new pid serving; old pid gone)")
-	flag.StringVar(&targets, "targets", "handoff,tableflip,naive", "comma-separated targets: handoff, tableflip, naive")
+	flag.StringVar(&targets, "targets", strings.Join(targetNames, ","), "comma-separated targets, in the order of their turns: "+strings.Join(targetNames, ", "))
 	flag.BoolVar(&cfg.Quick, "quick", false, "a smoke run: 5 upgrades per target unless -upgrades is given")
 	flag.StringVar(&out, "out", filepath.Join("bench", "results", "upgrade.json"), "write the results here as JSON")
 	flag.BoolVar(&keep, "keep", false, "keep the build directory with the servers' logs (the servers are still killed)")
@@ -118,15 +125,18 @@ func run(cfg config, out string, keep bool) error {
 		LoadStart: loadAvg(),
 		Config:    cfg,
 	}
-	for _, t := range chosen {
-		fmt.Printf("%s: %d %s, load %s ...\n", t.name, cfg.Upgrades, t.verb(), loadAvg())
-		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.Upgrades)*(2*cfg.Wait+cfg.Interval)+5*time.Minute)
-		r := runTarget(ctx, cfg, t, dir)
-		cancel()
-		if r.Error != "" {
-			fmt.Printf("%s: error: %s\n", t.name, r.Error)
+	fmt.Printf("%d rounds: one upgrade of each of %d targets per round, in turn, load %s ...\n", cfg.Upgrades, len(chosen), loadAvg())
+	ctx, cancel := context.WithTimeout(context.Background(),
+		time.Duration(cfg.Upgrades*len(chosen))*(2*cfg.Wait+cfg.Interval+2*cfg.WarmUp)+5*time.Minute)
+	runners := measureAll(ctx, cfg, chosen, dir)
+	cancel()
+	for _, r := range runners {
+		res := analyze(cfg, r.t, r.raw)
+		if r.err != nil {
+			res.Error = r.err.Error()
+			fmt.Printf("%s: error: %s\n", r.t.name, res.Error)
 		}
-		rep.Targets = append(rep.Targets, r)
+		rep.Targets = append(rep.Targets, res)
 	}
 	rep.LoadEnd = loadAvg()
 	rep.finish()
@@ -155,7 +165,7 @@ func chooseTargets(cfg config) ([]target, error) {
 	for _, name := range cfg.Targets {
 		t, ok := targetByName(name)
 		if !ok {
-			return nil, fmt.Errorf("unknown target %q (want handoff, tableflip or naive)", name)
+			return nil, fmt.Errorf("unknown target %q (want one of %s)", name, strings.Join(targetNames, ", "))
 		}
 		chosen = append(chosen, t)
 	}

@@ -35,6 +35,32 @@ func processesUnder(dir string) []int {
 	return pids
 }
 
+// processesOf lists the live processes that run the executable bin.
+func processesOf(bin string) []int {
+	var pids []int
+	for _, pid := range processesUnder(filepath.Dir(bin)) {
+		exe, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "exe"))
+		if err == nil && strings.TrimSuffix(exe, " (deleted)") == bin {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// killBinary kills every process that runs the executable bin.
+func killBinary(bin string) {
+	for range 3 {
+		pids := processesOf(bin)
+		if len(pids) == 0 {
+			return
+		}
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // killUnder kills every process whose executable lies in dir.
 func killUnder(dir string) {
 	for range 3 {

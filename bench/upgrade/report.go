@@ -58,6 +58,11 @@ type TargetResult struct {
 	FailuresByKind    map[string]int `json:"failures_by_kind"`
 	FirstFailures     string         `json:"first_failures,omitempty"`
 
+	// Reconnects: requests for which a keep-alive client (checked, blind,
+	// slow) had to dial again, its connection having been closed.
+	Reconnects           int     `json:"keepalive_reconnects"`
+	ReconnectsPerUpgrade float64 `json:"keepalive_reconnects_per_upgrade"`
+
 	// Latency of the successful fast requests (keep-alive and new-connection
 	// GETs of /pid): overall, started within 1 s after an upgrade's signal
 	// ("near"), and the rest ("steady").
@@ -110,10 +115,10 @@ func analyze(cfg config, t target, raw *rawRun) TargetResult {
 		r.Restart = "SIGTERM, wait for exit (Shutdown), start a new process"
 	}
 	r.addProcStats(raw)
-	if raw.res == nil {
+	if raw == nil || raw.res == nil {
 		return r
 	}
-	loadTime := raw.loadEnd.Sub(raw.loadStart)
+	loadTime := raw.loadTime
 	r.LoadS = loadTime.Seconds()
 	if loadTime > 0 {
 		r.DriverCPUPercent = 100 * raw.cpu.Seconds() / loadTime.Seconds()
@@ -193,6 +198,9 @@ func (r *TargetResult) addSamples(raw *rawRun, loadTime time.Duration, near func
 			}
 			continue
 		}
+		if s.Reconnect {
+			r.Reconnects++
+		}
 		if pid, err := strconv.Atoi(s.PID); err == nil {
 			ends.note(pid, s.Start.Add(s.Latency))
 		}
@@ -217,6 +225,7 @@ func (r *TargetResult) addSamples(raw *rawRun, loadTime time.Duration, near func
 	}
 	if r.Upgrades > 0 {
 		r.FailedPerUpgrade = float64(r.Failed) / float64(r.Upgrades)
+		r.ReconnectsPerUpgrade = float64(r.Reconnects) / float64(r.Upgrades)
 	}
 	r.Latency, r.LatencySteady, r.LatencyNear, r.LatencySlow = distOf(all), distOf(steady), distOf(nearL), distOf(slow)
 	if r.LatencySteady.P99 > 0 {
@@ -311,14 +320,18 @@ func rows() []row {
 		rs = append(rs, row{"  client " + k, func(r *TargetResult) float64 { return float64(r.FailuresByKind[k]) }, "int", true})
 	}
 	rs = append(rs,
+		row{"keep-alive reconnects", func(r *TargetResult) float64 { return float64(r.Reconnects) }, "int", true},
+		row{"  per upgrade", func(r *TargetResult) float64 { return r.ReconnectsPerUpgrade }, "", true},
+	)
+	rs = append(rs,
 		dr("latency all p50", lat, p50), dr("latency all p99", lat, p99), dr("latency all p99.9", lat, p999), dr("latency all max", lat, mx),
 		dr("latency steady p99", st, p99),
 		dr("latency near upgrade p50", nr, p50), dr("latency near upgrade p99", nr, p99), dr("latency near upgrade p99.9", nr, p999), dr("latency near upgrade max", nr, mx),
 		row{"near p99 / steady p99", func(r *TargetResult) float64 { return r.NearOverSteadyP99 }, "x", true},
 		dr("slow (200 ms) p99", sl, p99), dr("slow (200 ms) max", sl, mx),
-		dr("signal→new serving p50", sv, p50), dr("signal→new serving max", sv, mx),
+		dr("signal→new serving p50", sv, p50), dr("signal→new serving p99", sv, p99), dr("signal→new serving max", sv, mx),
 		dr("signal→old exited p50", ex, p50), dr("signal→old exited max", ex, mx),
-		dr("last response→old exit p50", le, p50), dr("last response→old exit max", le, mx),
+		dr("last response→old exit p50", le, p50), dr("last response→old exit p99", le, p99), dr("last response→old exit max", le, mx),
 		row{"fds before (1 s in)", func(r *TargetResult) float64 { return float64(r.Before.FDs) }, "int", true},
 		row{"fds warmed up", func(r *TargetResult) float64 { return float64(r.WarmedUp.FDs) }, "int", true},
 		row{"fds end", func(r *TargetResult) float64 { return float64(r.End.FDs) }, "int", true},
@@ -384,8 +397,8 @@ func format(v float64, unit string) string {
 // print writes the table.
 func (rep *report) print(w io.Writer) {
 	c := rep.Config
-	fmt.Fprintf(w, "%d upgrades per target, %v between upgrades, %d clients + %d streams (pause %v), %d CPUs, load average %s → %s\n",
-		c.Upgrades, c.Interval, c.Clients, c.Streams, c.Pause, rep.CPUs, rep.LoadStart, rep.LoadEnd)
+	fmt.Fprintf(w, "%d upgrades per target, targets in turn (one upgrade each per round), each turn %v of load, the upgrade, %v more; %d clients + %d streams (pause %v), %d CPUs, load average %s → %s\n",
+		c.Upgrades, c.WarmUp, c.Interval, c.Clients, c.Streams, c.Pause, rep.CPUs, rep.LoadStart, rep.LoadEnd)
 	fmt.Fprintf(w, "latency rows: successful keep-alive and new-connection GETs; \"near upgrade\" = started within %v after a signal\n\n", c.Near)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	h, tf := rep.find("handoff"), rep.find("tableflip")
@@ -426,8 +439,8 @@ func (rep *report) print(w io.Writer) {
 		}
 	}
 	for _, t := range rep.Targets {
-		if t.Target == "handoff" && t.FirstFailures != "" {
-			fmt.Fprintf(w, "\nhandoff's first failures:\n%s", t.FirstFailures)
+		if strings.HasPrefix(t.Target, "handoff") && t.FirstFailures != "" {
+			fmt.Fprintf(w, "\n%s's first failures:\n%s", t.Target, t.FirstFailures)
 		}
 	}
 }

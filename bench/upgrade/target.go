@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -26,9 +27,12 @@ type target struct {
 	bin   string // the built binary
 }
 
+// targetNames are the targets, in the order of their turns.
+var targetNames = []string{"handoff", "tableflip", "naive", "handoff-drain"}
+
 func targetByName(name string) (target, bool) {
 	switch name {
-	case "handoff":
+	case "handoff", "handoff-drain":
 		return target{name: name, pkg: "github.com/handoff-go/handoff/examples/httpserver"}, true
 	case "tableflip":
 		return target{name: name, pkg: "github.com/handoff-go/handoff/bench/tableflip-server"}, true
@@ -38,17 +42,15 @@ func targetByName(name string) (target, bool) {
 	return target{}, false
 }
 
-func (t target) verb() string {
-	if t.naive {
-		return "stop-and-start restarts"
-	}
-	return "upgrades"
-}
+// handoff reports whether t is examples/httpserver, which logs JSON events.
+func (t target) handoff() bool { return strings.HasPrefix(t.name, "handoff") }
 
 func (t target) args(addr, pidFile string) []string {
 	switch t.name {
 	case "handoff":
 		return []string{"-addr", addr, "-pidfile", pidFile, "-log-json", "-probation", "0", "-drain-timeout", "30s"}
+	case "handoff-drain":
+		return []string{"-addr", addr, "-pidfile", pidFile, "-log-json", "-probation", "0", "-drain-timeout", "30s", "-no-handover"}
 	case "tableflip":
 		return []string{"-addr", addr, "-pidfile", pidFile}
 	}
@@ -80,13 +82,13 @@ type upgradeRec struct {
 type rawRun struct {
 	upgrades   []upgradeRec
 	probes     []probeAnswer
-	res        *upgradertest.Result
-	stats      []procStat // the serving process, before each signal
-	before     procStat   // after the first warm-up
-	end        procStat   // after the last upgrade and a warm-up
-	cpu        time.Duration
-	loadStart  time.Time
-	loadEnd    time.Time
+	res        *upgradertest.Result // the samples of every turn
+	stats      []procStat           // the serving process, before each signal
+	before     procStat             // after the first warm-up
+	end        procStat             // after the last turn
+	cpu        time.Duration        // the driver's, during this target's turns
+	loadStart  time.Time            // the start of the first turn's load
+	loadTime   time.Duration        // the load's time, over every turn
 	leftover   []int
 	selfServed []time.Duration // handoff's own signal→accepting, from its log
 	stopped    bool
@@ -102,99 +104,137 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// runTarget runs the load and the upgrade schedule on t and returns the
-// analysed result. It stops the server and kills whatever is left of it
-// before it returns.
-func runTarget(ctx context.Context, cfg config, t target, dir string) TargetResult {
-	raw, err := measure(ctx, cfg, t, dir)
-	killUnder(dir)
-	r := analyze(cfg, t, raw)
-	if err != nil {
-		r.Error = err.Error()
-	}
-	return r
+// runner runs one target's turns: its server, the pid that serves, and
+// what was measured so far.
+type runner struct {
+	cfg     config
+	t       target
+	s       *server
+	logPath string
+	logFile *os.File
+	cur     int
+	raw     *rawRun
+	err     error // the error that ended this target's turns
 }
 
-// measure starts t's server, puts the load on it, upgrades (or restarts) it
-// cfg.Upgrades times, stops it, and returns what it saw. It returns what
-// it measured so far with an error that ended it early.
-func measure(ctx context.Context, cfg config, t target, dir string) (*rawRun, error) {
-	raw := &rawRun{}
+// start starts t's server and waits until it serves.
+func (r *runner) start(dir string) error {
+	r.raw = &rawRun{res: &upgradertest.Result{}}
 	addr, err := freeAddr()
 	if err != nil {
-		return raw, err
+		return err
 	}
-	logPath := filepath.Join(dir, t.name+".log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return raw, err
+	r.logPath = filepath.Join(dir, r.t.name+".log")
+	if r.logFile, err = os.Create(r.logPath); err != nil {
+		return err
 	}
-	defer logFile.Close()
-	s := &server{target: t, addr: addr, pidFile: filepath.Join(dir, t.name+".pid"), log: logFile}
-	if err := s.start(); err != nil {
-		return raw, err
+	r.s = &server{target: r.t, addr: addr, pidFile: filepath.Join(dir, r.t.name+".pid"), log: r.logFile}
+	if err := r.s.start(); err != nil {
+		return err
 	}
-	cur, _, _, err := waitPID(addr, 0, 30*time.Second)
-	if err != nil {
-		return raw, fmt.Errorf("server did not start: %w", err)
+	if r.cur, _, _, err = waitPID(addr, 0, 30*time.Second); err != nil {
+		return fmt.Errorf("server did not start: %w", err)
 	}
+	return nil
+}
 
-	// The load, from here to the end.
-	load := loadConfig(cfg, addr)
+// turn is upgrade n of the target: its load for cfg.WarmUp, the upgrade
+// (or restart) under the load, cfg.Interval more of load, and the load
+// stopped; only this target is loaded meanwhile. last adds cfg.WarmUp of
+// load after the upgrade and takes the final figures.
+func (r *runner) turn(ctx context.Context, n int, last bool) error {
+	raw := r.raw
+	load := loadConfig(r.cfg, r.s.addr)
 	cpu0 := cpuTime()
-	raw.loadStart = time.Now()
+	start := time.Now()
+	if raw.loadStart.IsZero() {
+		raw.loadStart = start
+	}
 	stopLoad := upgradertest.Start(ctx, load)
-	finishLoad := func() {
-		if raw.res != nil {
-			return
-		}
-		raw.res = stopLoad()
-		raw.loadEnd = time.Now()
-		raw.cpu = cpuTime() - cpu0
+	sleep(ctx, r.cfg.WarmUp)
+	if n == 1 {
+		raw.before = statOf(r.cur)
 	}
-	defer finishLoad()
-
-	sleep(ctx, cfg.WarmUp)
-	raw.before = statOf(cur)
-
-	var runErr error
-	for i := 0; i < cfg.Upgrades && ctx.Err() == nil; i++ {
-		u, answers, err := s.upgrade(i+1, cur, cfg.Wait)
-		raw.stats = append(raw.stats, u.Proc)
-		raw.probes = append(raw.probes, answers...)
-		if err != nil {
-			runErr = err
-			break
-		}
+	u, answers, err := r.s.upgrade(n, r.cur, r.cfg.Wait)
+	raw.stats = append(raw.stats, u.Proc)
+	raw.probes = append(raw.probes, answers...)
+	if err == nil {
 		raw.upgrades = append(raw.upgrades, u)
-		cur = u.New
-		sleep(ctx, cfg.Interval)
+		r.cur = u.New
+		sleep(ctx, r.cfg.Interval)
+		if last {
+			sleep(ctx, r.cfg.WarmUp)
+			raw.end = statOf(r.cur)
+		}
 	}
-	if runErr == nil && ctx.Err() != nil {
-		runErr = fmt.Errorf("ran out of time after %d upgrades", len(raw.upgrades))
+	res := stopLoad()
+	raw.loadTime += time.Since(start)
+	raw.cpu += cpuTime() - cpu0
+	raw.res.Samples = append(raw.res.Samples, res.Samples...)
+	if err == nil && ctx.Err() != nil {
+		err = fmt.Errorf("ran out of time after %d upgrades", len(raw.upgrades))
 	}
-	sleep(ctx, cfg.WarmUp)
-	raw.end = statOf(cur)
-	finishLoad()
+	return err
+}
 
-	// Stop the server gracefully and check that nothing is left.
-	err = stopGracefully(cur)
-	raw.stopped = err == nil
-	if runErr == nil {
-		runErr = err
+// finish stops the server gracefully and checks that nothing of it is
+// left.
+func (r *runner) finish() {
+	raw := r.raw
+	if r.s != nil && r.cur != 0 {
+		err := stopGracefully(r.cur)
+		raw.stopped = err == nil
+		if r.err == nil {
+			r.err = err
+		}
 	}
 	time.Sleep(100 * time.Millisecond) // let a parent reap
-	raw.leftover = processesUnder(dir)
-	if t.name == "handoff" {
-		raw.selfServed = acceptingDurations(logPath)
+	raw.leftover = processesOf(r.t.bin)
+	killBinary(r.t.bin)
+	if r.logFile != nil {
+		r.logFile.Close()
+	}
+	if r.t.handoff() {
+		raw.selfServed = acceptingDurations(r.logPath)
 		// One "accepting" event per upgrade: another count means that the
 		// server's log changed under this reader.
-		if runErr == nil && len(raw.selfServed) != len(raw.upgrades) {
+		if r.err == nil && len(raw.selfServed) != len(raw.upgrades) {
 			fmt.Fprintf(os.Stderr, "%s: %d \"accepting\" events in its log for %d upgrades: its own signal→accepting figure is off (rerun with -keep to read the log)\n",
-				t.name, len(raw.selfServed), len(raw.upgrades))
+				r.t.name, len(raw.selfServed), len(raw.upgrades))
 		}
 	}
-	return raw, runErr
+}
+
+// measureAll starts every target's server, then runs cfg.Upgrades rounds
+// in each of which every target, in turn, is loaded and upgraded once (so
+// that the machine's load, which drifts, weighs on every target alike),
+// then stops them. A target whose upgrade fails takes no more turns.
+func measureAll(ctx context.Context, cfg config, targets []target, dir string) []*runner {
+	runners := make([]*runner, len(targets))
+	for i, t := range targets {
+		runners[i] = &runner{cfg: cfg, t: t}
+		if err := runners[i].start(dir); err != nil {
+			runners[i].err = err
+		}
+	}
+	for n := 1; n <= cfg.Upgrades && ctx.Err() == nil; n++ {
+		if n == 1 || n%10 == 0 || n == cfg.Upgrades {
+			fmt.Printf("round %d of %d, load %s\n", n, cfg.Upgrades, loadAvg())
+		}
+		for _, r := range runners {
+			if r.err != nil {
+				continue
+			}
+			if err := r.turn(ctx, n, n == cfg.Upgrades); err != nil {
+				r.err = err
+				fmt.Printf("%s: %v\n", r.t.name, err)
+			}
+		}
+	}
+	for _, r := range runners {
+		r.finish()
+	}
+	return runners
 }
 
 // loadConfig is the load of cfg on addr: cfg.Clients split evenly among

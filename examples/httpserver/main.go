@@ -107,6 +107,7 @@ func run() int {
 		Probation:      c.probation,
 		DrainTimeout:   c.drainTimeout,
 		IdleGrace:      c.idleGrace,
+		NoHandOver:     c.noHandOver,
 		Logger:         log,
 		HealthCheck: func(ctx context.Context) error {
 			healthChecks++
@@ -154,6 +155,7 @@ type config struct {
 	pidFile                           string
 	drainTimeout, probation           time.Duration
 	upgradeTimeout, idleGrace         time.Duration
+	noHandOver                        bool
 	statePad                          int
 	logJSON                           bool
 	activatedName                     string
@@ -175,6 +177,7 @@ func parseFlags() config {
 	flag.DurationVar(&c.probation, "probation", 0, "how long a new generation serves under watch before it commits")
 	flag.DurationVar(&c.upgradeTimeout, "upgrade-timeout", upgrader.DefaultUpgradeTimeout, "how long a new generation may take to commit")
 	flag.DurationVar(&c.idleGrace, "idle-grace", listener.DefaultIdleGrace, "while draining, close a keep-alive connection once it has been idle this long")
+	flag.BoolVar(&c.noHandOver, "no-handover", false, "drain idle keep-alive connections instead of handing them to the new generation")
 	flag.IntVar(&c.statePad, "state-pad", 0, "pad the state handed to the next generation with this many bytes (to try the size limit)")
 	flag.BoolVar(&c.logJSON, "log-json", false, "log JSON records instead of text")
 	flag.StringVar(&c.activatedName, "activated-name", "", "serve HTTP on the socket systemd passed under this name (FileDescriptorName=) instead of -addr")

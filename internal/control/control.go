@@ -13,6 +13,9 @@ import (
 // Version is the protocol version spoken by this package. Version 2 added
 // the accept step (the new generation accepts only once the old one said
 // so), stopping, and upgrade requests forwarded to a committed successor.
+// Fields added since (the hand-over of connections) are optional: a peer
+// that does not know them leaves them out and ignores them, and the
+// feature is off.
 const Version = 2
 
 // MaxMessageSize bounds one encoded message (state blob included).
@@ -21,10 +24,13 @@ const MaxMessageSize = 64 << 20
 // Message types, in the order an upgrade uses them. N is the old
 // generation (it listens), N+1 the new one (it dials).
 const (
-	// TypeHello is N+1's first message: its pid.
+	// TypeHello is N+1's first message: its pid, and HandOver if it can
+	// adopt connections.
 	TypeHello = "hello"
 	// TypeWelcome is N's answer: N+1's generation number, the probation
-	// to hold, the health-check interval and the state blob.
+	// to hold, the health-check interval and the state blob; HandOver if
+	// N will hand connections over (N+1 said it can, and N is willing):
+	// N+1 then dials the fd channel (DialFDs) at once.
 	TypeWelcome = "welcome"
 	// TypeHealthy says N+1 passed its first health check and waits for
 	// TypeAccept before it accepts connections.
@@ -34,6 +40,8 @@ const (
 	// TypeUnhealthy says a health check of N+1 failed (Reason says how).
 	TypeUnhealthy = "unhealthy"
 	// TypeProbationPassed says N+1 held its probation, healthy.
+	// Listeners names (ListenerKey) the listeners into which N+1 adopts
+	// connections handed over on the fd channel.
 	TypeProbationPassed = "probation-passed"
 	// TypeCommit tells N+1 that it is now in charge. It is one-way: N
 	// sends nothing after it but TypeUpgrade.
@@ -47,6 +55,11 @@ const (
 	// received after it handed over), once N has exited.
 	TypeUpgrade = "upgrade"
 )
+
+// ErrNotSupported is returned where a channel does not exist on this
+// platform: the control channel where there are no upgrades (Windows), the
+// fd channel where unix sockets of type SOCK_SEQPACKET are missing.
+var ErrNotSupported = errors.New("control: not supported on this platform")
 
 // ErrVersion is returned when the peer speaks another protocol version.
 var ErrVersion = errors.New("control: protocol version mismatch")
@@ -62,7 +75,18 @@ type Message struct {
 	Interval   time.Duration `json:"interval,omitempty"`
 	State      []byte        `json:"state,omitempty"`
 	Reason     string        `json:"reason,omitempty"`
+
+	// HandOver, in hello and welcome, says that the sender takes part in
+	// the hand-over of connections on the fd channel (see DialFDs).
+	HandOver bool `json:"handover,omitempty"`
+	// Listeners, in probation-passed, are the keys (ListenerKey) of the
+	// listeners that adopt connections handed over.
+	Listeners []string `json:"listeners,omitempty"`
 }
+
+// ListenerKey names a listener on both sides of the fd channel: both
+// generations hold the same listening sockets, so the same address.
+func ListenerKey(a net.Addr) string { return a.Network() + " " + a.String() }
 
 // Conn is one end of a control channel. Send is goroutine-safe; Receive must
 // be called from one goroutine at a time.

@@ -32,3 +32,15 @@ func listenUnix(addr string) (*net.UnixListener, error) {
 // the process umask in the temporary directory.
 func checkChild(c *net.UnixConn) (int, error)     { return 0, nil }
 func checkParent(c *net.UnixConn, ppid int) error { return nil }
+
+// HandOverSupported says whether this platform has the fd channel. macOS
+// has no SOCK_SEQPACKET unix sockets; the BSDs are untested: connections
+// are drained, not handed over.
+const HandOverSupported = false
+
+// FDAddr is the fd-channel address of the process pid.
+func FDAddr(pid int) string {
+	return filepath.Join(os.TempDir(), "handoff-fds-"+strconv.Itoa(pid)+".sock")
+}
+
+func listenFDs(addr string) (*net.UnixListener, error) { return nil, ErrNotSupported }

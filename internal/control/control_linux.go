@@ -24,6 +24,17 @@ func listenUnix(addr string) (*net.UnixListener, error) {
 	return net.ListenUnix("unix", &net.UnixAddr{Name: addr, Net: "unix"})
 }
 
+// HandOverSupported says whether this platform has the fd channel.
+const HandOverSupported = true
+
+// FDAddr is the fd-channel address of the process pid: an abstract unix
+// socket of type SOCK_SEQPACKET.
+func FDAddr(pid int) string { return "@handoff-fds-" + strconv.Itoa(pid) }
+
+func listenFDs(addr string) (*net.UnixListener, error) {
+	return net.ListenUnix("unixpacket", &net.UnixAddr{Name: addr, Net: "unixpacket"})
+}
+
 func peerCred(c *net.UnixConn) (*unix.Ucred, error) {
 	raw, err := c.SyscallConn()
 	if err != nil {

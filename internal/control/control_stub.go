@@ -3,16 +3,11 @@
 package control
 
 import (
-	"errors"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 )
-
-// ErrNotSupported: there is no control channel on this platform, as there
-// are no upgrades.
-var ErrNotSupported = errors.New("control: not supported on this platform")
 
 func getpid() int  { return os.Getpid() }
 func getppid() int { return os.Getppid() }
@@ -26,3 +21,13 @@ func listenUnix(addr string) (*net.UnixListener, error) { return nil, ErrNotSupp
 
 func checkChild(c *net.UnixConn) (int, error)     { return 0, ErrNotSupported }
 func checkParent(c *net.UnixConn, ppid int) error { return ErrNotSupported }
+
+// HandOverSupported says whether this platform has the fd channel.
+const HandOverSupported = false
+
+// FDAddr is the fd-channel address of the process pid.
+func FDAddr(pid int) string {
+	return filepath.Join(os.TempDir(), "handoff-fds-"+strconv.Itoa(pid)+".sock")
+}
+
+func listenFDs(addr string) (*net.UnixListener, error) { return nil, ErrNotSupported }

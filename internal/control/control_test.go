@@ -76,3 +76,58 @@ func TestAcceptRefusesNonChild(t *testing.T) {
 		t.Error("accepted a connection from a process that is not a child")
 	}
 }
+
+// The fields of the hand-over travel in hello, welcome and
+// probation-passed; a message of a peer that does not know them decodes
+// with the feature off.
+func TestHandOverFields(t *testing.T) {
+	a, b := pair(t)
+	go a.Send(Message{Type: TypeHello, PID: 3, HandOver: true})
+	got, err := b.Receive()
+	if err != nil || !got.HandOver {
+		t.Fatalf("hello: %+v, %v", got, err)
+	}
+	go a.Send(Message{Type: TypeProbationPassed, Listeners: []string{"tcp 127.0.0.1:80", "unix /run/x.sock"}})
+	got, err = b.Receive()
+	if err != nil || len(got.Listeners) != 2 || got.Listeners[1] != "unix /run/x.sock" {
+		t.Fatalf("probation-passed: %+v, %v", got, err)
+	}
+	c, d := net.Pipe()
+	defer c.Close()
+	defer d.Close()
+	go c.Write([]byte(`{"v":2,"type":"welcome","gen":2}` + "\n"))
+	got, err = newConn(d, 0).Receive()
+	if err != nil || got.HandOver || got.Listeners != nil {
+		t.Fatalf("old welcome: %+v, %v", got, err)
+	}
+}
+
+func TestListenerKey(t *testing.T) {
+	if k := ListenerKey(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 80}); k != "tcp 127.0.0.1:80" {
+		t.Errorf("key %q", k)
+	}
+	if FDAddr(1) == Addr(1) || FDAddr(1) == FDAddr(2) {
+		t.Error("fd-channel addresses collide")
+	}
+}
+
+// The fd channel refuses a process that is not a child, as the control
+// channel does.
+func TestAcceptFDsRefusesNonChild(t *testing.T) {
+	if !HandOverSupported {
+		t.Skip("no fd channel on this platform")
+	}
+	ln, err := ListenFDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("unixpacket", FDAddr(getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := ln.Accept(time.Now().Add(200 * time.Millisecond)); err == nil {
+		t.Error("accepted an fd channel from a process that is not a child")
+	}
+}

@@ -39,7 +39,12 @@ type Record struct {
 	Addr      string   `json:"addr"`
 	Addrs     []string `json:"addrs"`
 	Forced    int      `json:"forced"`
-	Raw       string   `json:"-"`
+	// HandedOver and Kept are a drain's connections handed to the new
+	// generation and ended here; Adopted those a new generation took.
+	HandedOver int    `json:"handed_over"`
+	Kept       int    `json:"kept"`
+	Adopted    int    `json:"adopted"`
+	Raw        string `json:"-"`
 }
 
 // Server is a running server and its later generations.

@@ -25,7 +25,9 @@
 //     imports this package for Handler does not link gRPC.
 //
 // Every worker is rate-limited and stops when its context ends; Run returns
-// one Result for all of them. Start runs it in the background until its
+// one Result for all of them. A keep-alive worker that has to dial again
+// marks its request Sample.Reconnect (Result.Reconnects counts them): the
+// cost a server's restart puts on its clients even when nothing fails. Start runs it in the background until its
 // stop function is called; MixedConfig is the project's acceptance mix,
 // and Result.Summary and Result.Check say, for a log and for a test, what
 // a load did and whether it lost anything.

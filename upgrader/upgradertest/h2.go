@@ -35,7 +35,7 @@ func (r *run) h2Worker(ctx context.Context, k Kind) {
 			defer wg.Done()
 			var local string
 			for n := i; ctx.Err() == nil && left.Add(-1) >= 0; n++ {
-				r.record(k, op, func() (Class, string, error) { return p.request(op, n, &local) }, &local)
+				r.add(r.record(k, op, func() (Class, string, error) { return p.request(op, n, &local) }, &local))
 				r.pause(ctx, r.cfg.Pause)
 			}
 		}()
@@ -148,7 +148,7 @@ func (r *run) idleWorker(ctx context.Context) {
 				c = nil
 			}
 		}
-		r.record(H2Idle, OpPID, func() (Class, string, error) {
+		r.add(r.record(H2Idle, OpPID, func() (Class, string, error) {
 			if c == nil {
 				nc, err := dialH2(r.cfg, r.cfg.IdleTLS, &r.h2)
 				if err != nil {
@@ -163,7 +163,7 @@ func (r *run) idleWorker(ctx context.Context) {
 				c = nil
 			}
 			return class, pid, err
-		}, &local)
+		}, &local))
 	}
 }
 

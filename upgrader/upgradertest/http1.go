@@ -14,12 +14,14 @@ import (
 // h1Worker is the client of one HTTP/1.1 worker (kinds KeepAliveChecked to
 // Stream): raw HTTP/1.1 over one connection at a time.
 type h1Worker struct {
-	cfg   Config
-	kind  Kind
-	conn  net.Conn
-	br    *bufio.Reader
-	sent  int    // requests sent, to take Config.Requests in turn
-	local string // the client's address of conn, for Sample.Conn
+	cfg       Config
+	kind      Kind
+	conn      net.Conn
+	br        *bufio.Reader
+	sent      int    // requests sent, to take Config.Requests in turn
+	local     string // the client's address of conn, for Sample.Conn
+	dialled   bool   // a connection was dialled before
+	redialled bool   // the last request dialled again (a keep-alive kind)
 }
 
 func (w *h1Worker) close() {
@@ -31,6 +33,7 @@ func (w *h1Worker) close() {
 
 func (w *h1Worker) do() (Class, string, error) {
 	reused := false
+	w.redialled = false
 	switch w.kind {
 	case NewConn, Stream:
 		w.close()
@@ -42,6 +45,8 @@ func (w *h1Worker) do() (Class, string, error) {
 	if w.conn != nil {
 		reused = true
 	} else {
+		w.redialled = w.dialled && w.kind != NewConn && w.kind != Stream
+		w.dialled = true
 		c, err := net.DialTimeout(w.cfg.Network, w.cfg.Addr, w.cfg.Timeout)
 		if err != nil {
 			return classify(err, false), "", err

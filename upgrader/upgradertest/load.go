@@ -259,6 +259,11 @@ type Sample struct {
 	// holds the server's end of a connection knows which one answered;
 	// empty if no connection was made, and for the gRPC kinds.
 	Conn string
+	// Reconnect: a keep-alive worker (KeepAliveChecked, KeepAliveBlind,
+	// Slow) had to dial again for this request, its previous connection
+	// having been closed (by the server, or by the worker after an error
+	// or a "Connection: close"). A worker's first dial is not one.
+	Reconnect bool
 }
 
 // Result of a run.
@@ -371,9 +376,9 @@ func (r *run) work(ctx context.Context, k Kind) {
 	case GRPCUnary, GRPCStream:
 		newClient := r.cfg.Clients[k]
 		if newClient == nil {
-			r.record(k, opOf(k), func() (Class, string, error) {
+			r.add(r.record(k, opOf(k), func() (Class, string, error) {
 				return Other, "", fmt.Errorf("upgradertest: no client for kind %s in Config.Clients (see package grpcload)", k)
-			}, nil)
+			}, nil))
 			return
 		}
 		c := newClient(r.cfg)
@@ -382,7 +387,12 @@ func (r *run) work(ctx context.Context, k Kind) {
 	default:
 		w := &h1Worker{cfg: r.cfg, kind: k}
 		defer w.close()
-		r.loop(ctx, k, opOf(k), w.do, &w.local)
+		for i := 0; i < r.cfg.MaxRequests && ctx.Err() == nil; i++ {
+			s := r.record(k, opOf(k), w.do, &w.local)
+			s.Reconnect = w.redialled
+			r.add(s)
+			r.pause(ctx, r.cfg.Pause)
+		}
 	}
 }
 
@@ -390,7 +400,7 @@ func (r *run) work(ctx context.Context, k Kind) {
 // pausing between two. conn is as for record.
 func (r *run) loop(ctx context.Context, k Kind, op Op, do func() (Class, string, error), conn *string) {
 	for i := 0; i < r.cfg.MaxRequests && ctx.Err() == nil; i++ {
-		r.record(k, op, do, conn)
+		r.add(r.record(k, op, do, conn))
 		r.pause(ctx, r.cfg.Pause)
 	}
 }
@@ -405,10 +415,10 @@ func (r *run) pause(ctx context.Context, d time.Duration) {
 	}
 }
 
-// record times one request made with do and adds its sample. conn, if
+// record times one request made with do and returns its sample. conn, if
 // not nil, is where do leaves the client's address of the connection it
 // used (Sample.Conn); do sets it only when it has a connection.
-func (r *run) record(k Kind, op Op, do func() (Class, string, error), conn *string) {
+func (r *run) record(k Kind, op Op, do func() (Class, string, error), conn *string) Sample {
 	s := Sample{Kind: k, Op: op, Start: time.Now()}
 	if conn != nil {
 		*conn = ""
@@ -422,6 +432,11 @@ func (r *run) record(k Kind, op Op, do func() (Class, string, error), conn *stri
 	if err != nil {
 		s.Err = err.Error()
 	}
+	return s
+}
+
+// add adds a sample to the result.
+func (r *run) add(s Sample) {
 	r.mu.Lock()
 	r.samples = append(r.samples, s)
 	r.mu.Unlock()
@@ -520,6 +535,18 @@ func (r *Result) Count(k Kind) int {
 	n := 0
 	for _, s := range r.Samples {
 		if k < 0 || s.Kind == k {
+			n++
+		}
+	}
+	return n
+}
+
+// Reconnects counts the requests for which a keep-alive worker of kind k
+// (all keep-alive kinds if k < 0) had to dial again (Sample.Reconnect).
+func (r *Result) Reconnects(k Kind) int {
+	n := 0
+	for _, s := range r.Samples {
+		if s.Reconnect && (k < 0 || s.Kind == k) {
 			n++
 		}
 	}

@@ -77,6 +77,47 @@ func TestLoadCountsEveryKind(t *testing.T) {
 	if p := res.Percentile(50, nil); p <= 0 {
 		t.Errorf("p50 %v", p)
 	}
+	if n := res.Reconnects(-1); n != 0 {
+		t.Errorf("%d reconnects to a server that keeps connections open", n)
+	}
+}
+
+// A keep-alive worker whose connection the server closes after every
+// response dials again for every request but its first: a reconnect each;
+// new-connection workers never count one.
+func TestLoadCountsReconnects(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		fmt.Fprintln(w, "42")
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	res := upgradertest.Run(context.Background(), upgradertest.Config{
+		Addr: ln.Addr().String(),
+		Workers: map[upgradertest.Kind]int{
+			upgradertest.KeepAliveChecked: 1, upgradertest.KeepAliveBlind: 1, upgradertest.NewConn: 1,
+		},
+		MaxRequests: 10,
+	})
+	if res.Failed() != 0 {
+		t.Fatalf("%d failed: %s", res.Failed(), res.FirstFailures(5))
+	}
+	if got := res.Reconnects(upgradertest.KeepAliveChecked); got != 9 {
+		t.Errorf("checked: %d reconnects, want 9", got)
+	}
+	if got := res.Reconnects(upgradertest.KeepAliveBlind); got != 9 {
+		t.Errorf("blind: %d reconnects, want 9", got)
+	}
+	if got := res.Reconnects(upgradertest.NewConn); got != 0 {
+		t.Errorf("new-conn: %d reconnects, want 0", got)
+	}
+	if !strings.Contains(res.Summary(), "keep-alive reconnects 18") {
+		t.Errorf("summary %q", res.Summary())
+	}
 }
 
 // TestOnSample: OnSample sees every sample of the Result, as it comes.

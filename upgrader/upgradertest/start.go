@@ -46,8 +46,9 @@ func Start(ctx context.Context, cfg Config) (stop func() *Result) {
 }
 
 // Summary describes r on one line, for logs: the requests, in all and by
-// kind (the kinds that made any), the failures by class, the streams
-// refused unprocessed (if any), and how many pids answered.
+// kind (the kinds that made any), the failures by class, the keep-alive
+// workers' reconnects (if any), the streams refused unprocessed (if any),
+// and how many pids answered.
 func (r *Result) Summary() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "requests: %d (", r.Count(-1))
@@ -59,6 +60,9 @@ func (r *Result) Summary() string {
 		}
 	}
 	fmt.Fprintf(&b, "); failed %d %v", r.Failed(), r.Failures())
+	if n := r.Reconnects(-1); n > 0 {
+		fmt.Fprintf(&b, "; keep-alive reconnects %d", n)
+	}
 	if n := r.Unprocessed(); n > 0 {
 		fmt.Fprintf(&b, "; unprocessed %d", n)
 	}
