@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -43,25 +42,6 @@ const (
 	// rollouts is the number of rollout restarts of a and of b.
 	rollouts = 3
 )
-
-// exampleRootEnv, if set, names another checkout of the module to build
-// examples/kubernetes from (a branch under work, say); by default it is
-// this one's.
-const exampleRootEnv = "HANDOFF_K8STEST_EXAMPLE_ROOT"
-
-// buildServer builds examples/kubernetes as a static binary at out.
-func buildServer(ctx context.Context, out string) error {
-	root := os.Getenv(exampleRootEnv)
-	if root == "" {
-		return k8stest.BuildStatic(ctx, "../../examples/kubernetes", out)
-	}
-	cmd := exec.CommandContext(ctx, "go", "-C", root, "build", "-trimpath", "-o", out, "./examples/kubernetes")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build examples/kubernetes in %s: %w\n%s", root, err, b)
-	}
-	return nil
-}
 
 // serverManifests is a Deployment of 3 replicas of examples/kubernetes
 // named name (label app=name) and its Service (port 80 to 8080), with the
@@ -417,7 +397,7 @@ func TestKubernetesAcceptance(t *testing.T) {
 
 	step := time.Now()
 	bin := filepath.Join(t.TempDir(), "server")
-	require.NoError(t, buildServer(ctx, bin))
+	require.NoError(t, k8stest.BuildStatic(ctx, "../../examples/kubernetes", bin))
 	require.NoError(t, c.ImportImage(ctx, serverImage, bin))
 	t.Logf("examples/kubernetes built and imported in %s", time.Since(step).Round(time.Millisecond))
 
