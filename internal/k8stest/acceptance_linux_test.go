@@ -96,6 +96,7 @@ spec:
         - -shutdown-delay=%[4]s
         - -drain-timeout=%[5]s
         - -grace-period=%[6]s
+        - -log-json
         ports:
         - name: http
           containerPort: 8080
@@ -533,6 +534,97 @@ func TestKubernetesAcceptance(t *testing.T) {
 			assert.True(t, p.Ready && !p.Deleting, "pod %s ready", p.Name)
 			for _, cs := range p.Containers {
 				assert.Zero(t, cs.RestartCount, "pod %s container %s restarted", p.Name, cs.Name)
+			}
+		}
+	})
+
+	t.Run("e prestop twice then SIGTERM", func(t *testing.T) {
+		pods, err := c.WaitPods(ctx, "default", "app=web", settled(3))
+		require.NoError(t, err)
+		p := pods[0]
+		terms := watchTerminations(ctx, t, c, "web")
+		stop := startLoad(ctx, t, c, "web")
+
+		// The log, followed to the container's end.
+		var logs []byte
+		var logErr error
+		logDone := make(chan struct{})
+		go func() {
+			defer close(logDone)
+			logErr = c.Get(ctx, "/api/v1/namespaces/default/pods/"+p.Name+"/log?follow=true", &logs)
+		}()
+
+		// A first preStop call of our own, then the pod's deletion: the
+		// kubelet calls the hook again, then sends SIGTERM once it has
+		// returned.
+		hc := &http.Client{Transport: &http.Transport{DialContext: c.Dial}}
+		defer hc.CloseIdleConnections()
+		var answer string
+		var callErr error
+		called := time.Now()
+		var took time.Duration
+		callDone := make(chan struct{})
+		go func() {
+			defer close(callDone)
+			cctx, cancel := context.WithTimeout(ctx, gracePeriod)
+			defer cancel()
+			req, err := http.NewRequestWithContext(cctx, http.MethodGet, "http://"+p.IP+":8081/prestop", nil)
+			if err != nil {
+				callErr = err
+				return
+			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				callErr = err
+				return
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			took = time.Since(called)
+			answer, callErr = fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(b))), err
+		}()
+		require.NoError(t, c.DeletePod(ctx, "default", p.Name))
+		<-callDone
+		require.NoError(t, callErr)
+		assert.Equal(t, "200 drained", answer, "our preStop call")
+		assert.GreaterOrEqual(t, took, policyDelay, "our preStop call returned before the delay was over")
+		_, err = c.WaitPods(ctx, "default", "app=web", func(ps []k8stest.Pod) bool {
+			for _, q := range ps {
+				if q.UID == p.UID {
+					return false
+				}
+			}
+			return settled(3)(ps)
+		})
+		require.NoError(t, err)
+		<-logDone
+		require.NoError(t, logErr)
+		checkLoad(t, stop())
+		got := terms(1)
+		require.Len(t, got, 1)
+		checkTerminations(t, got)
+
+		// What the server said: two preStop calls, one stop, one drain,
+		// an exit.
+		count := map[string]int{}
+		for _, line := range strings.Split(string(logs), "\n") {
+			var rec struct{ Msg string }
+			if json.Unmarshal([]byte(line), &rec) == nil {
+				count[rec.Msg]++
+			}
+		}
+		t.Logf("pod %s: our preStop call answered %q after %s; its log: %v", p.Name, answer, took.Round(time.Millisecond), count)
+		assert.Equal(t, 2, count["health: prestop called"], "preStop calls")
+		assert.Equal(t, 1, count["health: stopping"], "stops")
+		assert.Equal(t, 1, count["health: draining"], "drains")
+		assert.Equal(t, 1, count["health: drained"], "drains over")
+		assert.Equal(t, 1, count["handoff: exiting"], "exits")
+		assert.Zero(t, count["health: grace period too short"])
+		evs, err := c.Events(ctx, "default")
+		require.NoError(t, err)
+		for _, e := range evs {
+			if e.Name == p.Name {
+				assert.NotEqual(t, "FailedPreStopHook", e.Reason, "%s: %s", e.Reason, e.Message)
 			}
 		}
 	})

@@ -71,6 +71,47 @@
 // runs on a machine at a time: Start waits for a lock, an abstract unix
 // socket that the kernel releases with its process.
 //
+// # The acceptance of Kubernetes rolling updates
+//
+// TestKubernetesAcceptance (acceptance_linux_test.go) proves issue 11's
+// points a to e on one cluster. examples/kubernetes, built static and
+// imported as an image, runs as two Deployments of 3 replicas
+// (maxUnavailable 0, maxSurge 1) behind Services, with their flags file
+// from a mounted ConfigMap: web with the termination policy (a 5 s
+// shutdown delay, a preStop httpGet of /prestop on the health port,
+// terminationGracePeriodSeconds 30 for a 20 s drain timeout) and a
+// PodDisruptionBudget of minAvailable 2; control with no delay and no
+// preStop. The load is upgradertest's acceptance mix (keep-alive clients
+// that check and that do not, a new connection per request, slow
+// requests, 3 s streams; none retries), run by a helper (Call) inside the
+// namespace against the Service's cluster IP, so that every request goes
+// through kube-proxy's rules; it starts once every kind of client has had
+// an answer and stops when the test closes a FIFO (Call's ctx leaves a
+// helper only 5 s, less than a request that waits for its timeout). In
+// order:
+//
+//   - a: three rollout restarts of web: no failed request, every stream
+//     whole, 9 terminations, each exit 0 without SIGKILL;
+//   - b: the same on control: failed requests (connections refused while
+//     kube-proxy still routes to a pod that stopped accepting), which the
+//     test requires, then logs both figures on one line ("issue 11 a/b");
+//   - c: Drain of web's pods through the budget, then a pod deleted by
+//     hand: no failed request, 4 clean exits. With one node, Drain does
+//     not cordon: it asks for every eviction at once, the budget lets one
+//     through at a time (429 for the others, asked again each second),
+//     and each replacement lands on the same node, as it would elsewhere;
+//   - d: the ConfigMap's flags file changed: each pod serves the new
+//     value once the kubelet has swapped its volume's ..data symlink (its
+//     next sync of the pod, about 10 s here), with no failed request, the
+//     same pod UIDs and no restart;
+//   - e: a preStop call of the test's own, then the pod's deletion (the
+//     kubelet's preStop call, then its SIGTERM): the pod's log, followed
+//     to its end, shows two preStop calls, one stop, one drain, one exit;
+//     the exit is 0, no FailedPreStopHook event, no failed request.
+//
+// With the binaries cached it takes about 2.5 minutes, the cluster's
+// start included.
+//
 // # Requirements
 //
 // Linux, root, go, and the Debian packages containerd, runc,
