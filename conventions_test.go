@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,9 +25,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/handoff-go/handoff"
 	"github.com/handoff-go/handoff/bundle"
 	"github.com/handoff-go/handoff/examples/pluginhost/greeter"
 	"github.com/handoff-go/handoff/flags"
+	"github.com/handoff-go/handoff/health"
 	"github.com/handoff-go/handoff/internal/servertest"
 	"github.com/handoff-go/handoff/listener"
 	"github.com/handoff-go/handoff/plugin"
@@ -41,7 +44,7 @@ import (
 
 var (
 	packages = map[string]bool{"handoff": true, "upgrader": true, "listener": true, "signal": true,
-		"reload": true, "bundle": true, "plugin": true, "flags": true}
+		"health": true, "reload": true, "bundle": true, "plugin": true, "flags": true}
 	snakeCase = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 	// Keys the convention spells otherwise.
 	badKeys = map[string]string{"err": "error", "took": "duration", "elapsed": "duration", "cause": "error"}
@@ -251,6 +254,43 @@ func TestConventionsInProcess(t *testing.T) {
 		assert.NotZero(t, checkRecords(t, "signal", log.Bytes()))
 		events.check(t, "signal")
 	})
+	t.Run("health", func(t *testing.T) {
+		var log syncBuffer
+		var events collector[health.Event]
+		p := health.New(health.Options{ShutdownDelay: 10 * time.Millisecond, DrainTimeout: time.Second, GracePeriod: time.Second,
+			Logger: jsonLogger(&log), OnEvent: events.on})
+		defer p.Close()
+		var drained sync.WaitGroup
+		drained.Add(1)
+		p.Started()
+		srv := httptest.NewServer(p.Handler())
+		defer srv.Close()
+		go func() {
+			defer drained.Done()
+			resp, err := http.Get(srv.URL + health.PathPreStop)
+			if assert.NoError(t, err) {
+				resp.Body.Close()
+			}
+		}()
+		select {
+		case <-p.Stopping():
+		case <-time.After(10 * time.Second):
+			t.Fatal("the preStop call did not stop the policy")
+		}
+		p.Draining()
+		p.Drained()
+		drained.Wait()
+		assert.NotZero(t, checkRecords(t, "health", log.Bytes()))
+		events.check(t, "health")
+		kinds := map[health.EventKind]bool{}
+		for _, e := range events.events {
+			kinds[e.Kind] = true
+		}
+		for _, k := range []health.EventKind{health.EventGracePeriod, health.EventServing, health.EventPreStop,
+			health.EventStopping, health.EventDraining, health.EventDrained} {
+			assert.True(t, kinds[k], "no %v event", k)
+		}
+	})
 	t.Run("reload", func(t *testing.T) {
 		var log syncBuffer
 		var events collector[reload.Event]
@@ -370,4 +410,45 @@ func upgraderRun(t *testing.T) ([]byte, *collector[upgrader.Event]) {
 	})
 	require.NoError(t, upgraderErr)
 	return upgraderLog, &upgraderEvents
+}
+
+// TestConventionsOptions checks the shape of every package's Options: a
+// Logger *slog.Logger, and an OnEvent func(Event) where the package
+// reports events; and that sentinel errors name their package.
+func TestConventionsOptions(t *testing.T) {
+	loggerType := reflect.TypeFor[*slog.Logger]()
+	for _, o := range []struct {
+		pkg     string
+		typ     reflect.Type
+		onEvent reflect.Type // nil: the package has no events
+	}{
+		{"handoff", reflect.TypeFor[handoff.Options](), reflect.TypeFor[func(upgrader.Event)]()},
+		{"upgrader", reflect.TypeFor[upgrader.Options](), reflect.TypeFor[func(upgrader.Event)]()},
+		{"listener", reflect.TypeFor[listener.Options](), nil},
+		{"signal", reflect.TypeFor[signal.Options](), reflect.TypeFor[func(signal.Event)]()},
+		{"health", reflect.TypeFor[health.Options](), reflect.TypeFor[func(health.Event)]()},
+		{"reload", reflect.TypeFor[reload.Options[string]](), reflect.TypeFor[func(reload.Event)]()},
+		{"bundle", reflect.TypeFor[bundle.Options](), reflect.TypeFor[func(reload.Event)]()},
+		{"flags", reflect.TypeFor[flags.Options](), reflect.TypeFor[func(reload.Event)]()},
+	} {
+		f, ok := o.typ.FieldByName("Logger")
+		if assert.True(t, ok, "%s.Options has no Logger", o.pkg) {
+			assert.Equal(t, loggerType, f.Type, "%s.Options.Logger", o.pkg)
+		}
+		if o.onEvent == nil {
+			continue
+		}
+		f, ok = o.typ.FieldByName("OnEvent")
+		if assert.True(t, ok, "%s.Options has no OnEvent", o.pkg) {
+			assert.Equal(t, o.onEvent, f.Type, "%s.Options.OnEvent", o.pkg)
+		}
+	}
+	for pkg, errs := range map[string][]error{
+		"handoff": {handoff.ErrContainerInit},
+		"health":  {health.ErrPreStop, health.ErrGracePeriod},
+	} {
+		for _, err := range errs {
+			assert.True(t, strings.HasPrefix(err.Error(), pkg+": "), "%q does not name its package %s", err, pkg)
+		}
+	}
 }

@@ -31,6 +31,7 @@
 //   - upgrader: the process hand-over (New, Listen, Ready, Upgrade, Drain, Stop).
 //   - listener: tracked listeners and connections, pause/resume, Drain, the http.Server glue.
 //   - signal: OS signals to actions, with coalescing of signal storms.
+//   - health: probes, the preStop endpoint and the termination policy (Kubernetes).
 //   - reload: a versioned hot-swappable value with leases, history and rollback, and a file watcher.
 //   - bundle: static front-end bundles served from memory and swapped atomically.
 //   - plugin: go-plugin plugins swapped under load, with crash restart and canaries.
@@ -39,9 +40,9 @@
 //
 // Run handles, by default:
 //
-//	SIGHUP           upgrade: start the new binary as the next generation
+//	SIGHUP           upgrade: start the new binary as the next generation (not as PID 1)
 //	SIGUSR2          reload: Options.Reload hot-swaps bundles or plugins (if set)
-//	SIGTERM, SIGINT  graceful stop: drain, then exit 0
+//	SIGTERM, SIGINT  graceful stop: Options.ShutdownDelay serving on, drain, exit 0
 //	second SIGTERM   immediate stop (also SIGQUIT): Run returns the signal's error
 //
 // Upgrade signals that arrive while an upgrade runs collapse into one
@@ -49,6 +50,23 @@
 // charge when the running one ends. A stop that arrives during an upgrade,
 // before its commit, rolls it back and stops; after the commit it ends the
 // old generation only. Once the commit is sent nothing rolls it back.
+//
+// # Kubernetes
+//
+// The termination policy (package health) makes a pod's stop lose nothing
+// while load balancers still route to it: a graceful stop (SIGTERM, ctx,
+// or a call of the preStop endpoint on Options.HealthAddr) serves on
+// normally for Options.ShutdownDelay, answering HTTP with "Connection:
+// close", then drains. The probes (/livez, /readyz, /startupz) answer on
+// HealthAddr in every phase; the readiness flip (NotReadyOnStop) is off by
+// default; GracePeriod makes Run warn at start when ShutdownDelay +
+// DrainTimeout do not fit in the pod's terminationGracePeriodSeconds. The
+// preStop endpoint is idempotent and a SIGTERM after it changes nothing:
+// one termination, exit 0. During the delay SIGHUP is refused and an
+// upgrade in its probation is rolled back. As PID 1 (a container's init,
+// which takes the container down when it exits) Run refuses SIGHUP
+// (ErrContainerInit) and serves on: roll out a new image instead.
+// examples/kubernetes has the manifests and explains every number.
 //
 // # systemd
 //

@@ -198,7 +198,6 @@ type runner struct {
 	drainTimeout time.Duration
 	upg          *upgrader.Upgrader
 	policy       *health.Policy
-	stopping     atomic.Bool // the termination policy began: upgrades are refused
 
 	healthLn      atomic.Pointer[listener.Listener] // Options.HealthAddr's
 	healthSrv     *http.Server
@@ -256,7 +255,7 @@ func (r *runner) run(ctx context.Context) (err error) {
 		GracePeriod:          r.opts.GracePeriod,
 		GRPC:                 r.opts.GRPCHealth,
 		Logger:               r.log,
-		OnEvent:              r.onHealthEvent,
+		OnEvent:              r.opts.OnHealth,
 	})
 	defer r.policy.Close()
 
@@ -333,10 +332,18 @@ func (r *runner) start() ([]string, error) {
 // committed, a stop, ctx, a failed server, an immediate stop) and drains;
 // after a reclaim it serves on. It returns the first server's failure.
 func (r *runner) serveUntilExit(ctx context.Context) (serveErr error) {
-	done, killed := ctx.Done(), r.kill.Done()
+	done, killed, stopping := ctx.Done(), r.kill.Done(), r.policy.Stopping()
 	for {
 		select {
 		case <-r.upg.Exit():
+		case <-stopping:
+			// The termination began (a stop signal, ctx, the preStop
+			// endpoint): an upgrade under way is rolled back, before
+			// the shutdown delay ends, and upgrade signals are
+			// refused from now on (upgrade).
+			stopping = nil
+			r.cancelUpgrade()
+			continue
 		case <-done:
 			done = nil
 			r.log.Info("handoff: stopping", "error", context.Cause(ctx))
@@ -502,9 +509,11 @@ func (r *runner) upgrade(context.Context) error {
 		r.log.Error("handoff: upgrade refused", "error", ErrContainerInit)
 		return nil
 	}
-	if r.stopping.Load() {
+	select {
+	case <-r.policy.Stopping():
 		r.log.Warn("handoff: upgrade refused", "error", errStopping)
 		return nil
+	default:
 	}
 	r.upgrades.Add(1)
 	go func() {
@@ -566,19 +575,6 @@ func (r *runner) onUpgraderEvent(e upgrader.Event) {
 	}
 	if r.opts.OnEvent != nil {
 		r.opts.OnEvent(e)
-	}
-}
-
-// onHealthEvent: once the termination policy begins, an upgrade under way
-// is rolled back (its context is cancelled) and upgrade signals are
-// refused, as a stop did before the delay existed.
-func (r *runner) onHealthEvent(e health.Event) {
-	if e.Kind == health.EventStopping {
-		r.stopping.Store(true)
-		r.cancelUpgrade()
-	}
-	if r.opts.OnHealth != nil {
-		r.opts.OnHealth(e)
 	}
 }
 

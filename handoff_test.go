@@ -50,6 +50,9 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	quickstart.Remove()
 	httpserver.Remove()
+	if kubernetesServer != nil {
+		kubernetesServer.Remove()
+	}
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)

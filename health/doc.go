@@ -70,8 +70,14 @@
 // service whenever readiness fails by phase (from Stop with
 // NotReadyOnStop, and once stopped), SERVING again when a generation takes
 // charge again. A gRPC server accepts no connection before it is in charge,
-// so nothing sees its status while it starts. In between, the statuses
-// are the program's own (SetServingStatus).
+// so nothing sees its status while it starts; and it stops taking new
+// connections (GracefulStop, a GOAWAY on each) when its drain begins, so a
+// probe on a new connection fails from then on, whatever the status says.
+// In between, the statuses are the program's own (SetServingStatus). For
+// the kubelet, prefer the HTTP probes on a port of their own: they answer
+// in every phase. gRPC has no way to send a GOAWAY and keep serving, so
+// during the delay gRPC connections stay; they get their GOAWAY at the
+// drain, when the load balancers have stopped routing new ones here.
 //
 // # In Kubernetes, and in-place upgrades
 //

@@ -125,6 +125,7 @@ type Policy struct {
 	opts    Options
 	log     *slog.Logger
 	created time.Time
+	stopped chan struct{} // closed by the first Stop
 	done    chan struct{} // closed by Drained
 
 	// phase is written under mu and read without it by the handlers (one
@@ -162,7 +163,7 @@ func New(opts Options) *Policy {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Policy{opts: opts, log: opts.Logger, created: time.Now(), done: make(chan struct{})}
+	p := &Policy{opts: opts, log: opts.Logger, created: time.Now(), stopped: make(chan struct{}), done: make(chan struct{})}
 	if g := opts.GracePeriod; g > 0 && opts.ShutdownDelay+opts.DrainTimeout >= g {
 		p.emit(Event{Kind: EventGracePeriod, Time: time.Now(), Phase: PhaseStarting,
 			Err: fmt.Errorf("shutdown delay %s + drain timeout %s = %s, grace period %s: the process may be killed before its drain ends: %w",
@@ -173,6 +174,12 @@ func New(opts Options) *Policy {
 
 // Phase returns the current phase.
 func (p *Policy) Phase() Phase { return Phase(p.phase.Load()) }
+
+// Stopping returns a channel that is closed by the first Stop: the
+// termination has begun (a shutdown delay, or the drain), and there is no
+// way back. A program that upgrades in place refuses upgrades from then on
+// and rolls back one under way (handoff.Run does).
+func (p *Policy) Stopping() <-chan struct{} { return p.stopped }
 
 // Done returns a channel that is closed once the drain is over (Drained).
 func (p *Policy) Done() <-chan struct{} { return p.done }
@@ -227,6 +234,7 @@ func (p *Policy) Stop(cause error) {
 		return
 	}
 	p.stopping, p.cause, p.stoppedAt = true, cause, time.Now()
+	close(p.stopped)
 	delay := p.opts.ShutdownDelay
 	if p.Phase() != PhaseServing {
 		delay = 0

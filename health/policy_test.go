@@ -257,10 +257,10 @@ func TestPreStopTwice(t *testing.T) {
 	}
 	answers := make(chan answer, 2)
 	for i := range 2 {
+		if i == 1 { // the second while the first waits
+			require.Eventually(t, func() bool { return rec.count(health.EventPreStop) == 1 }, 10*time.Second, time.Millisecond)
+		}
 		go func() {
-			if i == 1 { // the second while the first waits
-				time.Sleep(30 * time.Millisecond)
-			}
 			resp, err := http.Get(srv.URL + health.PathPreStop)
 			if err != nil {
 				answers <- answer{err: err}

@@ -69,30 +69,36 @@ func main() { os.Exit(run()) }
 type config struct {
 	addr, healthAddr, grpcAddr, flagsFile, pidFile string
 	shutdownDelay, drainTimeout, gracePeriod       time.Duration
-	warmup                                         time.Duration
+	warmup, probation                              time.Duration
 	notReadyOnStop, keepAliveDuringDelay, logJSON  bool
 }
 
-func parseFlags() config {
+// parseFlags parses args (os.Args[1:]) into a config; the manifests'
+// args are checked with it (main_test.go).
+func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 	var c config
-	flag.StringVar(&c.addr, "addr", ":8080", "address to serve HTTP on")
-	flag.StringVar(&c.healthAddr, "health-addr", ":8081", "address of the probes and the preStop endpoint")
-	flag.StringVar(&c.grpcAddr, "grpc-addr", "", "also serve gRPC (a test service and the standard health service) on this address")
-	flag.StringVar(&c.flagsFile, "flags", "/config/flags.json", "the flags' values file, watched (\"\": defaults only)")
-	flag.DurationVar(&c.shutdownDelay, "shutdown-delay", 5*time.Second, "on a stop, serve on this long before draining")
-	flag.DurationVar(&c.drainTimeout, "drain-timeout", 20*time.Second, "how long the drain may take before connections are closed")
-	flag.DurationVar(&c.gracePeriod, "grace-period", 30*time.Second, "the pod's terminationGracePeriodSeconds, checked at start")
-	flag.BoolVar(&c.notReadyOnStop, "not-ready-on-stop", false, "fail readiness from the stop on (see package health before turning it on)")
-	flag.BoolVar(&c.keepAliveDuringDelay, "keepalive-during-delay", false, "keep connections open during the shutdown delay")
-	flag.DurationVar(&c.warmup, "warmup", 0, "the first health check takes this long (a cache warming up: the startup probe waits)")
-	flag.StringVar(&c.pidFile, "pidfile", "", "PID file naming the generation in charge (outside Kubernetes)")
-	flag.BoolVar(&c.logJSON, "log-json", false, "log JSON records instead of text")
-	flag.Parse()
-	return c
+	fs.StringVar(&c.addr, "addr", ":8080", "address to serve HTTP on")
+	fs.StringVar(&c.healthAddr, "health-addr", ":8081", "address of the probes and the preStop endpoint")
+	fs.StringVar(&c.grpcAddr, "grpc-addr", "", "also serve gRPC (a test service and the standard health service) on this address")
+	fs.StringVar(&c.flagsFile, "flags", "/config/flags.json", "the flags' values file, watched (\"\": defaults only)")
+	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 5*time.Second, "on a stop, serve on this long before draining")
+	fs.DurationVar(&c.drainTimeout, "drain-timeout", 20*time.Second, "how long the drain may take before connections are closed")
+	fs.DurationVar(&c.gracePeriod, "grace-period", 30*time.Second, "the pod's terminationGracePeriodSeconds, checked at start")
+	fs.BoolVar(&c.notReadyOnStop, "not-ready-on-stop", false, "fail readiness from the stop on (see package health before turning it on)")
+	fs.BoolVar(&c.keepAliveDuringDelay, "keepalive-during-delay", false, "keep connections open during the shutdown delay")
+	fs.DurationVar(&c.warmup, "warmup", 0, "the first health check takes this long (a cache warming up: the startup probe waits)")
+	fs.DurationVar(&c.probation, "probation", 0, "how long a new generation serves under watch before it commits (in-place upgrades: not as PID 1)")
+	fs.StringVar(&c.pidFile, "pidfile", "", "PID file naming the generation in charge (outside Kubernetes)")
+	fs.BoolVar(&c.logJSON, "log-json", false, "log JSON records instead of text")
+	err := fs.Parse(args)
+	return c, err
 }
 
 func run() int {
-	c := parseFlags()
+	c, err := parseFlags(flag.CommandLine, os.Args[1:])
+	if err != nil {
+		return 2 // flag.ExitOnError has exited already
+	}
 	var handler slog.Handler = slog.NewTextHandler(os.Stderr, nil)
 	if c.logJSON {
 		handler = slog.NewJSONHandler(os.Stderr, nil)
@@ -134,6 +140,7 @@ func run() int {
 
 	opts := handoff.Options{
 		PIDFile:              c.pidFile,
+		Probation:            c.probation,
 		DrainTimeout:         c.drainTimeout,
 		ShutdownDelay:        c.shutdownDelay,
 		KeepAliveDuringDelay: c.keepAliveDuringDelay,

@@ -38,7 +38,11 @@ type Record struct {
 	Error     string   `json:"error"`
 	Addr      string   `json:"addr"`
 	Addrs     []string `json:"addrs"`
-	Forced    int      `json:"forced"`
+	// HealthAddr is where the probes answer (handoff.Options.HealthAddr).
+	HealthAddr string `json:"health_addr"`
+	// Phase is the termination policy's (package health's events).
+	Phase  string `json:"phase"`
+	Forced int    `json:"forced"`
 	// HandedOver and Kept are a drain's connections handed to the new
 	// generation and ended here; Adopted those a new generation took.
 	HandedOver int    `json:"handed_over"`
@@ -82,6 +86,11 @@ type Options struct {
 	// PIDFile is the PID file's path under the server's directory;
 	// default "server.pid".
 	PIDFile string
+	// NewPIDNamespace starts the server as PID 1 of a new PID namespace,
+	// as a container's init (CLONE_NEWPID; the test must run as root).
+	// Its records then say pid 1; First is its pid as this process sees
+	// it.
+	NewPIDNamespace bool
 	// Plain: the server does not take -log-json (examples/quickstart
 	// logs text). Start then waits for the PID file to name the first
 	// generation and reads its address from /proc; the log is kept as raw
@@ -115,6 +124,9 @@ func Start(t testing.TB, b *Builds, o Options) (*Server, net.Conn) {
 	all = append(all, o.Args...)
 	s.cmd = exec.Command(all[0], all[1:]...)
 	s.cmd.Dir = dir
+	if o.NewPIDNamespace {
+		s.cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
+	}
 	// Our own pipe, not StderrPipe: Wait would close that one when the
 	// first generation exits, and later generations share it.
 	stderr, w, err := os.Pipe()
@@ -144,7 +156,11 @@ func Start(t testing.TB, b *Builds, o Options) (*Server, net.Conn) {
 		s.Addr = addrs[0]
 		return s, c
 	}
-	r := s.WaitRecord(0, 30*time.Second, func(r Record) bool { return r.Msg == MsgServing && r.PID == s.First })
+	pid := s.First
+	if o.NewPIDNamespace {
+		pid = 1
+	}
+	r := s.WaitRecord(0, 30*time.Second, func(r Record) bool { return r.Msg == MsgServing && r.PID == pid })
 	s.Addr = r.Addr
 	return s, c
 }
@@ -433,7 +449,10 @@ func (s *Server) cleanup() {
 		var ws unix.WaitStatus
 		_, _ = unix.Wait4(pid, &ws, 0, nil)
 	}
-	if s.cmd.ProcessState == nil {
+	// cmd.Wait's goroutine owns ProcessState until cmdDone is closed.
+	select {
+	case <-s.cmdDone:
+	default:
 		_ = s.cmd.Process.Kill()
 		<-s.cmdDone
 	}
