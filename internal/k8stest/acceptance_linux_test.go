@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,13 +24,12 @@ import (
 	"github.com/handoff-go/handoff/upgrader/upgradertest"
 )
 
-// The acceptance of Kubernetes rolling updates (issue 11 a–d): 3 replicas
+// The acceptance of Kubernetes rolling updates (issue 11 a–e): 3 replicas
 // of examples/kubernetes behind a Service, under upgradertest's load (its
 // clients never retry) sent from inside the cluster's network namespace to
 // the Service's cluster IP, so every request goes through kube-proxy's
 // iptables rules as a client pod's would.
 const (
-	serverImage = "handoff.local/k8stest/kubernetes:1"
 	// policyDelay is the policy's ShutdownDelay: kube-proxy's iptables
 	// update takes its minimum sync period (1 s) after the endpoint
 	// slice's change, itself after the API's; 5 s covers both with room
@@ -43,124 +43,53 @@ const (
 	rollouts = 3
 )
 
-// serverManifests is a Deployment of 3 replicas of examples/kubernetes
-// named name (label app=name) and its Service (port 80 to 8080), with the
-// ConfigMap flags mounted at /config. With policy, the termination policy
-// is on: ShutdownDelay policyDelay and the preStop hook on /prestop. Without
-// it (the control), ShutdownDelay is 0 and there is no preStop: the server
-// drains as soon as the kubelet's SIGTERM arrives.
-func serverManifests(name string, policy bool) string {
-	delay, preStop := time.Duration(0), ""
-	if policy {
-		delay = policyDelay
-		preStop = `
-        lifecycle:
-          preStop:
-            httpGet:
-              path: /prestop
-              port: health`
-	}
-	return fmt.Sprintf(`
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: %[1]s
-  labels:
-    app: %[1]s
-spec:
-  replicas: 3
-  selector:
-    matchLabels:
-      app: %[1]s
-  strategy:
-    type: RollingUpdate
-    rollingUpdate:
-      maxUnavailable: 0
-      maxSurge: 1
-  template:
-    metadata:
-      labels:
-        app: %[1]s
-    spec:
-      automountServiceAccountToken: false
-      enableServiceLinks: false
-      terminationGracePeriodSeconds: %[2]d
-      containers:
-      - name: server
-        image: %[3]s
-        imagePullPolicy: Never
-        args:
-        - -addr=:8080
-        - -health-addr=:8081
-        - -flags=/config/flags.json
-        - -shutdown-delay=%[4]s
-        - -drain-timeout=%[5]s
-        - -grace-period=%[6]s
-        - -log-json
-        ports:
-        - name: http
-          containerPort: 8080
-        - name: health
-          containerPort: 8081
-        startupProbe:
-          httpGet:
-            path: /startupz
-            port: health
-          periodSeconds: 1
-          failureThreshold: 60
-        readinessProbe:
-          httpGet:
-            path: /readyz
-            port: health
-          periodSeconds: 1
-        livenessProbe:
-          httpGet:
-            path: /livez
-            port: health
-          periodSeconds: 10%[7]s
-        volumeMounts:
-        - name: flags
-          mountPath: /config
-          readOnly: true
-      volumes:
-      - name: flags
-        configMap:
-          name: flags
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: %[1]s
-spec:
-  selector:
-    app: %[1]s
-  ports:
-  - port: 80
-    targetPort: http
-`, name, int(gracePeriod.Seconds()), serverImage, delay, drainTimeout, gracePeriod, preStop)
-}
+// The objects of examples/kubernetes/deploy.yaml, the manifests a user
+// copies, applied as they are (with the image built from main.go under the
+// name they give), and the control made from them.
+const (
+	deployYAML = "../../examples/kubernetes/deploy.yaml"
+	// web is the name of every object of deploy.yaml, and its pods' app
+	// label.
+	web = "handoff-example"
+	// control is the name of the control's objects: deploy.yaml's
+	// ConfigMap, Deployment and Service with ShutdownDelay 0 and no preStop
+	// (the server drains as soon as the kubelet's SIGTERM arrives), and no
+	// budget.
+	control = "handoff-control"
+	// serverImage is the image deploy.yaml names.
+	serverImage = "handoff.local/examples/kubernetes:1"
+)
 
-// sharedManifests are the ConfigMap of the flags file (hot-swapped by the
-// servers) and the PodDisruptionBudget of Deployment web (2 of 3 pods
-// available at all times: evictions go one at a time).
-const sharedManifests = `
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: flags
-data:
-  flags.json: '{"greeting": "hello"}'
----
-apiVersion: policy/v1
-kind: PodDisruptionBudget
-metadata:
-  name: web
-spec:
-  minAvailable: 2
-  selector:
-    matchLabels:
-      app: web
-`
+// preStopHook is deploy.yaml's preStop hook, which the control drops.
+var preStopHook = regexp.MustCompile(`\n +lifecycle:\n +preStop:\n +httpGet:\n +path: /prestop\n +port: health\n`)
+
+// exampleManifests reads deploy.yaml and returns it (web) and the
+// control's objects. It checks the settings the test's figures depend on,
+// so that a change of deploy.yaml that alters them fails here, not later.
+func exampleManifests(t *testing.T) (webYAML, controlYAML string) {
+	t.Helper()
+	b, err := os.ReadFile(deployYAML)
+	require.NoError(t, err)
+	webYAML = string(b)
+	for _, want := range []string{"image: " + serverImage, "replicas: 3", "maxUnavailable: 0", "-shutdown-delay=" + policyDelay.String(),
+		"-drain-timeout=" + drainTimeout.String(), "-grace-period=" + gracePeriod.String(),
+		fmt.Sprintf("terminationGracePeriodSeconds: %d", int(gracePeriod.Seconds())), "-log-json", "path: /prestop", "kind: PodDisruptionBudget"} {
+		require.Contains(t, webYAML, want, "%s changed: the test depends on it", deployYAML)
+	}
+	require.Len(t, preStopHook.FindAllString(webYAML, -1), 1, "deploy.yaml's preStop hook")
+	var docs []string
+	for _, doc := range strings.Split(webYAML, "\n---\n") {
+		if !strings.Contains(doc, "\nkind: PodDisruptionBudget\n") {
+			docs = append(docs, doc)
+		}
+	}
+	controlYAML = strings.Join(docs, "\n---\n")
+	controlYAML = strings.ReplaceAll(controlYAML, web, control)
+	controlYAML = strings.Replace(controlYAML, "-shutdown-delay="+policyDelay.String(), "-shutdown-delay=0s", 1)
+	controlYAML = preStopHook.ReplaceAllString(controlYAML, "\n")
+	require.NotContains(t, controlYAML, "prestop")
+	return webYAML, controlYAML
+}
 
 // loadArg is the argument of the helper load.
 type loadArg struct {
@@ -403,56 +332,57 @@ func TestKubernetesAcceptance(t *testing.T) {
 	t.Logf("examples/kubernetes built and imported in %s", time.Since(step).Round(time.Millisecond))
 
 	step = time.Now()
-	require.NoError(t, c.Apply(ctx, sharedManifests+"---\n"+serverManifests("web", true)+"---\n"+serverManifests("control", false)))
-	require.NoError(t, c.WaitRollout(ctx, "default", "web"))
-	require.NoError(t, c.WaitRollout(ctx, "default", "control"))
-	t.Logf("web (the policy) and control (none) rolled out %s after Apply", time.Since(step).Round(time.Millisecond))
+	webYAML, controlYAML := exampleManifests(t)
+	require.NoError(t, c.Apply(ctx, webYAML+"\n---\n"+controlYAML))
+	require.NoError(t, c.WaitRollout(ctx, "default", web))
+	require.NoError(t, c.WaitRollout(ctx, "default", control))
+	t.Logf("%s (deploy.yaml: the policy) and %s (the control) rolled out %s after Apply", web, control, time.Since(step).Round(time.Millisecond))
 
-	var policy, control loadReport
+	var withPolicy, withoutPolicy loadReport
 	t.Run("a rollout restarts with the policy", func(t *testing.T) {
-		terms := watchTerminations(ctx, t, c, "web")
-		stop := startLoad(ctx, t, c, "web")
-		rolloutRestarts(ctx, t, c, "web", rollouts)
-		policy = stop()
-		checkLoad(t, policy)
+		terms := watchTerminations(ctx, t, c, web)
+		stop := startLoad(ctx, t, c, web)
+		rolloutRestarts(ctx, t, c, web, rollouts)
+		withPolicy = stop()
+		checkLoad(t, withPolicy)
 		got := terms(3 * rollouts)
 		assert.Len(t, got, 3*rollouts, "one termination per old pod")
 		checkTerminations(t, got)
 	})
 
 	t.Run("b the control without it", func(t *testing.T) {
-		terms := watchTerminations(ctx, t, c, "control")
-		stop := startLoad(ctx, t, c, "control")
-		rolloutRestarts(ctx, t, c, "control", rollouts)
-		control = stop()
-		assert.Positive(t, control.Failed, "the control lost no request: the test cannot see the problem")
-		t.Logf("the control's failures: %v\n%s", control.Failures, control.FirstFailures)
+		terms := watchTerminations(ctx, t, c, control)
+		stop := startLoad(ctx, t, c, control)
+		rolloutRestarts(ctx, t, c, control, rollouts)
+		withoutPolicy = stop()
+		assert.Positive(t, withoutPolicy.Failed, "the control lost no request: the test cannot see the problem")
+		t.Logf("the control's failures: %v\n%s", withoutPolicy.Failures, withoutPolicy.FirstFailures)
 		for _, term := range terms(3 * rollouts) {
 			t.Logf("control termination: %v", term)
 		}
 		// Its pods go, so that what follows has the machine to itself.
-		require.NoError(t, c.Delete(ctx, "/apis/apps/v1/namespaces/default/deployments/control"))
-		_, err := c.WaitPods(ctx, "default", "app=control", func(ps []k8stest.Pod) bool { return len(ps) == 0 })
+		require.NoError(t, c.Delete(ctx, "/apis/apps/v1/namespaces/default/deployments/"+control))
+		_, err := c.WaitPods(ctx, "default", "app="+control, func(ps []k8stest.Pod) bool { return len(ps) == 0 })
 		require.NoError(t, err)
 	})
-	if policy.Requests > 0 && control.Requests > 0 {
+	if withPolicy.Requests > 0 && withoutPolicy.Requests > 0 {
 		t.Logf("issue 11 a/b, %d rollout restarts of 3 replicas each under the same load: "+
 			"with the policy (ShutdownDelay %s, preStop) %d failed of %d requests; "+
 			"without it (ShutdownDelay 0, no preStop) %d failed of %d %v",
-			rollouts, policyDelay, policy.Failed, policy.Requests, control.Failed, control.Requests, control.Failures)
+			rollouts, policyDelay, withPolicy.Failed, withPolicy.Requests, withoutPolicy.Failed, withoutPolicy.Requests, withoutPolicy.Failures)
 	}
 
 	t.Run("c drain through the budget and a pod deleted", func(t *testing.T) {
-		terms := watchTerminations(ctx, t, c, "web")
-		before, err := c.Pods(ctx, "default", "app=web")
+		terms := watchTerminations(ctx, t, c, web)
+		before, err := c.Pods(ctx, "default", "app="+web)
 		require.NoError(t, err)
 		require.Len(t, before, 3)
 		var pdb struct {
 			Status struct{ DisruptionsAllowed int }
 		}
-		require.NoError(t, c.Get(ctx, "/apis/policy/v1/namespaces/default/poddisruptionbudgets/web", &pdb))
+		require.NoError(t, c.Get(ctx, "/apis/policy/v1/namespaces/default/poddisruptionbudgets/"+web, &pdb))
 		require.Equal(t, 1, pdb.Status.DisruptionsAllowed, "the budget lets one pod of 3 go at a time")
-		stop := startLoad(ctx, t, c, "web")
+		stop := startLoad(ctx, t, c, web)
 
 		// The node is the cluster's only one: kubectl drain would cordon
 		// it, and the Deployment's replacements, with nowhere to go, would
@@ -462,8 +392,8 @@ func TestKubernetesAcceptance(t *testing.T) {
 		// with the replacements landing on the same node: one pod at a
 		// time goes, as on a node of a cluster with room elsewhere.
 		step := time.Now()
-		require.NoError(t, c.Drain(ctx, "default", "app=web"))
-		after, err := c.WaitPods(ctx, "default", "app=web", settled(3))
+		require.NoError(t, c.Drain(ctx, "default", "app="+web))
+		after, err := c.WaitPods(ctx, "default", "app="+web, settled(3))
 		require.NoError(t, err)
 		for _, p := range after {
 			for _, old := range before {
@@ -474,7 +404,7 @@ func TestKubernetesAcceptance(t *testing.T) {
 
 		step = time.Now()
 		require.NoError(t, c.DeletePod(ctx, "default", after[0].Name))
-		_, err = c.WaitPods(ctx, "default", "app=web", func(ps []k8stest.Pod) bool {
+		_, err = c.WaitPods(ctx, "default", "app="+web, func(ps []k8stest.Pod) bool {
 			for _, p := range ps {
 				if p.UID == after[0].UID {
 					return false
@@ -492,17 +422,17 @@ func TestKubernetesAcceptance(t *testing.T) {
 	})
 
 	t.Run("d configmap hot swap", func(t *testing.T) {
-		before, err := c.WaitPods(ctx, "default", "app=web", settled(3))
+		before, err := c.WaitPods(ctx, "default", "app="+web, settled(3))
 		require.NoError(t, err)
 		old, err := greetings(ctx, c, before)
 		require.NoError(t, err)
 		for name, g := range old {
 			require.True(t, strings.HasPrefix(g, "hello from "), "pod %s: %q", name, g)
 		}
-		stop := startLoad(ctx, t, c, "web")
+		stop := startLoad(ctx, t, c, web)
 
 		step := time.Now()
-		require.NoError(t, c.UpdateConfigMap(ctx, "default", "flags", map[string]string{"flags.json": `{"greeting": "bonjour"}`}))
+		require.NoError(t, c.UpdateConfigMap(ctx, "default", web, map[string]string{"flags.json": `{"greeting": "bonjour"}`}))
 		// The kubelet writes the new file into each pod's volume on its
 		// next sync of the pod (a new timestamped directory, then the
 		// ..data symlink renamed over), and the server's watcher swaps it.
@@ -522,7 +452,7 @@ func TestKubernetesAcceptance(t *testing.T) {
 		t.Logf("the ConfigMap's new value served by the 3 pods %s after the update: %v", time.Since(step).Round(time.Millisecond), got)
 
 		checkLoad(t, stop())
-		after, err := c.Pods(ctx, "default", "app=web")
+		after, err := c.Pods(ctx, "default", "app="+web)
 		require.NoError(t, err)
 		require.Len(t, after, 3)
 		uids := map[string]bool{}
@@ -539,11 +469,11 @@ func TestKubernetesAcceptance(t *testing.T) {
 	})
 
 	t.Run("e prestop twice then SIGTERM", func(t *testing.T) {
-		pods, err := c.WaitPods(ctx, "default", "app=web", settled(3))
+		pods, err := c.WaitPods(ctx, "default", "app="+web, settled(3))
 		require.NoError(t, err)
 		p := pods[0]
-		terms := watchTerminations(ctx, t, c, "web")
-		stop := startLoad(ctx, t, c, "web")
+		terms := watchTerminations(ctx, t, c, web)
+		stop := startLoad(ctx, t, c, web)
 
 		// The log, followed to the container's end.
 		var logs []byte
@@ -588,7 +518,7 @@ func TestKubernetesAcceptance(t *testing.T) {
 		require.NoError(t, callErr)
 		assert.Equal(t, "200 drained", answer, "our preStop call")
 		assert.GreaterOrEqual(t, took, policyDelay, "our preStop call returned before the delay was over")
-		_, err = c.WaitPods(ctx, "default", "app=web", func(ps []k8stest.Pod) bool {
+		_, err = c.WaitPods(ctx, "default", "app="+web, func(ps []k8stest.Pod) bool {
 			for _, q := range ps {
 				if q.UID == p.UID {
 					return false
