@@ -94,12 +94,12 @@ func exampleManifests(t *testing.T) (webYAML, controlYAML string) {
 // loadArg is the argument of the helper load.
 type loadArg struct {
 	Addr string // the Service's cluster IP and port
-	// Running is a file the helper creates once every kind of client has
-	// had a response: the load is on.
+	// Running, if set, is a file the helper creates once every kind of
+	// client has had a response: the load is on.
 	Running string
-	// Stop is a FIFO: the load ends when its writer closes it. (Call's
-	// ctx would end it too, but with 5 s for the rest: too little for a
-	// request that waits for its timeout, as the control's do.)
+	// Stop, if set, is a FIFO: the load ends when its writer closes it.
+	// (Call's ctx ends it too, but leaves 5 s for the rest: too little for
+	// a request that waits for its timeout, as the control's do.)
 	Stop string
 }
 
@@ -125,18 +125,20 @@ func load(ctx context.Context, arg []byte) ([]byte, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() {
-		// Blocks until the test opens the FIFO, then until it closes it.
-		// Left blocked if ctx ends first: the process exits then.
-		f, err := os.Open(a.Stop)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "load: no stop FIFO:", err)
-			return
-		}
-		_, _ = io.Copy(io.Discard, f)
-		f.Close()
-		cancel()
-	}()
+	if a.Stop != "" {
+		go func() {
+			// Blocks until the test opens the FIFO, then until it closes
+			// it. Left blocked if ctx ends first: the process exits then.
+			f, err := os.Open(a.Stop)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "load: no stop FIFO:", err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, f)
+			f.Close()
+			cancel()
+		}()
+	}
 	cfg := upgradertest.MixedConfig(a.Addr)
 	var mu sync.Mutex
 	answered := map[upgradertest.Kind]bool{}
@@ -148,7 +150,7 @@ func load(ctx context.Context, arg []byte) ([]byte, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		answered[s.Kind] = true
-		if !created && len(answered) == len(cfg.Workers) {
+		if !created && a.Running != "" && len(answered) == len(cfg.Workers) {
 			created = true
 			_ = os.WriteFile(a.Running, nil, 0o600)
 		}
@@ -316,11 +318,13 @@ func greetings(ctx context.Context, c *k8stest.Cluster, pods []k8stest.Pod) (map
 // (rollout restarts with the termination policy lose nothing), b (the
 // control without it loses requests), c (a drain through the budget and a
 // pod deleted by hand lose nothing), d (a ConfigMap update is hot-swapped
-// with no restart).
+// with no restart), e on the cluster (a preStop call, then the kubelet's
+// own and its SIGTERM: one drain, exit 0). The package documentation says
+// how.
 func TestKubernetesAcceptance(t *testing.T) {
 	start := time.Now()
 	c := k8stest.New(t, k8stest.Options{})
-	t.Logf("cluster up in %s (build %s cached=%v, boot %s)", time.Since(start).Round(time.Millisecond),
+	t.Logf("cluster up in %s (lock %s, build %s cached=%v, boot %s)", time.Since(start).Round(time.Millisecond), c.Timings.Lock.Round(time.Millisecond),
 		c.Timings.Build.Round(time.Millisecond), c.Timings.Cached, c.Timings.Boot.Round(time.Millisecond))
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
