@@ -232,7 +232,7 @@ func (r *runner) run(ctx context.Context) (err error) {
 		MaxStateSize:   r.opts.MaxStateSize,
 		ListenConfig:   r.opts.ListenConfig,
 		Logger:         r.log,
-		OnEvent:        r.onUpgraderEvent,
+		OnEvent:        r.opts.OnEvent,
 	})
 	if err != nil {
 		return err
@@ -289,10 +289,20 @@ func (r *runner) run(ctx context.Context) (err error) {
 		// status instead of 0.
 		ossignal.Ignore(r.stopSignalList()...)
 	}
+	// After a hand-over (no stop: a successor answers the probes now),
+	// the health server ends first, so that a probe it accepted before
+	// pausing is answered as draining, not as stopped. After a stop it
+	// ends last: the preStop calls return once the drain is over.
+	handedOver := r.policy.Cause() == nil
+	if handedOver {
+		r.stopHealth()
+	}
 	r.policy.Drained()
 	close(r.drained)
 	r.serving.Wait()
-	r.stopHealth()
+	if !handedOver {
+		r.stopHealth()
+	}
 	r.log.Info("handoff: exiting")
 	var se *signal.SignalError
 	switch {
@@ -338,11 +348,15 @@ func (r *runner) serveUntilExit(ctx context.Context) (serveErr error) {
 		case <-r.upg.Exit():
 		case <-stopping:
 			// The termination began (a stop signal, ctx, the preStop
-			// endpoint): an upgrade under way is rolled back, before
-			// the shutdown delay ends, and upgrade signals are
-			// refused from now on (upgrade).
+			// endpoint): upgrade signals are refused from now on
+			// (upgrade). If a shutdown delay holds the drain back, an
+			// upgrade under way is rolled back now rather than at its
+			// end. Without one the policy has stopped the Upgrader
+			// already, which rolls it back as a stop does.
 			stopping = nil
-			r.cancelUpgrade()
+			if r.policy.Phase() == health.PhaseDelaying {
+				r.cancelUpgrade()
+			}
 			continue
 		case <-done:
 			done = nil
@@ -362,8 +376,19 @@ func (r *runner) serveUntilExit(ctx context.Context) (serveErr error) {
 			continue
 		}
 		r.policy.Draining()
+		// A successor took charge (no stop, no failure): it answers the
+		// probes from now on; the kernel queues their connections for it
+		// until it accepts.
+		ln := r.healthLn.Load()
+		handedOver := r.policy.Cause() == nil && killed != nil && serveErr == nil
+		if handedOver && ln != nil {
+			ln.Pause()
+		}
 		if err := r.drain(); errors.Is(err, upgrader.ErrReclaimed) {
 			r.log.Warn("handoff: the new generation died while this one drained; serving again")
+			if handedOver && ln != nil {
+				ln.Resume()
+			}
 			r.policy.Started()
 			continue
 		}
@@ -560,24 +585,6 @@ var ErrContainerInit = errors.New("handoff: this process is PID 1, the init of i
 // policy has begun.
 var errStopping = errors.New("handoff: the process is stopping")
 
-// onUpgraderEvent follows the hand-over for the health listener, then
-// passes the event on: a generation that handed over stops answering the
-// probes (its successor does; the kernel queues the probes' connections for
-// it meanwhile), and answers again if it takes charge again.
-func (r *runner) onUpgraderEvent(e upgrader.Event) {
-	if ln := r.healthLn.Load(); ln != nil {
-		switch {
-		case e.Kind == upgrader.EventCommitted && e.PID != os.Getpid():
-			ln.Pause()
-		case e.Kind == upgrader.EventReclaimed:
-			ln.Resume()
-		}
-	}
-	if r.opts.OnEvent != nil {
-		r.opts.OnEvent(e)
-	}
-}
-
 // listenHealth opens (or adopts) the health listener: a socket handed over
 // as a file, not one of the Upgrader's listeners, so that its drains leave
 // it alone. A new generation keeps it paused until it is in charge.
@@ -637,8 +644,8 @@ func (r *runner) serveHealth() {
 // milliseconds.
 const stopHealthTimeout = time.Second
 
-// stopHealth ends the health server, last: the preStop calls return once
-// the drain is over.
+// stopHealth ends the health server, bounded by stopHealthTimeout: see run
+// for when.
 func (r *runner) stopHealth() {
 	if r.healthSrv == nil {
 		return

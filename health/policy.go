@@ -234,7 +234,6 @@ func (p *Policy) Stop(cause error) {
 		return
 	}
 	p.stopping, p.cause, p.stoppedAt = true, cause, time.Now()
-	close(p.stopped)
 	delay := p.opts.ShutdownDelay
 	if p.Phase() != PhaseServing {
 		delay = 0
@@ -243,6 +242,8 @@ func (p *Policy) Stop(cause error) {
 		p.phase.Store(int32(PhaseDelaying))
 		p.timer = time.AfterFunc(delay, p.delayOver)
 	}
+	// After the phase: a receiver sees PhaseDelaying, or a later phase.
+	close(p.stopped)
 	ev := Event{Kind: EventStopping, Time: p.stoppedAt, Err: cause, Phase: p.Phase(), Delay: delay}
 	p.emitMu.Lock()
 	p.mu.Unlock()

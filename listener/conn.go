@@ -565,12 +565,21 @@ func (c *conn) idleCheck() {
 		l.mu.Unlock()
 		return
 	}
-	if f := c.flags.Load(); f&fMoving != 0 || f&fMarked == 0 && (f&fHandOver == 0 || l.drain == nil) {
-		// Being handed over; or no longer draining (Undrain) and never
-		// marked.
-		if f&fMoving != 0 {
-			c.timer.Reset(l.grace)
-		}
+	f := c.flags.Load()
+	if f&fMoving != 0 || f&fHandOver != 0 && l.ho != nil && c.movableLocked(f) {
+		// Being handed over, or waiting for its next request in a way
+		// that lets it move, which the hand-over in progress does once
+		// Read runs: with thousands of conns woken at once on a busy
+		// machine, that can take longer than the grace, which is the
+		// fallback for a conn that cannot move, not a deadline for one
+		// that will. The drain's deadline still bounds it, and a failed
+		// hand-over re-arms the grace of every conn it leaves here.
+		c.timer.Reset(l.grace)
+		l.mu.Unlock()
+		return
+	}
+	if f&fMarked == 0 && (f&fHandOver == 0 || l.drain == nil) {
+		// No longer draining (Undrain) and never marked.
 		l.mu.Unlock()
 		return
 	}
@@ -588,7 +597,7 @@ func (c *conn) idleCheck() {
 
 	// Take fRecent and clear it in one step: a Read from now on sets it
 	// again for the next look.
-	f := c.flags.And(^fRecent)
+	f = c.flags.And(^fRecent)
 	busy := f&fRecent != 0 || (f&fArrived != 0 && !handshake)
 	// Outside the lock: a syscall per conn must not hold up the others.
 	busy = busy || peek.Pending(c.Conn)

@@ -201,7 +201,7 @@ func build(chosen []target, dir string) error {
 	fmt.Printf("building %d target(s) into %s ...\n", len(chosen), dir)
 	for i := range chosen {
 		chosen[i].bin = filepath.Join(dir, chosen[i].name)
-		cmd := exec.Command("go", "build", "-tags", "nogrpc", "-o", chosen[i].bin, chosen[i].pkg)
+		cmd := exec.Command("go", "build", "-tags", "benchmin", "-o", chosen[i].bin, chosen[i].pkg)
 		if b, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("go build %s (run from the handoff module): %v\n%s", chosen[i].pkg, err, b)
 		}

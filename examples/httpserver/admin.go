@@ -1,3 +1,5 @@
+//go:build !benchmin
+
 package main
 
 import (

@@ -1,4 +1,4 @@
-//go:build !nogrpc
+//go:build !benchmin
 
 package main
 

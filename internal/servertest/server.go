@@ -30,6 +30,7 @@ const (
 
 // Record is one JSON log line of a server process.
 type Record struct {
+	Time      string   `json:"time"`
 	Msg       string   `json:"msg"`
 	PID       int      `json:"pid"`
 	Gen       int      `json:"generation"`
