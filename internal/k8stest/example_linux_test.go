@@ -4,6 +4,7 @@ package k8stest_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log"
 	"os"
@@ -48,8 +49,9 @@ func Example() {
 	}
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	result := make(chan []byte, 1)
+	arg, _ := json.Marshal(loadArg{Addr: ip + ":80"})
 	go func() {
-		out, _ := c.Call(loadCtx, "load", []byte("http://"+ip+"/"))
+		out, _ := c.Call(loadCtx, "load", arg) // stops on loadCtx's end
 		result <- out
 	}()
 	if err := c.RolloutRestart(ctx, "default", "hello"); err != nil {

@@ -67,7 +67,9 @@ func RunHelper(funcs map[string]Func) {
 // inside the cluster's network namespace (see Command), passes it arg, and
 // returns its result; the helper's output (stdout and stderr) is in the
 // error when it fails. ctx bounds it: the helper gets SIGTERM when ctx
-// ends and SIGKILL 5 s later.
+// ends and SIGKILL 5 s later; a Func that returns when its ctx ends (a
+// load stopped by cancelling Call's ctx) still has its result returned,
+// without an error, if it exits within those 5 s.
 func (c *Cluster) Call(ctx context.Context, name string, arg []byte) ([]byte, error) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -94,7 +96,11 @@ func (c *Cluster) Call(ctx context.Context, name string, arg []byte) ([]byte, er
 		return nil, fmt.Errorf("k8stest: helper %s: %w", name, err)
 	}
 	res, rerr := io.ReadAll(r)
-	if err := cmd.Wait(); err != nil {
+	// A helper that returns when ctx ends (its SIGTERM: a load generator
+	// stopped by its caller) still gives its result: exec.Cmd's Wait
+	// reports ctx's error once it has sent the signal, whatever the
+	// helper's exit status, so that status decides.
+	if err := cmd.Wait(); err != nil && (cmd.ProcessState == nil || !cmd.ProcessState.Success()) {
 		return nil, fmt.Errorf("k8stest: helper %s: %w\n%s", name, err, output.Bytes())
 	}
 	if rerr != nil {

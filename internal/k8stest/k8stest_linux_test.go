@@ -26,7 +26,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	k8stest.RunHelper(map[string]k8stest.Func{"hosts": hosts})
+	k8stest.RunHelper(map[string]k8stest.Func{"hosts": hosts, "load": load})
 	if os.Getenv(killedEnv) != "" {
 		killedChild()
 	}
