@@ -42,12 +42,16 @@ func TestMain(m *testing.M) {
 		runHost()
 		return
 	}
-	root, err := os.MkdirTemp("", "handoff-plugintest-")
+	// Short names: a Manager's private directory under tmp must leave room
+	// for go-plugin's socket path within sockaddr_un's 104 bytes (see
+	// socketParent), or the sockets of a host the tests kill land in tmp
+	// itself, and stay there, when TMPDIR is itself a longer path.
+	root, err := os.MkdirTemp("", "hpt-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	tmp := filepath.Join(root, "tmp")
+	tmp := filepath.Join(root, "t")
 	err = os.Mkdir(tmp, 0o700)
 	if err == nil {
 		err = buildPlugins(filepath.Join(root, "bin"))
