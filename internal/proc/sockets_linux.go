@@ -16,29 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TCP states (include/net/tcp_states.h), as bits of the mask TCPSockets
-// takes: 1<<TCPEstablished | 1<<TCPCloseWait.
-const (
-	TCPEstablished = 1
-	TCPSynSent     = 2
-	TCPSynRecv     = 3
-	TCPFinWait1    = 4
-	TCPFinWait2    = 5
-	TCPTimeWait    = 6
-	TCPClose       = 7
-	TCPCloseWait   = 8
-	TCPLastAck     = 9
-	TCPListen      = 10
-	TCPClosing     = 11
-)
-
-// TCPSocket is a TCP socket of the kernel's tables.
-type TCPSocket struct {
-	Local, Remote netip.AddrPort // IPv4-mapped IPv6 addresses unmapped
-	State         int            // TCPEstablished, TCPListen, ...
-	Inode         uint64         // 0 once no process holds the socket
-}
-
 // TCPSockets lists the TCP sockets, IPv4 and IPv6, of this network
 // namespace whose state is in the mask states. It asks the kernel's
 // sock_diag netlink interface, which filters by state before it copies

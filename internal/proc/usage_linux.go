@@ -17,19 +17,6 @@ func Gone(pid int) bool {
 	return err != nil || st.State == 'Z' || st.State == 'X'
 }
 
-// Usage is what a process holds: its file descriptors (the sockets among
-// them counted apart), its resident memory and its threads.
-type Usage struct {
-	FDs       int // open file descriptors
-	SocketFDs int // those that are sockets
-	RSSKB     int // resident set size, KiB (VmRSS)
-	Threads   int
-}
-
-// OtherFDs is the number of descriptors that are not sockets: files,
-// pipes, eventfds. Unlike sockets, their number does not follow the load.
-func (u Usage) OtherFDs() int { return u.FDs - u.SocketFDs }
-
 // ReadUsage reads pid's Usage from /proc/<pid>/fd and /proc/<pid>/status.
 func ReadUsage(pid int) (Usage, error) {
 	var u Usage

@@ -11,17 +11,6 @@ import (
 // Gone reports false: outside Linux nothing is known of pid.
 func Gone(pid int) bool { return false }
 
-// Usage is what a process holds.
-type Usage struct {
-	FDs       int
-	SocketFDs int
-	RSSKB     int
-	Threads   int
-}
-
-// OtherFDs is the number of descriptors that are not sockets.
-func (u Usage) OtherFDs() int { return u.FDs - u.SocketFDs }
-
 // ReadUsage returns ErrNotSupported.
 func ReadUsage(pid int) (Usage, error) { return Usage{}, ErrNotSupported }
 
@@ -30,28 +19,6 @@ func Cmdline(pid int) ([]string, error) { return nil, ErrNotSupported }
 
 // Descendants returns nothing.
 func Descendants(pid int) []int { return nil }
-
-// TCP states, as bits of the mask TCPSockets takes.
-const (
-	TCPEstablished = 1
-	TCPSynSent     = 2
-	TCPSynRecv     = 3
-	TCPFinWait1    = 4
-	TCPFinWait2    = 5
-	TCPTimeWait    = 6
-	TCPClose       = 7
-	TCPCloseWait   = 8
-	TCPLastAck     = 9
-	TCPListen      = 10
-	TCPClosing     = 11
-)
-
-// TCPSocket is a TCP socket of the kernel's tables.
-type TCPSocket struct {
-	Local, Remote netip.AddrPort
-	State         int
-	Inode         uint64
-}
 
 // TCPSockets returns ErrNotSupported.
 func TCPSockets(states uint32) ([]TCPSocket, error) { return nil, ErrNotSupported }
