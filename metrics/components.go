@@ -172,15 +172,12 @@ func (r *Recorder) onReload(c *component, next func(reload.Event)) func(reload.E
 			if c.kind == KindFlags && e.Seq == 1 && e.Source == "defaults" {
 				break // the defaults a flags.Set starts with: not a load
 			}
-			c.swaps++
-			c.lastResult, c.lastSuccess = 1, e.Time
+			c.swapped(e.Time)
 		case reload.EventRollback:
 			c.rollbacks++
 			c.setVersion(e.ID, e.Source, e.Seq, e.Time)
 		case reload.EventFailure:
-			c.failures++
-			c.lastResult = -1
-			c.lastError, c.lastErrorAt = errText(e.Err), e.Time
+			c.failed(e.Err, e.Time)
 		default:
 			changed = false
 		}
@@ -201,17 +198,13 @@ func (r *Recorder) onPlugin(c *component, next func(plugin.Event)) func(plugin.E
 		changed := true
 		switch e.Kind {
 		case plugin.EventSwapped:
-			c.swaps++
-			c.lastResult, c.lastSuccess = 1, e.Time
+			c.swapped(e.Time)
 			c.setVersion(e.Version, "", 0, e.Time)
 			c.canary, c.canaryPercent = "", 0
 		case plugin.EventRefused:
-			c.failures++
-			c.lastResult = -1
-			c.lastError, c.lastErrorAt = errText(e.Err), e.Time
+			c.failed(e.Err, e.Time)
 		case plugin.EventCanaryStarted:
-			c.swaps++
-			c.lastResult, c.lastSuccess = 1, e.Time
+			c.swapped(e.Time)
 			c.canary, c.canaryPercent = e.Version, e.Percent
 		case plugin.EventCanaryPromoted:
 			c.promotions++
@@ -241,6 +234,19 @@ func (r *Recorder) onPlugin(c *component, next func(plugin.Event)) func(plugin.E
 			next(e)
 		}
 	}
+}
+
+// swapped records a successful load or swap at at.
+func (c *component) swapped(at time.Time) {
+	c.swaps++
+	c.lastResult, c.lastSuccess = 1, at
+}
+
+// failed records a refused load or swap.
+func (c *component) failed(err error, at time.Time) {
+	c.failures++
+	c.lastResult = -1
+	c.lastError, c.lastErrorAt = errText(err), at
 }
 
 func (c *component) setVersion(id, source string, seq uint64, at time.Time) {
