@@ -183,6 +183,8 @@ func Run(ctx context.Context, opts Options, servers ...Server) error {
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
+	r.kill, r.cancelKill = context.WithCancelCause(context.Background())
+	r.sigLog = slog.New(&generationHandler{Handler: r.log.Handler(), gen: &r.generation})
 	r.drainTimeout = opts.DrainTimeout
 	if r.drainTimeout <= 0 {
 		r.drainTimeout = upgrader.DefaultDrainTimeout
@@ -211,7 +213,13 @@ type runner struct {
 	drained    chan struct{} // closed once the last drain is over
 
 	cancelSignals context.CancelFunc
-	signalsDone   chan error
+	signalsReady  chan struct{} // closed once signal.Run has subscribed
+	signalsExited chan struct{} // closed once signal.Run has returned signalsErr
+	signalsErr    error
+	sigLog        *slog.Logger  // the signals' records: r.log's, with the generation once known
+	generation    atomic.Int64  // this generation, once the Upgrader knows it
+	setUp         chan struct{} // closed once the actions may run (ok) or Run failed
+	ok            bool
 
 	upgrades      sync.WaitGroup  // upgrade calls in flight
 	upgradeCtx    context.Context // of the upgrade calls; ends when Run does
@@ -219,6 +227,14 @@ type runner struct {
 }
 
 func (r *runner) run(ctx context.Context) (err error) {
+	// The signals are subscribed to first, while the Upgrader introduces
+	// itself to the previous generation: the runtime takes a round trip
+	// with its signal thread for each signal, which a new generation
+	// would otherwise wait for before it is ready. Their actions wait
+	// until the runner is set up (setUp).
+	defer r.cancelKill(nil)
+	r.setUp = make(chan struct{})
+	r.beginSignals()
 	upg, err := upgrader.New(upgrader.Options{
 		UpgradeTimeout: r.opts.UpgradeTimeout,
 		Probation:      r.opts.Probation,
@@ -235,13 +251,14 @@ func (r *runner) run(ctx context.Context) (err error) {
 		OnEvent:        r.opts.OnEvent,
 	})
 	if err != nil {
+		close(r.setUp)
+		r.stopSignals()
 		return err
 	}
 	r.upg = upg
+	r.generation.Store(int64(upg.Generation()))
 	r.log = r.log.With("generation", upg.Generation())
 	defer func() { err = errors.Join(err, upg.Close()) }()
-	r.kill, r.cancelKill = context.WithCancelCause(context.Background())
-	defer r.cancelKill(nil)
 	r.upgradeCtx, r.cancelUpgrade = context.WithCancel(context.Background())
 	defer r.upgrades.Wait()
 	defer r.cancelUpgrade()
@@ -261,6 +278,7 @@ func (r *runner) run(ctx context.Context) (err error) {
 
 	addrs, err := r.start()
 	if err != nil {
+		r.stopSignals()
 		upg.Stop()
 		_ = r.drain()
 		r.serving.Wait()
@@ -316,26 +334,27 @@ func (r *runner) run(ctx context.Context) (err error) {
 	return nil
 }
 
-// start runs Setup, listens, serves, and handles the signals; it returns
-// the addresses served.
+// start runs Setup, listens, serves, and waits until the signals are
+// handled; it returns the addresses served.
 func (r *runner) start() ([]string, error) {
 	if r.opts.Setup != nil {
 		if err := r.opts.Setup(r.upg); err != nil {
+			close(r.setUp)
 			return nil, err
 		}
 	}
+	r.ok = true
+	close(r.setUp)
 	addrs, err := r.listen()
+	if err == nil && r.opts.HealthAddr != "" {
+		err = r.listenHealth()
+	}
 	if err != nil {
 		return nil, err
 	}
-	if r.opts.HealthAddr != "" {
-		if err := r.listenHealth(); err != nil {
-			return nil, err
-		}
-	}
 	r.serve()
 	r.serveHealth()
-	return addrs, r.startSignals()
+	return addrs, r.awaitSignals()
 }
 
 // serveUntilExit serves until this generation must exit (a successor
@@ -478,23 +497,35 @@ func (r *runner) drain() error {
 	return nil
 }
 
-// startSignals subscribes to the signals and returns once they are handled,
-// before the generation is ready: no signal finds its default disposition
-// once the PID file names this process.
-func (r *runner) startSignals() error {
-	ready := make(chan struct{})
+// beginSignals starts handling the signals, and awaitSignals waits until
+// they are subscribed to. Both come before the generation is ready: no
+// signal finds its default disposition once the PID file names this
+// process. The actions wait for setUp; the records carry the generation
+// once it is known.
+func (r *runner) beginSignals() {
+	r.signalsReady = make(chan struct{})
+	r.signalsExited = make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancelSignals = cancel
-	r.signalsDone = make(chan error, 1)
-	on := r.opts.OnSignal
+	on, ready := r.opts.OnSignal, r.signalsReady
+	var reload func(context.Context) error
+	if fn := r.opts.Reload; fn != nil {
+		reload = func(ctx context.Context) error {
+			if !r.waitSetUp(ctx) {
+				return nil
+			}
+			return fn(ctx)
+		}
+	}
 	go func() {
-		r.signalsDone <- signal.Run(ctx, signal.Actions{
+		defer close(r.signalsExited)
+		r.signalsErr = signal.Run(ctx, signal.Actions{
 			Upgrade: r.upgrade,
-			Reload:  r.opts.Reload,
+			Reload:  reload,
 			Stop:    r.stop,
 			Kill:    r.immediate,
 		}, signal.Options{
-			Logger: r.log,
+			Logger: r.sigLog,
 			OnEvent: func(e signal.Event) {
 				if e.Kind == signal.EventReady {
 					close(ready)
@@ -509,18 +540,69 @@ func (r *runner) startSignals() error {
 			KillSignals:    r.opts.KillSignals,
 		})
 	}()
+}
+
+// awaitSignals returns once the signals are handled, or signal.Run's error
+// (invalid signal lists).
+func (r *runner) awaitSignals() error {
 	select {
-	case <-ready:
+	case <-r.signalsReady:
 		return nil
-	case err := <-r.signalsDone:
-		cancel()
-		return err
+	case <-r.signalsExited:
+		return r.signalsErr
 	}
 }
 
+// stopSignals ends the handling of signals and waits for its actions to
+// return. It is idempotent.
 func (r *runner) stopSignals() {
 	r.cancelSignals()
-	<-r.signalsDone
+	<-r.signalsExited
+}
+
+// waitSetUp waits until the runner is set up, for an action of a signal
+// that came early; it reports false if the action should do nothing: Run
+// failed to start, or ctx ended.
+func (r *runner) waitSetUp(ctx context.Context) bool {
+	select {
+	case <-r.setUp:
+		return r.ok
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// generationHandler adds the generation to every record once it is known,
+// in the place the runner's logger has it (see Run): the signals are
+// handled, and may log, before the Upgrader has learnt it.
+type generationHandler struct {
+	slog.Handler
+	gen *atomic.Int64
+}
+
+// Handle adds the generation, if known, before the record's own attributes.
+func (h *generationHandler) Handle(ctx context.Context, rec slog.Record) error {
+	g := h.gen.Load()
+	if g == 0 {
+		return h.Handler.Handle(ctx, rec)
+	}
+	out := slog.NewRecord(rec.Time, rec.Level, rec.Message, rec.PC)
+	out.AddAttrs(slog.Int64("generation", g))
+	rec.Attrs(func(a slog.Attr) bool {
+		out.AddAttrs(a)
+		return true
+	})
+	return h.Handler.Handle(ctx, out)
+}
+
+// WithAttrs returns a generationHandler on the inner handler's WithAttrs.
+func (h *generationHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &generationHandler{Handler: h.Handler.WithAttrs(attrs), gen: h.gen}
+}
+
+// WithGroup returns a generationHandler on the inner handler's WithGroup.
+func (h *generationHandler) WithGroup(name string) slog.Handler {
+	return &generationHandler{Handler: h.Handler.WithGroup(name), gen: h.gen}
 }
 
 // upgrade is the upgrade signal's action. It returns at once: the upgrade
@@ -529,7 +611,10 @@ func (r *runner) stopSignals() {
 // that arrive during an upgrade to the committed successor; a request left
 // pending in the dispatcher when the drain ends would be lost. A stop signal
 // stops the Upgrader, which rolls back an upgrade that has not committed.
-func (r *runner) upgrade(context.Context) error {
+func (r *runner) upgrade(ctx context.Context) error {
+	if !r.waitSetUp(ctx) {
+		return nil
+	}
 	if os.Getpid() == 1 {
 		r.log.Error("handoff: upgrade refused", "error", ErrContainerInit)
 		return nil
@@ -556,6 +641,9 @@ func (r *runner) upgrade(context.Context) error {
 // finds it begun, after a call of the preStop endpoint, changes nothing) and
 // returns once the drain is over. An immediate stop cancels ctx.
 func (r *runner) stop(ctx context.Context, cause error) error {
+	if !r.waitSetUp(ctx) {
+		return nil
+	}
 	r.log.Info("handoff: stopping", "error", cause)
 	r.policy.Stop(cause)
 	select {
@@ -569,7 +657,7 @@ func (r *runner) stop(ctx context.Context, cause error) error {
 // immediate is the immediate stop: every connection is closed now and Run
 // returns cause.
 func (r *runner) immediate(cause error) {
-	r.log.Warn("handoff: stopping at once", "error", cause)
+	r.sigLog.Warn("handoff: stopping at once", "error", cause)
 	r.cancelKill(cause)
 }
 

@@ -17,11 +17,13 @@ import (
 
 // The new generation's side of an upgrade (N+1, started by N):
 //
-//	New        dial N's control address: hello → welcome (generation,
-//	           probation, health interval, state blob)
-//	Ready      first health check → healthy; wait for accept; accept
-//	           connections; hold the probation under periodic health checks
-//	           → probation-passed; wait for commit: in charge
+//	New        dial N's control address; hello, dial the fd channel, read
+//	           the welcome N sent at once (generation, probation, health
+//	           interval, state blob)
+//	Ready      first health check → healthy; accept connections (with
+//	           accept-on-healthy, else once N sent accept); hold the
+//	           probation under periodic health checks → probation-passed;
+//	           wait for commit: in charge
 //	           (unhealthy or stopping instead, when a check fails or Stop is
 //	           called; rollback from N ends it)
 //	after      the channel stays open: N may forward upgrade requests; its
@@ -81,7 +83,10 @@ func (p *probeState) stop() {
 }
 
 // handshake introduces a new generation to its parent and reads its number,
-// probation and state. It runs in New, before the state machine starts.
+// probation and state. It runs in New, before the state machine starts. The
+// parent sends its welcome as soon as the channel is connected, so the
+// hello and the fd channel's dial go out while it is on its way: the new
+// generation waits for no round trip.
 func (m *machine) handshake() error {
 	u := m.u
 	c, err := control.Dial(handshakeTimeout)
@@ -90,9 +95,17 @@ func (m *machine) handshake() error {
 	}
 	_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
 	handOver := !u.opts.NoHandOver && control.HandOverSupported
-	if err := c.Send(control.Message{Type: control.TypeHello, PID: os.Getpid(), HandOver: handOver}); err != nil {
+	if err := c.Send(control.Message{Type: control.TypeHello, PID: os.Getpid(), HandOver: handOver, AcceptOnHealthy: speaksAcceptOnHealthy()}); err != nil {
 		c.Close()
 		return fmt.Errorf("%w: %w", ErrMalformedEnvironment, err)
+	}
+	var fds *fdpass.Conn
+	var fdsErr error
+	if handOver {
+		// A parent that hands connections over listens on the fd
+		// channel from before this process started; one that does not
+		// refuses the dial at once.
+		fds, fdsErr = control.DialFDs(handshakeTimeout)
 	}
 	msg, err := c.Receive()
 	if err == nil && msg.Type != control.TypeWelcome {
@@ -100,6 +113,9 @@ func (m *machine) handshake() error {
 	}
 	if err != nil {
 		c.Close()
+		if fds != nil {
+			fds.Close()
+		}
 		return fmt.Errorf("%w: control hand-shake: %w", ErrMalformedEnvironment, err)
 	}
 	_ = c.SetDeadline(time.Time{})
@@ -107,19 +123,33 @@ func (m *machine) handshake() error {
 	u.gen = msg.Generation
 	u.state = msg.State
 	m.probation = msg.Probation
+	m.acceptOnHealthy = msg.AcceptOnHealthy && speaksAcceptOnHealthy()
 	m.interval = u.opts.HealthInterval
 	if msg.Interval > 0 {
 		m.interval = msg.Interval
 	}
-	if handOver && msg.HandOver {
-		// The parent hands connections over on the fd channel. Without
-		// it this generation works all the same: they drain there.
-		if m.fds, err = control.DialFDs(handshakeTimeout); err != nil {
-			u.log.Warn("upgrader: no fd channel to the previous generation; its connections drain there", "error", err)
-		}
+	switch {
+	case handOver && msg.HandOver && fds != nil:
+		m.fds = fds
+	case handOver && msg.HandOver:
+		// Without the fd channel this generation works all the same:
+		// the connections drain in the parent.
+		u.log.Warn("upgrader: no fd channel to the previous generation; its connections drain there", "error", fdsErr)
+	case fds != nil:
+		fds.Close()
 	}
 	return nil
 }
+
+// legacyProtocol makes a binary speak the control protocol as an older
+// release did, for the tests of mixed versions: "accept" leaves out the
+// accept-on-healthy step (set with -ldflags "-X
+// github.com/handoff-go/handoff/upgrader.legacyProtocol=accept").
+var legacyProtocol string
+
+// speaksAcceptOnHealthy reports whether this binary speaks the
+// accept-on-healthy step (see control.TypeHealthy).
+func speaksAcceptOnHealthy() bool { return legacyProtocol != "accept" }
 
 // adoptConns receives the connections the parent hands over on the fd
 // channel and hands each to the listener it names (the one with the same
@@ -270,6 +300,25 @@ func (m *machine) onReady(r *readyReq) {
 	m.ready = r
 	context.AfterFunc(r.ctx, func() { u.send(readyCtxDone{}) })
 	m.sendParent(control.Message{Type: control.TypeHealthy})
+	if m.acceptOnHealthy {
+		// The parent knows from the welcome's exchange that this
+		// generation may hold connections from here on.
+		m.startProbation()
+	}
+}
+
+// startProbation starts accepting and holds the probation: periodic health
+// checks until the window ends.
+func (m *machine) startProbation() {
+	u := m.u
+	u.setPaused(false)
+	m.phase = phaseProbation
+	u.emit(Event{Kind: EventReady, Generation: u.gen, PID: os.Getpid(), Duration: time.Since(u.created)})
+	m.timerSeq++
+	m.probe = probeState{
+		tick: m.after(m.interval, waitTimer{seq: m.timerSeq, kind: timerProbeTick}),
+		end:  m.after(m.probation, waitTimer{seq: m.timerSeq, kind: timerProbationEnd}),
+	}
 }
 
 // takeCharge makes this generation the one in charge without a parent to
@@ -340,17 +389,11 @@ func (m *machine) onParentMsg(r parentMsg) {
 	}
 	switch r.m.Type {
 	case control.TypeAccept:
+		// With AcceptOnHealthy this generation accepts already.
 		if m.phase != phaseStarting || m.ready == nil {
 			return
 		}
-		u.setPaused(false)
-		m.phase = phaseProbation
-		u.emit(Event{Kind: EventReady, Generation: u.gen, PID: os.Getpid(), Duration: time.Since(u.created)})
-		m.timerSeq++
-		m.probe = probeState{
-			tick: m.after(m.interval, waitTimer{seq: m.timerSeq, kind: timerProbeTick}),
-			end:  m.after(m.probation, waitTimer{seq: m.timerSeq, kind: timerProbationEnd}),
-		}
+		m.startProbation()
 	case control.TypeCommit:
 		if m.phase != phaseProbation {
 			return
@@ -369,10 +412,17 @@ func (m *machine) onParentMsg(r parentMsg) {
 		}
 		m.releaseWaiting()
 	case control.TypeRollback:
-		if m.phase == phaseInCharge || m.phase == phaseRetired {
+		if m.phase == phaseInCharge {
 			return
 		}
-		m.retire(false, fmt.Errorf("%w: %s", ErrRolledBack, r.m.Reason))
+		if m.phase != phaseRetired {
+			m.retire(false, fmt.Errorf("%w: %s", ErrRolledBack, r.m.Reason))
+		}
+		if m.acceptOnHealthy {
+			// After the retire: this generation accepts no more, and
+			// the parent has read any healthy sent before this.
+			m.sendParent(control.Message{Type: control.TypeRolledBack})
+		}
 	case control.TypeUpgrade:
 		// A request the parent received after it handed over.
 		m.onUpgrade(&upgradeReq{})

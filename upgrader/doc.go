@@ -5,8 +5,8 @@
 // at os.Args[0] as generation N+1 and hands it every socket registered with
 // Listen, ListenActivated, ListenPacket and File, a control channel, and an
 // optional state blob. N+1 adopts the sockets (it never binds an inherited
-// address again), runs its health check in Ready and, once N lets it, starts
-// accepting; N stops accepting (paused, not closed) and watches N+1 through a
+// address again), runs its health check in Ready and starts accepting; N,
+// told so, stops accepting (paused, not closed) and watches N+1 through a
 // probation window. If N+1 exits, hangs past UpgradeTimeout, reports
 // unhealthy or is stopped before the window ends, N resumes accepting and
 // ends N+1: a rollback, reported with its reason, after which N can upgrade

@@ -87,11 +87,14 @@ type machine struct {
 	adopting   chan struct{} // closed once the fd channel ended: nothing more to adopt
 	parentGone bool          // the parent exited (tableflip's pipe said so)
 	chanBroken bool          // the control channel broke before the commit
-	probation  time.Duration // to hold, from the parent
-	interval   time.Duration
-	probe      probeState
-	timerSeq   uint64 // identifies the timers of the current wait
-	stopParent context.CancelFunc
+	// acceptOnHealthy: the parent speaks the accept-on-healthy step (see
+	// control.TypeHealthy): accept on healthy, answer rollback.
+	acceptOnHealthy bool
+	probation       time.Duration // to hold, from the parent
+	interval        time.Duration
+	probe           probeState
+	timerSeq        uint64 // identifies the timers of the current wait
+	stopParent      context.CancelFunc
 
 	// The old generation's side (parent.go).
 	att     *attempt      // the upgrade in progress (until its child is gone)

@@ -23,7 +23,8 @@ func TestMain(m *testing.M) {
 	}
 	var err error
 	servers, err = servertest.Build("github.com/handoff-go/handoff/examples/httpserver", raceEnabled,
-		"", "exit", "hang", "unhealthy", "probation-unhealthy", "crash")
+		"", "exit", "hang", "unhealthy", "probation-unhealthy", "crash",
+		"legacy-accept", "legacy-accept+probation-unhealthy")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "building the test servers:", err)
 		os.Exit(2)

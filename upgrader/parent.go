@@ -13,18 +13,21 @@ import (
 //
 //	spawn      SaveState (checked against MaxStateSize); listen on the
 //	           control address; tableflip execs os.Args[0] with the fds;
-//	           N+1 says hello, N answers welcome
-//	init       N+1 initialises and runs its first health check → healthy;
-//	           N answers accept and pauses its own listeners
+//	           N+1 connects, N sends welcome at once, N+1 says hello
+//	init       N+1 initialises and runs its first health check → healthy,
+//	           and accepts (accept-on-healthy; an older N+1 waits for
+//	           accept); N answers accept and pauses its own listeners
 //	probation  N+1 serves under health checks → probation-passed
 //	commit     N hands the PID file over, then sends commit: the point of
 //	           no return. N drains and exits; until its drain ends it
 //	           watches N+1 (successor) and takes charge again if N+1 dies.
 //
 // Any failure before the commit (N+1 exits, is unhealthy, stops, times out;
-// Stop or the caller's context in N) is a rollback: N resumes accepting first,
-// takes the PID file back, then ends N+1, gracefully if it serves (rollback,
-// then SIGKILL after DrainTimeout), at once otherwise. Upgrade returns only
+// Stop or the caller's context in N) is a rollback: N resumes accepting
+// first, takes the PID file back, then ends N+1. One that may serve gets
+// rollback, and SIGKILL if it has not exited after DrainTimeout; it answers
+// rolled-back, and is killed at once, if it never said healthy (it holds no
+// connection). One that cannot serve is killed at once. Upgrade returns only
 // once tableflip has reaped N+1: nothing an upgrade started outlives it.
 
 // attempt is one upgrade, from its trigger until its child is gone (after a
@@ -40,7 +43,11 @@ type attempt struct {
 	ctl      *control.Listener
 	conn     *control.Conn
 	pid      int
-	accepted bool // accept was sent: the child may hold connections
+	accepted bool // the child said healthy: it may hold connections
+	// acceptOnHealthy: the child accepts from its healthy on, without
+	// waiting for accept, and answers a rollback with rolled-back. Until
+	// that answer it may hold connections.
+	acceptOnHealthy bool
 
 	// The hand-over of connections: the fd channel's listener (nil when
 	// off), the channel once the child dialled it, and the keys of the
@@ -85,8 +92,10 @@ type attemptReport struct {
 	// hello
 	conn     *control.Conn
 	pid      int
-	handOver bool         // the welcome said HandOver: the child dials the fd channel
+	handOver bool         // both sides said HandOver: the child dials the fd channel
 	fds      *fdpass.Conn // the fd channel it dialled
+	// acceptOnHealthy: the hello said AcceptOnHealthy.
+	acceptOnHealthy bool
 	// childMsg
 	msg control.Message
 	// tfResult
@@ -254,7 +263,17 @@ func (m *machine) spawn(a *attempt, r attemptReport) {
 		}
 		pid := c.PeerPID
 		_ = c.SetDeadline(deadline)
-		msg, err := c.Receive()
+		// The welcome goes out before the hello is read: the child reads
+		// it once it has sent its hello and dialled the fd channel, and
+		// does not wait for a round trip. The control listener let only
+		// a child of this process in.
+		err = c.Send(control.Message{Type: control.TypeWelcome, Generation: gen,
+			Probation: u.opts.Probation, Interval: u.opts.HealthInterval, State: state,
+			HandOver: fdln != nil, AcceptOnHealthy: speaksAcceptOnHealthy()})
+		var msg control.Message
+		if err == nil {
+			msg, err = c.Receive()
+		}
 		if err == nil && msg.Type != control.TypeHello {
 			err = fmt.Errorf("expected %s, got %q", control.TypeHello, msg.Type)
 		}
@@ -262,10 +281,6 @@ func (m *machine) spawn(a *attempt, r attemptReport) {
 			pid = msg.PID
 		}
 		handOver := fdln != nil && msg.HandOver
-		if err == nil {
-			err = c.Send(control.Message{Type: control.TypeWelcome, Generation: gen,
-				Probation: u.opts.Probation, Interval: u.opts.HealthInterval, State: state, HandOver: handOver})
-		}
 		_ = c.SetDeadline(time.Time{})
 		var fc *fdpass.Conn
 		if err == nil && handOver {
@@ -275,7 +290,8 @@ func (m *machine) spawn(a *attempt, r attemptReport) {
 				fc.SetSendTimeout(handOverSendTimeout)
 			}
 		}
-		return attemptReport{id: id, kind: repHello, conn: c, pid: pid, err: err, handOver: handOver, fds: fc}
+		return attemptReport{id: id, kind: repHello, conn: c, pid: pid, err: err, handOver: handOver, fds: fc,
+			acceptOnHealthy: msg.AcceptOnHealthy && speaksAcceptOnHealthy()}
 	})
 }
 
@@ -288,6 +304,9 @@ func (m *machine) onHello(a *attempt, r attemptReport) {
 		return
 	}
 	a.conn, a.pid, a.fds = r.conn, r.pid, r.fds // finishAttempt closes them
+	if a.fdln != nil {
+		a.fdln.Close()
+	}
 	if r.err != nil {
 		if !a.failed {
 			m.fail(ErrUnhealthy, "control hand-shake: "+r.err.Error())
@@ -296,20 +315,7 @@ func (m *machine) onHello(a *attempt, r attemptReport) {
 		}
 		return
 	}
-	if a.failed {
-		// Rolled back before it introduced itself: end it now.
-		m.endChild(a)
-		return
-	}
-	a.phase = PhaseInit
-	u.emit(Event{Kind: EventSpawned, Generation: a.gen, PID: a.pid, Duration: time.Since(a.start)})
-	u.sdSpawned(a.gen, a.pid)
-	if a.fdln != nil {
-		a.fdln.Close()
-	}
-	if r.handOver && r.fds == nil {
-		u.log.Warn("upgrader: the new generation did not dial the fd channel; connections will drain here", "generation", a.gen, "target_pid", a.pid)
-	}
+	a.acceptOnHealthy = r.acceptOnHealthy
 	c, id := a.conn, a.id
 	u.wg.Add(1)
 	go func() {
@@ -321,11 +327,23 @@ func (m *machine) onHello(a *attempt, r attemptReport) {
 			}
 		}
 	}()
+	if a.failed {
+		// Rolled back before it introduced itself: end it now.
+		m.endChild(a)
+		return
+	}
+	a.phase = PhaseInit
+	u.emit(Event{Kind: EventSpawned, Generation: a.gen, PID: a.pid, Duration: time.Since(a.start)})
+	u.sdSpawned(a.gen, a.pid)
+	if r.handOver && r.fds == nil {
+		u.log.Warn("upgrader: the new generation did not dial the fd channel; connections will drain here", "generation", a.gen, "target_pid", a.pid)
+	}
 }
 
 func (m *machine) onChildMsg(a *attempt, r attemptReport) {
 	u := m.u
 	if a.failed {
+		m.onRolledBackMsg(a, r)
 		return
 	}
 	if r.err != nil {
@@ -343,12 +361,13 @@ func (m *machine) onChildMsg(a *attempt, r attemptReport) {
 	}
 	switch r.msg.Type {
 	case control.TypeHealthy:
+		// From here the child may hold connections: it accepts already
+		// (AcceptOnHealthy), or once it reads accept.
+		a.accepted = true
 		if err := a.conn.Send(control.Message{Type: control.TypeAccept}); err != nil {
 			m.fail(ErrUnhealthy, "control channel: "+err.Error())
 			return
 		}
-		// From here the child may hold connections.
-		a.accepted = true
 		u.setPaused(true)
 		a.phase = PhaseProbation
 		u.emit(Event{Kind: EventAccepting, Generation: a.gen, PID: a.pid, Duration: time.Since(a.start)})
@@ -366,6 +385,24 @@ func (m *machine) onChildMsg(a *attempt, r attemptReport) {
 		m.commit(a)
 	default:
 		m.fail(ErrUnhealthy, fmt.Sprintf("unexpected control message %q", r.msg.Type))
+	}
+}
+
+// onRolledBackMsg handles what the child of a failed attempt still says. A
+// healthy sent before it read the rollback means it accepted connections:
+// it drains them before it exits. Its rolled-back answer without one means
+// it holds none: it is ended at once.
+func (m *machine) onRolledBackMsg(a *attempt, r attemptReport) {
+	if r.err != nil || a.tfDone {
+		return
+	}
+	switch r.msg.Type {
+	case control.TypeHealthy:
+		a.accepted = true
+	case control.TypeRolledBack:
+		if !a.accepted && a.pid != 0 {
+			kill(a.pid)
+		}
 	}
 }
 
@@ -547,7 +584,10 @@ func (m *machine) endChild(a *attempt) {
 	}
 	if a.conn != nil {
 		_ = a.conn.Send(control.Message{Type: control.TypeRollback, Reason: a.err.Error()})
-		if a.accepted {
+		if a.accepted || a.acceptOnHealthy {
+			// It drains and exits, or answers at once if it holds
+			// nothing (onRolledBackMsg); it is killed if it has not
+			// gone by the drain timeout.
 			if a.kill == nil {
 				a.kill = m.after(u.opts.DrainTimeout, attemptReport{id: a.id, kind: repKill})
 			}

@@ -3,6 +3,7 @@
 package upgrader_test
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -117,6 +118,15 @@ func TestRollback(t *testing.T) {
 			assert.Empty(t, servertest.Children(old), "children of %d left after the rollback", old)
 			rb, ok := s.FindRecord(from, 0, func(r servertest.Record) bool { return r.Event == "rolled-back" && r.PID == old })
 			assert.True(t, ok, "no rolled-back event")
+			if ok && (tc.variant == "hang" || tc.variant == "unhealthy") {
+				// It never said healthy, so it holds no connection: it
+				// answers the rollback and is ended at once, not after
+				// the drain timeout (10 s).
+				t0, err1 := time.Parse(time.RFC3339Nano, rb.Time)
+				t1, err2 := time.Parse(time.RFC3339Nano, r.Time)
+				require.NoError(t, errors.Join(err1, err2))
+				assert.Less(t, t1.Sub(t0), 3*time.Second, "from the rollback to the end of the upgrade")
+			}
 			if rb.TargetPID != 0 {
 				// The old generation reaps it; only its end is seen here.
 				_, err := s.TryWaitExit(rb.TargetPID, 10*time.Second)
@@ -356,4 +366,73 @@ func TestMissingBinary(t *testing.T) {
 	s.Install("")
 	s.Upgrade()
 	assert.Zero(t, s.Stop(), "exit status")
+}
+
+// TestMixedProtocolVersions upgrades between this release and a build that
+// speaks the control protocol as the release before accept-on-healthy did
+// (its hello and welcome leave the step out): a new generation of either
+// kind under a parent of the other commits, or rolls back when it fails its
+// probation, with no failed request. A new generation that does not speak
+// the step waits for accept: it says it is ready only after its parent has
+// paused.
+func TestMixedProtocolVersions(t *testing.T) {
+	s := start(t, "-probation", "300ms", "-upgrade-timeout", "4s", "-drain-timeout", "10s")
+	load := upgradertest.MixedConfig(s.Addr)
+	stop := upgradertest.Start(t.Context(), load)
+
+	// upgrade installs variant and upgrades; it returns the records of the
+	// upgrade and the pid in charge after it.
+	upgrade := func(variant string, commits bool) []servertest.Record {
+		t.Helper()
+		s.Install(variant)
+		old, from := s.PID(), s.Mark()
+		if commits {
+			s.Upgrade()
+			return s.RecordsSince(from)
+		}
+		s.Signal(old, syscall.SIGHUP)
+		r := s.WaitRecord(from, 60*time.Second, func(r servertest.Record) bool {
+			return r.PID == old && (r.Msg == servertest.MsgUpgradeFailed || r.Event == "committed")
+		})
+		require.Equal(t, servertest.MsgUpgradeFailed, r.Msg, "%s committed: %s", variant, r.Raw)
+		assert.Contains(t, r.Error, "unhealthy during probation", variant)
+		assert.Empty(t, servertest.Children(old), "children of %d left after the rollback", old)
+		assert.Equal(t, old, s.PID(), "the PID file after the rollback")
+		return s.RecordsSince(from)
+	}
+	// readyAfterAccepting checks that the new generation's ready record
+	// comes after its parent's accepting record.
+	readyAfterAccepting := func(recs []servertest.Record) {
+		t.Helper()
+		var accepting, ready string
+		for _, r := range recs {
+			switch {
+			case r.Event == "accepting" && accepting == "":
+				accepting = r.Time
+			case r.Event == "ready" && r.PID == r.TargetPID && ready == "":
+				ready = r.Time
+			}
+		}
+		require.NotEmpty(t, accepting, "no accepting record")
+		require.NotEmpty(t, ready, "no ready record of the new generation")
+		ta, err := time.Parse(time.RFC3339Nano, accepting)
+		require.NoError(t, err)
+		tr, err := time.Parse(time.RFC3339Nano, ready)
+		require.NoError(t, err)
+		assert.False(t, tr.Before(ta), "the older new generation was ready at %s, before its parent paused at %s", ready, accepting)
+	}
+
+	recs := upgrade("legacy-accept", true) // this release → older
+	readyAfterAccepting(recs)
+	upgrade("", true)                                   // older → this release
+	upgrade("legacy-accept+probation-unhealthy", false) // this release → older, rolled back
+	upgrade("legacy-accept", true)                      // this release → older
+	upgrade("probation-unhealthy", false)               // older → this release, rolled back
+	upgrade("", true)                                   // older → this release
+
+	res := stop()
+	t.Log(res.Summary())
+	assert.NoError(t, res.Check(load))
+	assert.Zero(t, s.Stop(), "exit status")
+	assert.Empty(t, servertest.Descendants(s.Bin), "processes left")
 }

@@ -13,9 +13,9 @@ import (
 // Version is the protocol version spoken by this package. Version 2 added
 // the accept step (the new generation accepts only once the old one said
 // so), stopping, and upgrade requests forwarded to a committed successor.
-// Fields added since (the hand-over of connections) are optional: a peer
-// that does not know them leaves them out and ignores them, and the
-// feature is off.
+// Fields added since (the hand-over of connections, accepting on healthy)
+// are optional: a peer that does not know them leaves them out and ignores
+// them, and the feature is off.
 const Version = 2
 
 // MaxMessageSize bounds one encoded message (state blob included).
@@ -24,18 +24,26 @@ const MaxMessageSize = 64 << 20
 // Message types, in the order an upgrade uses them. N is the old
 // generation (it listens), N+1 the new one (it dials).
 const (
-	// TypeHello is N+1's first message: its pid, and HandOver if it can
-	// adopt connections.
+	// TypeHello is N+1's first message: its pid, HandOver if it can adopt
+	// connections, and AcceptOnHealthy if it can accept as soon as it
+	// sends TypeHealthy.
 	TypeHello = "hello"
-	// TypeWelcome is N's answer: N+1's generation number, the probation
+	// TypeWelcome is N's message: N+1's generation number, the probation
 	// to hold, the health-check interval and the state blob; HandOver if
-	// N will hand connections over (N+1 said it can, and N is willing):
-	// N+1 then dials the fd channel (DialFDs) at once.
+	// N hands connections over on the fd channel, and AcceptOnHealthy if
+	// N lets N+1 accept on TypeHealthy. N sends it as soon as N+1 has
+	// connected, without waiting for the hello, so that N+1 waits for no
+	// round trip: N+1 sends the hello and dials the fd channel (DialFDs)
+	// while the welcome is on its way. Either feature is on only when
+	// both sides said so.
 	TypeWelcome = "welcome"
-	// TypeHealthy says N+1 passed its first health check and waits for
-	// TypeAccept before it accepts connections.
+	// TypeHealthy says N+1 passed its first health check. With
+	// AcceptOnHealthy on, N+1 accepts connections from the moment it
+	// sends it; otherwise it waits for TypeAccept.
 	TypeHealthy = "healthy"
-	// TypeAccept lets N+1 accept connections; N stops accepting.
+	// TypeAccept is N's answer to TypeHealthy: N has stopped accepting,
+	// and N+1 may accept connections (it does already with
+	// AcceptOnHealthy).
 	TypeAccept = "accept"
 	// TypeUnhealthy says a health check of N+1 failed (Reason says how).
 	TypeUnhealthy = "unhealthy"
@@ -46,8 +54,13 @@ const (
 	// TypeCommit tells N+1 that it is now in charge. It is one-way: N
 	// sends nothing after it but TypeUpgrade.
 	TypeCommit = "commit"
-	// TypeRollback tells N+1 to stop accepting, drain and exit.
+	// TypeRollback tells N+1 to stop accepting, drain and exit. With
+	// AcceptOnHealthy on, N+1 answers TypeRolledBack.
 	TypeRollback = "rollback"
+	// TypeRolledBack is N+1's answer to TypeRollback, once it has stopped
+	// accepting: a N+1 that did not send TypeHealthy before it holds no
+	// connection, so N may end it at once; one that did drains first.
+	TypeRolledBack = "rolled-back"
 	// TypeStopping says N+1 was stopped (Reason says why): before the
 	// commit it is a rollback; after it, N+1's end is not a failure.
 	TypeStopping = "stopping"
@@ -79,6 +92,10 @@ type Message struct {
 	// HandOver, in hello and welcome, says that the sender takes part in
 	// the hand-over of connections on the fd channel (see DialFDs).
 	HandOver bool `json:"handover,omitempty"`
+	// AcceptOnHealthy, in hello and welcome, says that the sender speaks
+	// the accept-on-healthy step: N+1 accepts from TypeHealthy on and
+	// answers TypeRollback with TypeRolledBack.
+	AcceptOnHealthy bool `json:"accept_on_healthy,omitempty"`
 	// Listeners, in probation-passed, are the keys (ListenerKey) of the
 	// listeners that adopt connections handed over.
 	Listeners []string `json:"listeners,omitempty"`

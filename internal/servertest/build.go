@@ -16,7 +16,7 @@ type Builds struct {
 }
 
 // Build builds pkg once per variant: "" is the normal build, any other
-// variant is built with -ldflags "-X main.breakMode=<variant>". With race
+// variant is built with the -ldflags that ldflags gives for it. With race
 // set the binaries are built with -race. Remove the directory with Remove.
 func Build(pkg string, race bool, variants ...string) (*Builds, error) {
 	dir, err := os.MkdirTemp("", "handoff-servertest-")
@@ -35,7 +35,7 @@ func Build(pkg string, race bool, variants ...string) (*Builds, error) {
 				args = append(args, "-race")
 			}
 			if v != "" {
-				args = append(args, "-ldflags", "-X main.breakMode="+v)
+				args = append(args, "-ldflags", ldflags(v))
 			}
 			args = append(args, pkg)
 			out, err := exec.Command("go", args...).CombinedOutput()
@@ -52,6 +52,21 @@ func Build(pkg string, race bool, variants ...string) (*Builds, error) {
 		}
 	}
 	return b, nil
+}
+
+// ldflags sets what variant v names: its parts, separated by "+", are
+// "legacy-accept" (upgrader's control protocol without accept-on-healthy, as
+// an older release spoke it) or a break mode of the server (main.breakMode).
+func ldflags(v string) string {
+	var flags []string
+	for part := range strings.SplitSeq(v, "+") {
+		if part == "legacy-accept" {
+			flags = append(flags, "-X github.com/handoff-go/handoff/upgrader.legacyProtocol=accept")
+			continue
+		}
+		flags = append(flags, "-X main.breakMode="+part)
+	}
+	return strings.Join(flags, " ")
 }
 
 // Path is where variant v was built.
