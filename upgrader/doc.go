@@ -36,6 +36,7 @@
 //	// Stop must return only once the drain is over, or a second signal
 //	// during the drain would find no handler.
 //	go signal.Run(ctx, signal.Actions{Upgrade: upg.Upgrade, Stop: stopAndWaitForDrain}, ...)
+//	<-subscribed // closed by signal.Options.OnEvent on signal.EventReady
 //	if err := upg.Ready(ctx); err != nil { ... } // Exit is closed: drain
 //	for {
 //		<-upg.Exit()
