@@ -218,8 +218,8 @@ type runner struct {
 	signalsErr    error
 	sigLog        *slog.Logger  // the signals' records: r.log's, with the generation once known
 	generation    atomic.Int64  // this generation, once the Upgrader knows it
-	setUp         chan struct{} // closed once the actions may run (ok) or Run failed
-	ok            bool
+	setUp         chan struct{} // closed once start has returned, or New failed
+	ok            bool          // start succeeded: the signals' actions may run
 
 	upgrades      sync.WaitGroup  // upgrade calls in flight
 	upgradeCtx    context.Context // of the upgrade calls; ends when Run does
@@ -231,7 +231,7 @@ func (r *runner) run(ctx context.Context) (err error) {
 	// itself to the previous generation: the runtime takes a round trip
 	// with its signal thread for each signal, which a new generation
 	// would otherwise wait for before it is ready. Their actions wait
-	// until the runner is set up (setUp).
+	// until start has returned (setUp).
 	defer r.cancelKill(nil)
 	r.setUp = make(chan struct{})
 	r.beginSignals()
@@ -277,6 +277,8 @@ func (r *runner) run(ctx context.Context) (err error) {
 	defer r.policy.Close()
 
 	addrs, err := r.start()
+	r.ok = err == nil
+	close(r.setUp)
 	if err != nil {
 		r.stopSignals()
 		upg.Stop()
@@ -339,12 +341,9 @@ func (r *runner) run(ctx context.Context) (err error) {
 func (r *runner) start() ([]string, error) {
 	if r.opts.Setup != nil {
 		if err := r.opts.Setup(r.upg); err != nil {
-			close(r.setUp)
 			return nil, err
 		}
 	}
-	r.ok = true
-	close(r.setUp)
 	addrs, err := r.listen()
 	if err == nil && r.opts.HealthAddr != "" {
 		err = r.listenHealth()
@@ -560,7 +559,7 @@ func (r *runner) stopSignals() {
 	<-r.signalsExited
 }
 
-// waitSetUp waits until the runner is set up, for an action of a signal
+// waitSetUp waits until the runner has started, for an action of a signal
 // that came early; it reports false if the action should do nothing: Run
 // failed to start, or ctx ended.
 func (r *runner) waitSetUp(ctx context.Context) bool {
