@@ -17,9 +17,10 @@ import (
 
 // The new generation's side of an upgrade (N+1, started by N):
 //
-//	New        dial N's control address; hello, dial the fd channel, read
-//	           the welcome N sent at once (generation, probation, health
-//	           interval, state blob)
+//	New        read the welcome N wrote in the welcome file (generation,
+//	           probation, health interval, state blob); dial N's control
+//	           address; hello, dial the fd channel (without a welcome file:
+//	           read the welcome N sends in answer to the hello)
 //	Ready      first health check → healthy; accept connections (with
 //	           accept-on-healthy, else once N sent accept); hold the
 //	           probation under periodic health checks → probation-passed;
@@ -84,18 +85,22 @@ func (p *probeState) stop() {
 
 // handshake introduces a new generation to its parent and reads its number,
 // probation and state. It runs in New, before the state machine starts. The
-// parent sends its welcome as soon as the channel is connected, so the
-// hello and the fd channel's dial go out while it is on its way: the new
-// generation waits for no round trip.
+// welcome is in the welcome file the parent passed at exec where it could
+// write one: then the new generation waits for nothing from its parent. It
+// dials the channel and sends its hello, saying it read the welcome, and
+// dials the fd channel. Otherwise it reads the welcome the parent sends in
+// answer to the hello.
 func (m *machine) handshake() error {
 	u := m.u
+	welcome, welcomed := m.readWelcome()
 	c, err := control.Dial(handshakeTimeout)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrMalformedEnvironment, err)
 	}
 	_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
 	handOver := !u.opts.NoHandOver && control.HandOverSupported
-	if err := c.Send(control.Message{Type: control.TypeHello, PID: os.Getpid(), HandOver: handOver, AcceptOnHealthy: speaksAcceptOnHealthy()}); err != nil {
+	if err := c.Send(control.Message{Type: control.TypeHello, PID: os.Getpid(), HandOver: handOver,
+		AcceptOnHealthy: speaksAcceptOnHealthy(), Welcome: welcome.Welcome}); err != nil {
 		c.Close()
 		return fmt.Errorf("%w: %w", ErrMalformedEnvironment, err)
 	}
@@ -107,7 +112,10 @@ func (m *machine) handshake() error {
 		// refuses the dial at once.
 		fds, fdsErr = control.DialFDs(handshakeTimeout)
 	}
-	msg, err := c.Receive()
+	msg := welcome
+	if !welcomed {
+		msg, err = c.Receive()
+	}
 	if err == nil && msg.Type != control.TypeWelcome {
 		err = fmt.Errorf("expected %s, got %q", control.TypeWelcome, msg.Type)
 	}
@@ -141,15 +149,41 @@ func (m *machine) handshake() error {
 	return nil
 }
 
+// readWelcome reads the welcome its parent wrote for this process into the
+// welcome file, if it passed one. The file, once read, is this generation's
+// own for its upgrades (see writeWelcome): one memfd serves every
+// generation.
+func (m *machine) readWelcome() (control.Message, bool) {
+	if !speaksExecWelcome() {
+		return control.Message{}, false
+	}
+	f, err := m.u.tf.File(control.WelcomeFileName)
+	if err != nil || f == nil {
+		return control.Message{}, false
+	}
+	m.welcome = f
+	msg, ok, err := control.ReadWelcome(f)
+	if err != nil {
+		// The welcome comes on the channel instead.
+		m.u.log.Warn("upgrader: welcome file from the previous generation", "error", err)
+		return control.Message{}, false
+	}
+	return msg, ok
+}
+
 // legacyProtocol makes a binary speak the control protocol as an older
 // release did, for the tests of mixed versions: "accept" leaves out the
-// accept-on-healthy step (set with -ldflags "-X
+// accept-on-healthy step and the welcome file (set with -ldflags "-X
 // github.com/handoff-go/handoff/upgrader.legacyProtocol=accept").
 var legacyProtocol string
 
 // speaksAcceptOnHealthy reports whether this binary speaks the
 // accept-on-healthy step (see control.TypeHealthy).
 func speaksAcceptOnHealthy() bool { return legacyProtocol != "accept" }
+
+// speaksExecWelcome reports whether this binary passes and reads the
+// welcome file (see control.TypeWelcome); the older release did not.
+func speaksExecWelcome() bool { return legacyProtocol != "accept" && control.WelcomeFileSupported }
 
 // adoptConns receives the connections the parent hands over on the fd
 // channel and hands each to the listener it names (the one with the same

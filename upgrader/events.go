@@ -117,7 +117,7 @@ type Event struct {
 	Drain listener.DrainStats
 }
 
-func (u *Upgrader) emit(e Event) {
+func (u *Upgrader) emit(e Event, extra ...slog.Attr) {
 	e.Time = time.Now()
 	attrs := []slog.Attr{slog.String("event", e.Kind.String())}
 	if e.Duration != 0 {
@@ -140,6 +140,7 @@ func (u *Upgrader) emit(e Event) {
 			level = slog.LevelWarn
 		}
 	}
+	attrs = append(attrs, extra...)
 	u.log.LogAttrs(context.Background(), level, "upgrader: "+e.Kind.String(), attrs...)
 	if u.opts.OnEvent != nil {
 		u.opts.OnEvent(e)

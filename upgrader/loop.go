@@ -95,6 +95,9 @@ type machine struct {
 	probe           probeState
 	timerSeq        uint64 // identifies the timers of the current wait
 	stopParent      context.CancelFunc
+	// welcome is the welcome file (control.WelcomeFileName), inherited
+	// from the parent or made for the first upgrade; nil if none.
+	welcome *os.File
 
 	// The old generation's side (parent.go).
 	att     *attempt      // the upgrade in progress (until its child is gone)
@@ -449,6 +452,9 @@ func (m *machine) close() {
 		m.stopParent()
 	}
 	m.probe.stop()
+	if m.welcome != nil {
+		m.welcome.Close()
+	}
 	m.closing.reply <- err
 }
 

@@ -167,9 +167,14 @@ func (u *Upgrader) sdReady() {
 // new process starts: systemd reads the PID file when it reaps the
 // ExecReload= process, which must happen before the commit can touch it.
 func (u *Upgrader) sdBeforeUpgrade() {
-	if sdnotify.Enabled() && u.opts.PIDFile != "" {
+	if u.sdWaitsBeforeUpgrade() {
 		u.sdWaitControl(controlWaitTimeout)
 	}
+}
+
+// sdWaitsBeforeUpgrade reports whether sdBeforeUpgrade may wait.
+func (u *Upgrader) sdWaitsBeforeUpgrade() bool {
+	return sdnotify.Enabled() && u.opts.PIDFile != ""
 }
 
 // sdUpgrading: an upgrade to generation gen starts.

@@ -2,6 +2,7 @@ package upgrader
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -12,8 +13,10 @@ import (
 // The old generation's side of an upgrade (N starts N+1):
 //
 //	spawn      SaveState (checked against MaxStateSize); listen on the
-//	           control address; tableflip execs os.Args[0] with the fds;
-//	           N+1 connects, N sends welcome at once, N+1 says hello
+//	           control address; write the welcome into the welcome file;
+//	           tableflip execs os.Args[0] with the fds and that file; N+1
+//	           reads the welcome, connects and says hello (N sends the
+//	           welcome in answer if N+1 read none)
 //	init       N+1 initialises and runs its first health check → healthy,
 //	           and accepts (accept-on-healthy; an older N+1 waits for
 //	           accept); N answers accept and pauses its own listeners
@@ -96,6 +99,8 @@ type attemptReport struct {
 	fds      *fdpass.Conn // the fd channel it dialled
 	// acceptOnHealthy: the hello said AcceptOnHealthy.
 	acceptOnHealthy bool
+	// welcomeFile: the child read its welcome from the welcome file.
+	welcomeFile bool
 	// childMsg
 	msg control.Message
 	// tfResult
@@ -148,13 +153,18 @@ const goneTimeout = 5 * time.Second
 const chanGrace = time.Second
 
 // startAttempt begins an upgrade for callers: SaveState runs on a goroutine,
-// then spawn.
+// then spawn. With no state to save and nothing to wait for, spawn runs at
+// once.
 func (m *machine) startAttempt(callers []*upgradeReq) {
 	u := m.u
 	m.seq++
 	a := &attempt{id: m.seq, callers: callers, start: time.Now(), gen: u.gen + 1, phase: PhaseSpawn, gone: make(chan struct{})}
 	m.att = a
 	id := a.id
+	if !u.savesState && u.parts.none() && !u.sdWaitsBeforeUpgrade() {
+		m.spawn(a, attemptReport{id: id, kind: repStateSaved})
+		return
+	}
 	u.goReport(func() any {
 		// systemd reads the PID file when it reaps the ExecReload=
 		// process; let it do so before this upgrade can write the file.
@@ -250,12 +260,18 @@ func (m *machine) spawn(a *attempt, r attemptReport) {
 		return
 	}
 	a.state = r.state
-	u.emit(Event{Kind: EventTriggered, Generation: a.gen, PID: os.Getpid()})
+	id, ctl, fdln, gen := a.id, a.ctl, a.fdln, a.gen
+	welcome := control.Message{Type: control.TypeWelcome, Generation: gen,
+		Probation: u.opts.Probation, Interval: u.opts.HealthInterval, State: a.state,
+		HandOver: fdln != nil, AcceptOnHealthy: speaksAcceptOnHealthy()}
+	welcomeID := m.writeWelcome(a, welcome)
 	u.sdUpgrading(a.gen)
 	deadline := a.start.Add(u.opts.UpgradeTimeout)
 	a.deadline = m.after(time.Until(deadline), attemptReport{id: a.id, kind: repDeadline})
-	id, ctl, fdln, state, gen := a.id, a.ctl, a.fdln, a.state, a.gen
 	u.goReport(func() any { return attemptReport{id: id, kind: repTF, tf: tfUpgrade(u.tf)} })
+	// The event once the new process is on its way: its start does not
+	// wait for the event's handlers and log.
+	u.emit(Event{Kind: EventTriggered, Generation: a.gen, PID: os.Getpid()})
 	u.goReport(func() any {
 		c, err := ctl.Accept(deadline)
 		if err != nil {
@@ -263,19 +279,20 @@ func (m *machine) spawn(a *attempt, r attemptReport) {
 		}
 		pid := c.PeerPID
 		_ = c.SetDeadline(deadline)
-		// The welcome goes out before the hello is read: the child reads
-		// it once it has sent its hello and dialled the fd channel, and
-		// does not wait for a round trip. The control listener let only
-		// a child of this process in.
-		err = c.Send(control.Message{Type: control.TypeWelcome, Generation: gen,
-			Probation: u.opts.Probation, Interval: u.opts.HealthInterval, State: state,
-			HandOver: fdln != nil, AcceptOnHealthy: speaksAcceptOnHealthy()})
-		var msg control.Message
-		if err == nil {
-			msg, err = c.Receive()
-		}
+		// The control listener let only a child of this process in.
+		msg, err := c.Receive()
 		if err == nil && msg.Type != control.TypeHello {
 			err = fmt.Errorf("expected %s, got %q", control.TypeHello, msg.Type)
+		}
+		if err == nil {
+			switch msg.Welcome {
+			case 0:
+				// No welcome file, or a binary that does not read it.
+				err = c.Send(welcome)
+			case welcomeID:
+			default:
+				err = fmt.Errorf("the new process read the welcome of attempt %d, not of this one (%d)", msg.Welcome, welcomeID)
+			}
 		}
 		if pid == 0 {
 			pid = msg.PID
@@ -284,15 +301,47 @@ func (m *machine) spawn(a *attempt, r attemptReport) {
 		_ = c.SetDeadline(time.Time{})
 		var fc *fdpass.Conn
 		if err == nil && handOver {
-			// The child dials the fd channel right after the welcome;
+			// The child dials the fd channel right after its hello;
 			// one that fails to leaves its connections to drain here.
 			if fc, _ = fdln.Accept(earliest(deadline, time.Now().Add(fdChanWait))); fc != nil {
 				fc.SetSendTimeout(handOverSendTimeout)
 			}
 		}
 		return attemptReport{id: id, kind: repHello, conn: c, pid: pid, err: err, handOver: handOver, fds: fc,
-			acceptOnHealthy: msg.AcceptOnHealthy && speaksAcceptOnHealthy()}
+			acceptOnHealthy: msg.AcceptOnHealthy && speaksAcceptOnHealthy(), welcomeFile: welcomeID != 0 && msg.Welcome == welcomeID}
 	})
+}
+
+// writeWelcome writes the attempt's welcome into the welcome file the new
+// process inherits (made and registered with tableflip for the first
+// upgrade, unless this generation inherited one), and returns the id it
+// carries; 0 if there is no welcome file: the welcome then goes on the
+// channel.
+func (m *machine) writeWelcome(a *attempt, w control.Message) uint64 {
+	u := m.u
+	if !speaksExecWelcome() {
+		return 0
+	}
+	if m.welcome == nil {
+		f, err := control.NewWelcomeFile()
+		if err == nil {
+			if err = u.tf.AddFile(control.WelcomeFileName, f); err != nil {
+				f.Close()
+			}
+		}
+		if err != nil {
+			u.log.Warn("upgrader: no welcome file; the welcome goes on the control channel", "error", err)
+			return 0
+		}
+		m.welcome = f
+	}
+	w.Welcome = uint64(a.id)
+	if err := control.WriteWelcome(m.welcome, w); err != nil {
+		u.log.Warn("upgrader: no welcome file; the welcome goes on the control channel", "error", err)
+		_ = control.ClearWelcome(m.welcome)
+		return 0
+	}
+	return w.Welcome
 }
 
 func (m *machine) onHello(a *attempt, r attemptReport) {
@@ -333,7 +382,15 @@ func (m *machine) onHello(a *attempt, r attemptReport) {
 		return
 	}
 	a.phase = PhaseInit
-	u.emit(Event{Kind: EventSpawned, Generation: a.gen, PID: a.pid, Duration: time.Since(a.start)})
+	// The record says how the two generations agreed: where the welcome
+	// came from, the hand-over of connections, accept-on-healthy.
+	welcome := "channel"
+	if r.welcomeFile {
+		welcome = "file"
+	}
+	u.emit(Event{Kind: EventSpawned, Generation: a.gen, PID: a.pid, Duration: time.Since(a.start)},
+		slog.String("welcome", welcome), slog.Bool("handover", r.handOver && r.fds != nil),
+		slog.Bool("accept_on_healthy", r.acceptOnHealthy))
 	u.sdSpawned(a.gen, a.pid)
 	if r.handOver && r.fds == nil {
 		u.log.Warn("upgrader: the new generation did not dial the fd channel; connections will drain here", "generation", a.gen, "target_pid", a.pid)
@@ -648,6 +705,10 @@ func (m *machine) finishAttempt(err error) {
 	}
 	if a.fds != nil {
 		a.fds.Close()
+	}
+	if err != nil && m.welcome != nil {
+		// Nobody is to read the welcome of an attempt that failed.
+		_ = control.ClearWelcome(m.welcome)
 	}
 	for _, r := range a.callers {
 		m.reply(r, err)

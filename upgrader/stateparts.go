@@ -26,6 +26,13 @@ type stateParts struct {
 	inherited map[string][]byte
 }
 
+// none reports whether no part is registered.
+func (p *stateParts) none() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.savers) == 0
+}
+
 // SaveStatePart registers save as the source of the part of the state blob
 // named name: Upgrade calls it, after Options.SaveState, before it starts the
 // new process, and the new generation reads what it returned with

@@ -422,13 +422,29 @@ func TestMixedProtocolVersions(t *testing.T) {
 		assert.False(t, tr.Before(ta), "the older new generation was ready at %s, before its parent paused at %s", ready, accepting)
 	}
 
+	// welcome checks where the new generation read its welcome: from the
+	// welcome file between two of this release, on the channel otherwise.
+	welcome := func(recs []servertest.Record, want string) {
+		t.Helper()
+		for _, r := range recs {
+			if r.Event == "spawned" {
+				assert.Equal(t, want, r.Welcome, "welcome of generation %d: %s", r.Gen, r.Raw)
+				return
+			}
+		}
+		t.Errorf("no spawned record")
+	}
+
 	recs := upgrade("legacy-accept", true) // this release → older
 	readyAfterAccepting(recs)
-	upgrade("", true)                                   // older → this release
-	upgrade("legacy-accept+probation-unhealthy", false) // this release → older, rolled back
-	upgrade("legacy-accept", true)                      // this release → older
-	upgrade("probation-unhealthy", false)               // older → this release, rolled back
-	upgrade("", true)                                   // older → this release
+	welcome(recs, "channel")
+	welcome(upgrade("", true), "channel")                                   // older → this release
+	welcome(upgrade("legacy-accept+probation-unhealthy", false), "channel") // this release → older, rolled back
+	welcome(upgrade("legacy-accept", true), "channel")                      // this release → older
+	welcome(upgrade("probation-unhealthy", false), "channel")               // older → this release, rolled back
+	welcome(upgrade("", true), "channel")                                   // older → this release
+	welcome(upgrade("probation-unhealthy", false), "file")                  // this release, rolled back
+	welcome(upgrade("", true), "file")                                      // this release
 
 	res := stop()
 	t.Log(res.Summary())

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cloudflare/tableflip"
 
+	"github.com/handoff-go/handoff/internal/control"
 	"github.com/handoff-go/handoff/listener"
 )
 
@@ -149,6 +150,9 @@ type Upgrader struct {
 	gen     int
 	state   []byte
 	parts   stateParts // SaveStatePart, StatePart (stateparts.go)
+	// savesState: Options.SaveState was set (opts.SaveState also saves
+	// the parts).
+	savesState bool
 
 	in       chan any      // requests and reports for the state machine
 	loopDone chan struct{} // closed when the state machine has ended
@@ -234,6 +238,7 @@ func newUpgrader(opts Options) (*Upgrader, error) {
 		paused:   true,
 		exitC:    make(chan struct{}),
 	}
+	u.savesState = opts.SaveState != nil
 	u.opts.SaveState = u.parts.wrap(opts.SaveState)
 	m := &machine{u: u, pid: pidFile{path: opts.PIDFile}}
 	if tf.HasParent() {
@@ -349,8 +354,12 @@ func (u *Upgrader) ListenPacket(network, addr string) (net.PacketConn, error) {
 
 // File returns the file inherited under name, or, on a first start, the one
 // open returns, which is then handed to later generations. Use it for any fd
-// other than a socket: a memfd, a lock file, a pipe.
+// other than a socket: a memfd, a lock file, a pipe. The name
+// "handoff.welcome" is the Upgrader's own.
 func (u *Upgrader) File(name string, open func() (*os.File, error)) (*os.File, error) {
+	if name == control.WelcomeFileName {
+		return nil, fmt.Errorf("upgrader: file name %q is reserved", name)
+	}
 	f, err := u.tf.File(name)
 	if err != nil {
 		return nil, fmt.Errorf("upgrader: inherited file %q: %w", name, err)

@@ -31,11 +31,15 @@ const (
 	// TypeWelcome is N's message: N+1's generation number, the probation
 	// to hold, the health-check interval and the state blob; HandOver if
 	// N hands connections over on the fd channel, and AcceptOnHealthy if
-	// N lets N+1 accept on TypeHealthy. N sends it as soon as N+1 has
-	// connected, without waiting for the hello, so that N+1 waits for no
-	// round trip: N+1 sends the hello and dials the fd channel (DialFDs)
-	// while the welcome is on its way. Either feature is on only when
+	// N lets N+1 accept on TypeHealthy. Either feature is on only when
 	// both sides said so.
+	//
+	// Where it can (WelcomeFileSupported), N writes the welcome into the
+	// welcome file it passes to N+1 at exec, with Welcome set to the
+	// attempt's id and PID to its own pid: N+1 reads it at once, says so
+	// in its hello (Welcome, the same id), and waits for nothing from N.
+	// Otherwise, or for a N+1 whose hello carries no Welcome, N sends the
+	// welcome on the channel in answer to the hello.
 	TypeWelcome = "welcome"
 	// TypeHealthy says N+1 passed its first health check. With
 	// AcceptOnHealthy on, N+1 accepts connections from the moment it
@@ -99,6 +103,36 @@ type Message struct {
 	// Listeners, in probation-passed, are the keys (ListenerKey) of the
 	// listeners that adopt connections handed over.
 	Listeners []string `json:"listeners,omitempty"`
+	// Welcome, in a welcome read from the welcome file, is the id of the
+	// upgrade attempt it was written for; in a hello, the id of the
+	// welcome N+1 read from the file, which N then does not send again.
+	Welcome uint64 `json:"welcome,omitempty"`
+}
+
+// Marshal encodes m as one line of the channel, setting its version.
+func Marshal(m Message) ([]byte, error) {
+	m.V = Version
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("control: encode %s: %w", m.Type, err)
+	}
+	if len(b) > MaxMessageSize {
+		return nil, fmt.Errorf("control: %s message of %d bytes exceeds %d", m.Type, len(b), MaxMessageSize)
+	}
+	return append(b, '\n'), nil
+}
+
+// Unmarshal decodes one message encoded by Marshal (its line end
+// optional) and checks its version.
+func Unmarshal(line []byte) (Message, error) {
+	var m Message
+	if err := json.Unmarshal(line, &m); err != nil {
+		return Message{}, fmt.Errorf("control: decode message: %w", err)
+	}
+	if m.V != Version {
+		return Message{}, fmt.Errorf("%w: peer speaks %d, we speak %d", ErrVersion, m.V, Version)
+	}
+	return m, nil
 }
 
 // ListenerKey names a listener on both sides of the fd channel: both
@@ -123,15 +157,10 @@ func newConn(c net.Conn, peer int) *Conn {
 
 // Send writes m, setting its version.
 func (c *Conn) Send(m Message) error {
-	m.V = Version
-	b, err := json.Marshal(m)
+	b, err := Marshal(m)
 	if err != nil {
-		return fmt.Errorf("control: encode %s: %w", m.Type, err)
+		return err
 	}
-	if len(b) > MaxMessageSize {
-		return fmt.Errorf("control: %s message of %d bytes exceeds %d", m.Type, len(b), MaxMessageSize)
-	}
-	b = append(b, '\n')
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, err := c.c.Write(b); err != nil {
@@ -157,14 +186,7 @@ func (c *Conn) Receive() (Message, error) {
 			break
 		}
 	}
-	var m Message
-	if err := json.Unmarshal(line, &m); err != nil {
-		return Message{}, fmt.Errorf("control: decode message: %w", err)
-	}
-	if m.V != Version {
-		return Message{}, fmt.Errorf("%w: peer speaks %d, we speak %d", ErrVersion, m.V, Version)
-	}
-	return m, nil
+	return Unmarshal(line)
 }
 
 // SetDeadline bounds the next Send and Receive calls.

@@ -44,3 +44,9 @@ func FDAddr(pid int) string {
 }
 
 func listenFDs(addr string) (*net.UnixListener, error) { return nil, ErrNotSupported }
+
+// WelcomeFileSupported says whether this platform has the welcome file.
+const WelcomeFileSupported = false
+
+// NewWelcomeFile returns ErrNotSupported: the welcome goes on the channel.
+func NewWelcomeFile() (*os.File, error) { return nil, ErrNotSupported }

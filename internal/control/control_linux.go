@@ -78,3 +78,16 @@ func checkParent(c *net.UnixConn, ppid int) error {
 	}
 	return nil
 }
+
+// WelcomeFileSupported says whether this platform has the welcome file.
+const WelcomeFileSupported = true
+
+// NewWelcomeFile creates an empty welcome file: a memfd, which lives in
+// memory only and goes away with its last descriptor.
+func NewWelcomeFile() (*os.File, error) {
+	fd, err := unix.MemfdCreate("handoff-welcome", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("control: welcome file: %w", err)
+	}
+	return os.NewFile(uintptr(fd), "handoff-welcome"), nil
+}

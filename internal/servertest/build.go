@@ -55,8 +55,9 @@ func Build(pkg string, race bool, variants ...string) (*Builds, error) {
 }
 
 // ldflags sets what variant v names: its parts, separated by "+", are
-// "legacy-accept" (upgrader's control protocol without accept-on-healthy, as
-// an older release spoke it) or a break mode of the server (main.breakMode).
+// "legacy-accept" (upgrader's control protocol without accept-on-healthy and
+// the welcome file, as an older release spoke it) or a break mode of the
+// server (main.breakMode).
 func ldflags(v string) string {
 	var flags []string
 	for part := range strings.SplitSeq(v, "+") {

@@ -49,6 +49,9 @@ type Record struct {
 	HandedOver int    `json:"handed_over"`
 	Kept       int    `json:"kept"`
 	Adopted    int    `json:"adopted"`
+	// Welcome, on the spawned record, says how the new generation got
+	// its welcome: "file" or "channel".
+	Welcome string `json:"welcome"`
 	Raw        string `json:"-"`
 }
 
