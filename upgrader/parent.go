@@ -419,16 +419,17 @@ func (m *machine) onChildMsg(a *attempt, r attemptReport) {
 	switch r.msg.Type {
 	case control.TypeHealthy:
 		// From here the child may hold connections: it accepts already
-		// (AcceptOnHealthy), or once it reads accept.
+		// (AcceptOnHealthy), or once it reads accept, which says that
+		// this generation has stopped accepting: it pauses first.
 		a.accepted = true
-		if err := a.conn.Send(control.Message{Type: control.TypeAccept}); err != nil {
-			m.fail(ErrUnhealthy, "control channel: "+err.Error())
-			return
-		}
 		u.setPaused(true)
 		a.phase = PhaseProbation
 		u.emit(Event{Kind: EventAccepting, Generation: a.gen, PID: a.pid, Duration: time.Since(a.start)})
 		u.sdAccepting(a.gen, a.pid)
+		if err := a.conn.Send(control.Message{Type: control.TypeAccept}); err != nil {
+			m.fail(ErrUnhealthy, "control channel: "+err.Error())
+			return
+		}
 	case control.TypeUnhealthy:
 		if a.phase == PhaseProbation {
 			u.emit(Event{Kind: EventProbationFailed, Generation: a.gen, PID: a.pid, Err: fmt.Errorf("%w: %s", ErrUnhealthy, r.msg.Reason)})
