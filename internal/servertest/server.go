@@ -46,13 +46,13 @@ type Record struct {
 	Forced int    `json:"forced"`
 	// HandedOver and Kept are a drain's connections handed to the new
 	// generation and ended here; Adopted those a new generation took.
-	HandedOver int    `json:"handed_over"`
-	Kept       int    `json:"kept"`
-	Adopted    int    `json:"adopted"`
+	HandedOver int `json:"handed_over"`
+	Kept       int `json:"kept"`
+	Adopted    int `json:"adopted"`
 	// Welcome, on the spawned record, says how the new generation got
 	// its welcome: "file" or "channel".
 	Welcome string `json:"welcome"`
-	Raw        string `json:"-"`
+	Raw     string `json:"-"`
 }
 
 // Server is a running server and its later generations.
