@@ -19,7 +19,7 @@ import (
 //	           welcome in answer if N+1 read none)
 //	init       N+1 initialises and runs its first health check → healthy,
 //	           and accepts (accept-on-healthy; an older N+1 waits for
-//	           accept); N answers accept and pauses its own listeners
+//	           accept); N pauses its own listeners, then answers accept
 //	probation  N+1 serves under health checks → probation-passed
 //	commit     N hands the PID file over, then sends commit: the point of
 //	           no return. N drains and exits; until its drain ends it
