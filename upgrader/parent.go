@@ -313,35 +313,42 @@ func (m *machine) spawn(a *attempt, r attemptReport) {
 }
 
 // writeWelcome writes the attempt's welcome into the welcome file the new
-// process inherits (made and registered with tableflip for the first
-// upgrade, unless this generation inherited one), and returns the id it
-// carries; 0 if there is no welcome file: the welcome then goes on the
-// channel.
+// process inherits, and returns the id it carries; 0 if there is no welcome
+// file: the welcome then goes on the channel.
 func (m *machine) writeWelcome(a *attempt, w control.Message) uint64 {
-	u := m.u
 	if !speaksExecWelcome() {
 		return 0
 	}
-	if m.welcome == nil {
-		f, err := control.NewWelcomeFile()
-		if err == nil {
-			if err = u.tf.AddFile(control.WelcomeFileName, f); err != nil {
-				f.Close()
-			}
-		}
-		if err != nil {
-			u.log.Warn("upgrader: no welcome file; the welcome goes on the control channel", "error", err)
-			return 0
-		}
-		m.welcome = f
-	}
 	w.Welcome = uint64(a.id)
-	if err := control.WriteWelcome(m.welcome, w); err != nil {
-		u.log.Warn("upgrader: no welcome file; the welcome goes on the control channel", "error", err)
-		_ = control.ClearWelcome(m.welcome)
+	err := m.openWelcome()
+	if err == nil {
+		if err = control.WriteWelcome(m.welcome, w); err != nil {
+			_ = control.ClearWelcome(m.welcome)
+		}
+	}
+	if err != nil {
+		m.u.log.Warn("upgrader: no welcome file; the welcome goes on the control channel", "error", err)
 		return 0
 	}
 	return w.Welcome
+}
+
+// openWelcome makes the welcome file and registers it with tableflip, for
+// the first upgrade of a generation that inherited none.
+func (m *machine) openWelcome() error {
+	if m.welcome != nil {
+		return nil
+	}
+	f, err := control.NewWelcomeFile()
+	if err != nil {
+		return err
+	}
+	if err := m.u.tf.AddFile(control.WelcomeFileName, f); err != nil {
+		f.Close()
+		return err
+	}
+	m.welcome = f
+	return nil
 }
 
 func (m *machine) onHello(a *attempt, r attemptReport) {
