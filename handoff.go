@@ -213,9 +213,7 @@ type runner struct {
 	drained    chan struct{} // closed once the last drain is over
 
 	cancelSignals context.CancelFunc
-	signalsReady  chan struct{} // closed once signal.Run has subscribed
-	signalsExited chan struct{} // closed once signal.Run has returned signalsErr
-	signalsErr    error
+	waitSignals   func() error  // signal.Start's wait
 	sigLog        *slog.Logger  // the signals' records: r.log's, with the generation once known
 	generation    atomic.Int64  // this generation, once the Upgrader knows it
 	setUp         chan struct{} // closed once start has returned, or New failed
@@ -227,14 +225,16 @@ type runner struct {
 }
 
 func (r *runner) run(ctx context.Context) (err error) {
-	// The signals are subscribed to first, while the Upgrader introduces
-	// itself to the previous generation: the runtime takes a round trip
-	// with its signal thread for each signal, which a new generation
-	// would otherwise wait for before it is ready. Their actions wait
-	// until start has returned (setUp).
+	// The signals are subscribed to first, on this goroutine, before the
+	// Upgrader introduces itself to the previous generation: the runtime
+	// takes a round trip with its signal thread for each signal, cheapest
+	// while nothing else runs (see signal.Start). Their actions wait until
+	// start has returned (setUp).
 	defer r.cancelKill(nil)
 	r.setUp = make(chan struct{})
-	r.beginSignals()
+	if err := r.beginSignals(); err != nil {
+		return err
+	}
 	upg, err := upgrader.New(upgrader.Options{
 		UpgradeTimeout: r.opts.UpgradeTimeout,
 		Probation:      r.opts.Probation,
@@ -353,7 +353,7 @@ func (r *runner) start() ([]string, error) {
 	}
 	r.serve()
 	r.serveHealth()
-	return addrs, r.awaitSignals()
+	return addrs, nil
 }
 
 // serveUntilExit serves until this generation must exit (a successor
@@ -496,17 +496,14 @@ func (r *runner) drain() error {
 	return nil
 }
 
-// beginSignals starts handling the signals, and awaitSignals waits until
-// they are subscribed to. Both come before the generation is ready: no
-// signal finds its default disposition once the PID file names this
-// process. The actions wait for setUp; the records carry the generation
-// once it is known.
-func (r *runner) beginSignals() {
-	r.signalsReady = make(chan struct{})
-	r.signalsExited = make(chan struct{})
+// beginSignals subscribes to the signals and starts handling them, or
+// returns signal.Start's error (invalid signal lists). It comes before the
+// generation accepts: no signal finds its default disposition once this
+// process holds connections. The actions wait for setUp; the records carry
+// the generation once it is known.
+func (r *runner) beginSignals() error {
 	ctx, cancel := context.WithCancel(context.Background())
-	r.cancelSignals = cancel
-	on, ready := r.opts.OnSignal, r.signalsReady
+	on := r.opts.OnSignal
 	var reload func(context.Context) error
 	if fn := r.opts.Reload; fn != nil {
 		reload = func(ctx context.Context) error {
@@ -516,47 +513,32 @@ func (r *runner) beginSignals() {
 			return fn(ctx)
 		}
 	}
-	go func() {
-		defer close(r.signalsExited)
-		r.signalsErr = signal.Run(ctx, signal.Actions{
-			Upgrade: r.upgrade,
-			Reload:  reload,
-			Stop:    r.stop,
-			Kill:    r.immediate,
-		}, signal.Options{
-			Logger: r.sigLog,
-			OnEvent: func(e signal.Event) {
-				if e.Kind == signal.EventReady {
-					close(ready)
-				}
-				if on != nil {
-					on(e)
-				}
-			},
-			UpgradeSignals: r.opts.UpgradeSignals,
-			ReloadSignals:  r.opts.ReloadSignals,
-			StopSignals:    r.opts.StopSignals,
-			KillSignals:    r.opts.KillSignals,
-		})
-	}()
-}
-
-// awaitSignals returns once the signals are handled, or signal.Run's error
-// (invalid signal lists).
-func (r *runner) awaitSignals() error {
-	select {
-	case <-r.signalsReady:
-		return nil
-	case <-r.signalsExited:
-		return r.signalsErr
+	wait, err := signal.Start(ctx, signal.Actions{
+		Upgrade: r.upgrade,
+		Reload:  reload,
+		Stop:    r.stop,
+		Kill:    r.immediate,
+	}, signal.Options{
+		Logger:         r.sigLog,
+		OnEvent:        on,
+		UpgradeSignals: r.opts.UpgradeSignals,
+		ReloadSignals:  r.opts.ReloadSignals,
+		StopSignals:    r.opts.StopSignals,
+		KillSignals:    r.opts.KillSignals,
+	})
+	if err != nil {
+		cancel()
+		return err
 	}
+	r.cancelSignals, r.waitSignals = cancel, wait
+	return nil
 }
 
 // stopSignals ends the handling of signals and waits for its actions to
 // return. It is idempotent.
 func (r *runner) stopSignals() {
 	r.cancelSignals()
-	<-r.signalsExited
+	_ = r.waitSignals()
 }
 
 // waitSetUp waits until the runner has started, for an action of a signal

@@ -4,8 +4,10 @@
 // The caller passes the actions as funcs in [Actions] and calls [Run], which
 // blocks while it dispatches signals and returns once the server has stopped
 // (Stop returned) or its context is done. Everything Run starts has ended when
-// it returns. Every running Run gets every signal it subscribes to, so run
-// one per process.
+// it returns. [Start] does the same on a goroutine of its own, once it has
+// subscribed: a server calls it before it accepts, so that no signal meets
+// its default disposition while the server holds connections. Every running
+// Run gets every signal it subscribes to, so run one per process.
 //
 // # Signals
 //

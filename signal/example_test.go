@@ -35,3 +35,25 @@ func ExampleRun() {
 		os.Exit(1)
 	}
 }
+
+// A server subscribes to its signals before it accepts, then serves while
+// Start dispatches them; wait returns once the drain is done. (Compile-only:
+// it waits for real signals.)
+func ExampleStart() {
+	drain := func(ctx context.Context) error { return nil }
+	serve := func() {} // start accepting, on goroutines of its own
+
+	wait, err := signal.Start(context.Background(), signal.Actions{
+		Stop: func(ctx context.Context, cause error) error { return drain(ctx) },
+	}, signal.Options{})
+	if err != nil {
+		slog.Error("signals", "error", err) // two lists share a signal
+		os.Exit(1)
+	}
+	// From here a SIGTERM is a graceful stop, never the default exit.
+	serve()
+	if err := wait(); err != nil {
+		slog.Error("stopped", "error", err)
+		os.Exit(1)
+	}
+}

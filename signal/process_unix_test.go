@@ -71,6 +71,22 @@ func helperMain(scenario string) int {
 		},
 	}
 	switch scenario {
+	case "start":
+		// Start subscribes before it returns: a SIGTERM right after it,
+		// before the dispatching goroutine can have run, is a graceful
+		// stop, not the default disposition's death.
+		wait, err := signal.Start(ctx, a, opts)
+		if err != nil {
+			say("start: %v", err)
+			return 2
+		}
+		if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+			say("kill: %v", err)
+			return 2
+		}
+		say("raised")
+		say("run returned: %v", wait())
+		return 0
 	case "stop", "quit":
 	case "slowstop":
 		a.Stop = func(ctx context.Context, cause error) error {
@@ -207,6 +223,25 @@ func TestProcessGracefulStop(t *testing.T) {
 		"stop: signal: terminated signal received: graceful stop",
 		"run returned: drained with 1 error",
 	}, c.out)
+}
+
+// TestProcessStartSubscribesBeforeReturning: a SIGTERM the process sends
+// itself as soon as Start has returned is handled (Stop runs, exit 0); had
+// Start left the subscription to its goroutine, it would have killed the
+// process.
+func TestProcessStartSubscribesBeforeReturning(t *testing.T) {
+	c := startChild(t, "start")
+	st := c.wait(t)
+	assert.Equal(t, 0, st.ExitCode(), "stderr:\n%s", c.stderrText())
+	assert.ElementsMatch(t, []string{
+		"ready",
+		"raised",
+		"stop: signal: terminated signal received: graceful stop",
+		"run returned: drained with 1 error",
+	}, c.out)
+	if assert.NotEmpty(t, c.out) {
+		assert.Equal(t, "run returned: drained with 1 error", c.out[len(c.out)-1])
+	}
 }
 
 func TestProcessUpgradeThenStop(t *testing.T) {

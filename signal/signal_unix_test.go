@@ -240,3 +240,34 @@ func TestContextDone(t *testing.T) {
 	assert.ErrorIs(t, context.Cause(up), why)
 	assert.Zero(t, stops.Load())
 }
+
+// TestStart: Start dispatches on a goroutine of its own as Run does; its
+// wait returns Run's result to every caller, and an invalid list is an
+// error at once, with nothing started (goleak, TestMain).
+func TestStart(t *testing.T) {
+	g := newGate()
+	rec := newRecorder()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wait, err := signal.Start(ctx, signal.Actions{Upgrade: g.fn, Kill: noKill(t)}, signal.Options{OnEvent: rec.OnEvent})
+	require.NoError(t, err)
+	// Subscribed already: no need to wait for EventReady before raising.
+	raise(t, syscall.SIGHUP)
+	recv(t, g.started, "upgrade")
+	assert.Equal(t, 0, rec.index(signal.EventReady, 0), "ready is the first event")
+
+	cancel()
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { errs <- wait() }()
+	}
+	assert.ErrorIs(t, recv(t, errs, "first wait"), context.Canceled)
+	assert.ErrorIs(t, recv(t, errs, "second wait"), context.Canceled)
+
+	wait, err = signal.Start(context.Background(), signal.Actions{Upgrade: g.fn, Stop: func(context.Context, error) error { return nil }}, signal.Options{
+		UpgradeSignals: []os.Signal{syscall.SIGUSR1},
+		StopSignals:    []os.Signal{syscall.SIGUSR1},
+	})
+	assert.ErrorContains(t, err, "user defined signal 1 is in both the upgrade and the stop signals")
+	assert.Nil(t, wait)
+}

@@ -31,12 +31,11 @@
 //	srv := &http.Server{Handler: h}
 //	listener.ConfigureServer(srv)     // Connection: close while draining
 //	go srv.Serve(ln)
-//	// Subscribe to signals before Ready: the PID file names this process
-//	// from the commit on, and a SIGHUP must not meet Go's default action.
-//	// Stop must return only once the drain is over, or a second signal
-//	// during the drain would find no handler.
-//	go signal.Run(ctx, signal.Actions{Upgrade: upg.Upgrade, Stop: stopAndWaitForDrain}, ...)
-//	<-subscribed // closed by signal.Options.OnEvent on signal.EventReady
+//	// Subscribe to signals before Ready (Start returns once they are):
+//	// from Ready on this process accepts, and a SIGHUP or SIGTERM must not
+//	// meet Go's default action. Stop must return only once the drain is
+//	// over, or a second signal during the drain would find no handler.
+//	wait, err := signal.Start(ctx, signal.Actions{Upgrade: upg.Upgrade, Stop: stopAndWaitForDrain}, ...)
 //	if err := upg.Ready(ctx); err != nil { ... } // Exit is closed: drain
 //	for {
 //		<-upg.Exit()

@@ -41,33 +41,24 @@ func Example() {
 	listener.ConfigureServer(srv) // Connection: close while draining, connection counts
 	go srv.Serve(ln)
 
-	// Handle the signals before Ready: once Ready has written the PID file,
-	// a SIGHUP or SIGTERM must not find the default disposition (exit).
+	// Handle the signals before Ready: once this process accepts, a SIGHUP
+	// or SIGTERM must not find the default disposition (exit). Start
+	// returns once they are subscribed.
 	drained := make(chan struct{})
-	ready := make(chan struct{})
 	sigCtx, stopSignals := context.WithCancel(context.Background())
-	sigDone := make(chan error, 1)
-	go func() {
-		sigDone <- signal.Run(sigCtx, signal.Actions{
-			Upgrade: upg.Upgrade, // SIGHUP
-			Stop: func(ctx context.Context, cause error) error { // SIGTERM, SIGINT
-				upg.Stop()
-				select { // a graceful stop returns once drained
-				case <-drained:
-					return nil
-				case <-ctx.Done(): // a second SIGTERM
-					return context.Cause(ctx)
-				}
-			},
-		}, signal.Options{OnEvent: func(e signal.Event) {
-			if e.Kind == signal.EventReady {
-				close(ready)
+	waitSignals, err := signal.Start(sigCtx, signal.Actions{
+		Upgrade: upg.Upgrade, // SIGHUP
+		Stop: func(ctx context.Context, cause error) error { // SIGTERM, SIGINT
+			upg.Stop()
+			select { // a graceful stop returns once drained
+			case <-drained:
+				return nil
+			case <-ctx.Done(): // a second SIGTERM
+				return context.Cause(ctx)
 			}
-		}})
-	}()
-	select {
-	case <-ready:
-	case err := <-sigDone:
+		},
+	}, signal.Options{})
+	if err != nil {
 		slog.Error("signals", "error", err)
 		os.Exit(1)
 	}
@@ -93,7 +84,7 @@ func Example() {
 	}
 	close(drained)
 	stopSignals()
-	<-sigDone
+	_ = waitSignals()
 }
 
 // Upgrade returns why an upgrade did not commit; the process keeps serving.
