@@ -74,7 +74,11 @@ func (p *pidFile) write(pid int) error {
 }
 
 // writePIDFile replaces path atomically with pid: a temporary file in the
-// same directory, synced, then renamed over path.
+// same directory, renamed over path. It is not synced: the file describes
+// the running system, and after a crash it names a dead process whatever it
+// holds, so its durability buys nothing, while an fsync on the commit's path
+// cost the old generation 0.2 to 1.3 ms of its commit under the benchmark's
+// load. The rename alone keeps readers from seeing a partial file.
 func writePIDFile(path string, pid int) error {
 	dir, base := filepath.Split(path)
 	if dir == "" {
@@ -91,10 +95,6 @@ func writePIDFile(path string, pid int) error {
 		return err
 	}
 	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
 		f.Close()
 		return err
 	}
