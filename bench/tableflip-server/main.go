@@ -5,7 +5,10 @@
 // process calls Upgrade, which starts the same binary with the listening
 // socket and waits for it to be ready; once Exit is closed the old process
 // calls http.Server.Shutdown and exits, with a 30 s deadline. SIGTERM stops
-// it the same way (Stop, then Shutdown).
+// it the same way (Stop, then Shutdown). With -signals-first it subscribes
+// to its signals before it serves, as handoff does, instead of on a
+// goroutine that nothing waits for: the benchmark's tableflip-signals-first
+// target, which prices that guarantee.
 //
 // bench/upgrade builds and drives it; it is not meant as an example to copy.
 //
@@ -34,6 +37,7 @@ func run() int {
 	addr := flag.String("addr", "127.0.0.1:8080", "TCP address to serve HTTP on")
 	pidFile := flag.String("pidfile", "", "write the pid of the process in charge here")
 	shutdownTimeout := flag.Duration("shutdown-timeout", 30*time.Second, "exit anyway this long after the upgrade (or stop) began draining")
+	signalsFirst := flag.Bool("signals-first", false, "subscribe to the signals before serving (handoff's guarantee: no signal finds its default disposition once the process accepts), instead of on the side")
 	flag.Parse()
 	log.SetPrefix(fmt.Sprintf("tableflip-server %d ", os.Getpid()))
 
@@ -46,9 +50,15 @@ func run() int {
 
 	// Upgrade on SIGHUP; stop on SIGTERM or SIGINT. The goroutine lives as
 	// long as the process.
+	sig := make(chan os.Signal, 1)
+	subscribe := func() { ossignal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, os.Interrupt) }
+	if *signalsFirst {
+		subscribe()
+	}
 	go func() {
-		sig := make(chan os.Signal, 1)
-		ossignal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, os.Interrupt)
+		if !*signalsFirst {
+			subscribe()
+		}
 		for s := range sig {
 			if s != syscall.SIGHUP {
 				upg.Stop()

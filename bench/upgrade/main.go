@@ -1,9 +1,10 @@
 //go:build linux
 
-// Command upgrade is handoff's upgrade benchmark: it builds four servers
+// Command upgrade is handoff's upgrade benchmark: it builds five servers
 // with the same handlers and upgrades or restarts each the same number of
 // times, upgrade by upgrade in turn (handoff, tableflip, naive,
-// handoff-drain, then handoff again...), each under the same load during
+// handoff-drain, tableflip-signals-first, then handoff again...), each
+// under the same load during
 // its turn, so that the machine's load, which drifts, weighs on every
 // target alike and cancels out of the ratios. It prints a table (and
 // writes a JSON file) of failed requests, keep-alive reconnects, latency
@@ -26,6 +27,10 @@
 //   - handoff-drain: handoff with the hand-over off (-no-handover): every
 //     keep-alive connection is drained (Connection: close, idle ones
 //     closed after the grace), as before issue 14.
+//   - tableflip-signals-first: tableflip with its signals subscribed before
+//     it serves (-signals-first), the guarantee handoff keeps: a process
+//     that accepts never meets a signal's default disposition. It prices
+//     that guarantee in the time to serve.
 //
 // Run it from the handoff module (it calls go build). Everything runs on
 // 127.0.0.1. Every server it started is killed when it ends or is

@@ -28,13 +28,13 @@ type target struct {
 }
 
 // targetNames are the targets, in the order of their turns.
-var targetNames = []string{"handoff", "tableflip", "naive", "handoff-drain"}
+var targetNames = []string{"handoff", "tableflip", "naive", "handoff-drain", "tableflip-signals-first"}
 
 func targetByName(name string) (target, bool) {
 	switch name {
 	case "handoff", "handoff-drain":
 		return target{name: name, pkg: "github.com/handoff-go/handoff/examples/httpserver"}, true
-	case "tableflip":
+	case "tableflip", "tableflip-signals-first":
 		return target{name: name, pkg: "github.com/handoff-go/handoff/bench/tableflip-server"}, true
 	case "naive":
 		return target{name: name, pkg: "github.com/handoff-go/handoff/bench/naive-server", naive: true}, true
@@ -53,6 +53,8 @@ func (t target) args(addr, pidFile string) []string {
 		return []string{"-addr", addr, "-pidfile", pidFile, "-log-json", "-probation", "0", "-drain-timeout", "30s", "-no-handover"}
 	case "tableflip":
 		return []string{"-addr", addr, "-pidfile", pidFile}
+	case "tableflip-signals-first":
+		return []string{"-addr", addr, "-pidfile", pidFile, "-signals-first"}
 	}
 	return []string{"-addr", addr}
 }
