@@ -571,10 +571,13 @@ func (m *machine) onTF(a *attempt, e *tfError) {
 		m.commit(a)
 	case a.failed:
 		m.finishAttempt(a.err)
-	case e.kind == tfExited && a.conn != nil && a.chanErr == nil:
+	case e.kind == tfExited && a.chanErr == nil:
 		// A child that said why it gives up (unhealthy, stopping) and
 		// exited: tableflip may report the exit before the control
-		// channel delivers the reason. Read the channel to its end first.
+		// channel delivers the reason, or even before the hello (the
+		// child reads its welcome at exec and waits for nothing from
+		// this process). Read the channel to its end first; a child that
+		// never connected is reported after the grace.
 		a.exited = e
 		m.after(chanGrace, attemptReport{id: a.id, kind: repExitTimeout})
 	default:
