@@ -503,7 +503,6 @@ func (r *runner) drain() error {
 // the generation once it is known.
 func (r *runner) beginSignals() error {
 	ctx, cancel := context.WithCancel(context.Background())
-	on := r.opts.OnSignal
 	var reload func(context.Context) error
 	if fn := r.opts.Reload; fn != nil {
 		reload = func(ctx context.Context) error {
@@ -520,7 +519,7 @@ func (r *runner) beginSignals() error {
 		Kill:    r.immediate,
 	}, signal.Options{
 		Logger:         r.sigLog,
-		OnEvent:        on,
+		OnEvent:        r.opts.OnSignal,
 		UpgradeSignals: r.opts.UpgradeSignals,
 		ReloadSignals:  r.opts.ReloadSignals,
 		StopSignals:    r.opts.StopSignals,
