@@ -4,12 +4,11 @@
 // with the same handlers and upgrades or restarts each the same number of
 // times, upgrade by upgrade in turn (handoff, tableflip, naive,
 // handoff-drain, tableflip-signals-first, then handoff again...), each
-// under the same load during
-// its turn, so that the machine's load, which drifts, weighs on every
-// target alike and cancels out of the ratios. It prints a table (and
-// writes a JSON file) of failed requests, keep-alive reconnects, latency
-// around upgrades, upgrade timings measured from outside, and the serving
-// process's file descriptors and memory.
+// under the same load during its turn, so that the machine's load, which
+// drifts, weighs on every target alike and cancels out of the ratios. It
+// prints a table (and writes a JSON file) of failed requests, keep-alive
+// reconnects, latency around upgrades, upgrade timings measured from
+// outside, and the serving process's file descriptors and memory.
 //
 //	go run ./bench/upgrade                  # 100 upgrades per target
 //	go run ./bench/upgrade -quick           # 5 upgrades per target, a smoke run
